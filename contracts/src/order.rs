@@ -1,0 +1,151 @@
+//! Order aggregate: topics `order.events` / `order.commands`, key `order_id`.
+use serde::{Deserialize, Serialize};
+use strum::{IntoStaticStr, VariantNames};
+
+crate::stream!(Order, "order", OrderEvent, OrderCommand);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub name: String,
+    pub street: String,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO-3166 alpha-2 code, e.g. `DE`.
+    pub country: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum CancellationReason {
+    OutOfStock,
+    PaymentDeclined,
+    ShippingUnavailable,
+    CustomerRequest,
+}
+
+/// Payload union of `order.events`; variant order = union branch order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, VariantNames)]
+pub enum OrderEvent {
+    OrderPlaced {
+        customer_id: String,
+        lines: Vec<OrderLine>,
+        currency: String,
+        shipping_address: Address,
+        total_cents: i64,
+    },
+    OrderLineReserved {
+        sku: String,
+        quantity: i32,
+    },
+    OrderStockReserved {
+        customer_id: String,
+        total_cents: i64,
+        currency: String,
+    },
+    OrderPaid {
+        customer_id: String,
+        amount_cents: i64,
+        currency: String,
+        shipping_address: Address,
+        lines: Vec<OrderLine>,
+    },
+    OrderConfirmed {
+        customer_id: String,
+        carrier: String,
+        tracking_number: String,
+    },
+    OrderShipped {
+        customer_id: String,
+    },
+    OrderDelivered {
+        customer_id: String,
+    },
+    OrderCancelled {
+        customer_id: String,
+        reason: CancellationReason,
+        detail: String,
+        lines: Vec<OrderLine>,
+    },
+}
+
+/// Commands on `order.commands`. The first two come from users; the `Record*` ones are issued
+/// by order-svc's own policies when other services' events concern an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr)]
+#[serde(tag = "type")]
+pub enum OrderCommand {
+    PlaceOrder {
+        order_id: String,
+        customer_id: String,
+        lines: Vec<OrderLine>,
+        currency: String,
+        shipping_address: Address,
+    },
+    CancelOrder {
+        order_id: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    RecordStockReserved {
+        order_id: String,
+        sku: String,
+        quantity: i32,
+    },
+    RecordStockRejected {
+        order_id: String,
+        sku: String,
+        requested: i32,
+        available: i32,
+    },
+    RecordPaymentCaptured {
+        order_id: String,
+        amount_cents: i64,
+    },
+    RecordPaymentDeclined {
+        order_id: String,
+        reason: String,
+    },
+    RecordShipmentScheduled {
+        order_id: String,
+        carrier: String,
+        tracking_number: String,
+    },
+    RecordShipmentRejected {
+        order_id: String,
+        reason: String,
+    },
+    RecordShipmentDispatched {
+        order_id: String,
+    },
+    RecordShipmentDelivered {
+        order_id: String,
+    },
+}
+
+impl crate::CommandTarget for OrderCommand {
+    fn aggregate_id(&self) -> &str {
+        use OrderCommand::*;
+        match self {
+            PlaceOrder { order_id, .. }
+            | CancelOrder { order_id, .. }
+            | RecordStockReserved { order_id, .. }
+            | RecordStockRejected { order_id, .. }
+            | RecordPaymentCaptured { order_id, .. }
+            | RecordPaymentDeclined { order_id, .. }
+            | RecordShipmentScheduled { order_id, .. }
+            | RecordShipmentRejected { order_id, .. }
+            | RecordShipmentDispatched { order_id }
+            | RecordShipmentDelivered { order_id } => order_id,
+        }
+    }
+    fn command_type(&self) -> &'static str {
+        self.into()
+    }
+}

@@ -1,0 +1,38 @@
+//! The pure core every aggregate implements. No Kafka, no SQL: the runtime feeds it commands and
+//! past events and persists what it decides.
+use contracts::Stream;
+use std::fmt::Debug;
+
+/// Why a command was not turned into events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The command itself is malformed (validation failed): it is dead-lettered with the
+    /// original bytes, like unparseable JSON.
+    #[error("invalid command: {0}")]
+    Invalid(String),
+    /// The command is well-formed but the aggregate's rules refuse it in its current state
+    /// (e.g. cancelling a shipped order); recorded on `<stream>.rejections`.
+    #[error("rejected: {0}")]
+    Refused(String),
+}
+
+/// An aggregate as a decider. Commands that would have no effect (a retry of something
+/// already done) must return `Ok(vec![])`: that is how natural-key idempotence is expressed.
+pub trait Decider: Send + Sync + 'static {
+    type Stream: Stream;
+    /// State of ONE aggregate instance; `Default` is the state before its first event.
+    type State: Default + Clone + Debug + Send + Sync + 'static;
+
+    fn decide(
+        &self,
+        state: &Self::State,
+        command: &<Self::Stream as Stream>::Command,
+    ) -> Result<Vec<<Self::Stream as Stream>::Event>, Rejection>;
+
+    fn evolve(state: Self::State, event: &<Self::Stream as Stream>::Event) -> Self::State;
+}
+
+/// Folds a history into a state (what rehydration does for one aggregate).
+pub fn fold<D: Decider>(events: &[<D::Stream as Stream>::Event]) -> D::State {
+    events.iter().fold(D::State::default(), D::evolve)
+}
