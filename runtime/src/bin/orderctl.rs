@@ -1,0 +1,166 @@
+//! Operator commands: create the topics, register the schemas, and read any topic as JSON
+//! lines (Avro event topics are decoded through the schema registry, like Confluent's
+//! kafka-avro-console-consumer).
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+};
+use runtime::{codec, kafka, topology};
+use schema_registry_converter::{
+    async_impl::{avro::AvroDecoder, schema_registry::post_schema},
+    schema_registry_common::{SchemaType, SuppliedSchema},
+};
+use serde_json::{Value as Json, json};
+use std::{io::Write, time::Duration};
+
+#[derive(Parser)]
+#[command(name = "orderctl", about = "Operate the order system's Kafka topics and schemas")]
+struct Cli {
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092", global = true)]
+    brokers: String,
+    #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = "http://127.0.0.1:8081", global = true)]
+    registry: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create every command, event, dead-letter and rejection topic (existing ones are kept).
+    CreateTopics {
+        #[arg(long, env = "PARTITIONS", default_value_t = topology::DEFAULT_PARTITIONS)]
+        partitions: i32,
+    },
+    /// Register each schemas/<topic>.avsc as subject <topic>-value.
+    RegisterSchemas,
+    /// Print a topic's records as JSON lines (topic, partition, offset, key, headers, value).
+    Consume {
+        /// Topic to read, e.g. order.events or order.commands.dlq.
+        topic: String,
+        /// Keep waiting for new records instead of stopping at the end of the topic.
+        #[arg(long, short)]
+        follow: bool,
+        /// Stop after this many records.
+        #[arg(long, short = 'n')]
+        max: Option<u64>,
+        /// Only records with this key.
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CreateTopics { partitions } => {
+            topology::ensure_all(&cli.brokers, partitions).await?;
+            for (topic, count, _) in topology::all_topics(partitions) {
+                println!("{topic}\t{count} partitions");
+            }
+        }
+        Command::RegisterSchemas => {
+            let settings = codec::registry_settings(&cli.registry)?;
+            for (topic, schema) in contracts::EVENT_SCHEMAS {
+                let subject = contracts::value_subject(topic);
+                let registered = post_schema(&settings, subject.clone(), SuppliedSchema::new(None, SchemaType::Avro, schema.to_string()))
+                    .await
+                    .with_context(|| format!("registering {subject}"))?;
+                println!("{subject}\tid {}", registered.id);
+            }
+        }
+        Command::Consume { topic, follow, max, key } => consume(&cli.brokers, &cli.registry, &topic, follow, max, key.as_deref()).await?,
+    }
+    Ok(())
+}
+
+async fn consume(brokers: &str, registry: &str, topic: &str, follow: bool, max: Option<u64>, key_filter: Option<&str>) -> Result<()> {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "orderctl-consume")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let partitions = kafka::partition_count(&consumer, topic)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = Vec::new();
+    for partition in 0..partitions {
+        let (low, high) = kafka::watermarks(&consumer, topic, partition)?;
+        assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+        if high > low {
+            remaining.push((partition, high));
+        }
+    }
+    consumer.assign(&assignment)?;
+    let decoder = AvroDecoder::new(codec::registry_settings(registry)?);
+    let mut printed = 0u64;
+    let mut stdout = std::io::stdout().lock();
+    while follow || !remaining.is_empty() {
+        let message = match tokio::time::timeout(Duration::from_secs(10), consumer.recv()).await {
+            Ok(message) => message?,
+            Err(_) if follow => continue,
+            Err(_) => anyhow::bail!("no record arrived for 10 s though the topic end was not reached"),
+        };
+        remaining.retain(|(partition, high)| !(*partition == message.partition() && message.offset() + 1 >= *high));
+        let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        if key_filter.is_some_and(|wanted| key.as_deref() != Some(wanted)) {
+            continue;
+        }
+        let headers: serde_json::Map<String, Json> = message
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map_or(Json::Null, |v| Json::String(String::from_utf8_lossy(v).into_owned())))).collect())
+            .unwrap_or_default();
+        let (schema_id, value) = decode_value(&decoder, message.payload()).await;
+        let line = json!({
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "timestamp": message.timestamp().to_millis(),
+            "key": key,
+            "headers": headers,
+            "schema_id": schema_id,
+            "value": value,
+        });
+        if writeln!(stdout, "{line}").is_err() {
+            break; // stdout closed (e.g. piped into head)
+        }
+        printed += 1;
+        if max.is_some_and(|max| printed >= max) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Confluent-framed Avro becomes Avro's JSON form (the payload union as `{"<record>": {...}}`);
+/// anything else is shown as JSON if it parses, else as text.
+async fn decode_value(decoder: &AvroDecoder, payload: Option<&[u8]>) -> (Option<u32>, Json) {
+    let Some(bytes) = payload else { return (None, Json::Null) };
+    if let Ok((schema_id, schema, value)) = codec::read_with_writer_schema(decoder, bytes).await {
+        return (Some(schema_id), avro_to_json(value, &schema));
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(json) => (None, json),
+        Err(_) => (None, Json::String(String::from_utf8_lossy(bytes).into_owned())),
+    }
+}
+
+fn avro_to_json(value: apache_avro::types::Value, schema: &apache_avro::Schema) -> Json {
+    use apache_avro::types::Value;
+    let branches = codec::payload_branches(schema).unwrap_or_default();
+    let Value::Record(fields) = value else { return Json::try_from(value).unwrap_or(Json::Null) };
+    let mut object = serde_json::Map::new();
+    for (name, field) in fields {
+        let json = match (name.as_str(), field) {
+            ("payload", Value::Union(index, inner)) => {
+                let branch = branches.get(index as usize).cloned().unwrap_or_else(|| format!("#{index}"));
+                json!({ branch: Json::try_from(*inner).unwrap_or(Json::Null) })
+            }
+            (_, other) => Json::try_from(other).unwrap_or(Json::Null),
+        };
+        object.insert(name, json);
+    }
+    Json::Object(object)
+}

@@ -1,0 +1,190 @@
+//! Assembles a service from its parts and runs it: command processor, policies, reactors,
+//! projections and the HTTP API, each loop supervised (restarted with back-off on error,
+//! which also rebuilds its state from the log).
+use crate::{
+    codec::{CodecError, EventCodec},
+    db::{self, DbError},
+    decider::Decider,
+    http::{QueryRoutes, ReadDb},
+    kafka::KafkaSetupError,
+    policy::Policy,
+    projection_runner::{Progress, Projection, ProjectionRunner},
+    subscription::{EventHandler, PolicyHandler, Subscription},
+    command_processor::CommandProcessor,
+    topology,
+};
+use axum::{Json, Router, routing::get};
+use contracts::Stream;
+use futures::future::BoxFuture;
+use sqlx::{AnyPool, migrate::Migrator};
+use std::{collections::HashMap, fmt::Display, future::Future, sync::Arc, time::Duration};
+
+/// Settings every service reads from the environment.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub name: &'static str,
+    pub kafka_brokers: String,
+    pub schema_registry_url: String,
+    pub database_url: String,
+    pub http_addr: String,
+    pub run_dir: String,
+    pub partitions: i32,
+}
+
+impl ServiceConfig {
+    /// `KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`, `DATABASE_URL`, `HTTP_ADDR`, `RUN_DIR`, `PARTITIONS`.
+    pub fn from_env(name: &'static str, default_port: u16) -> Self {
+        let var = |key: &str, default: String| std::env::var(key).ok().filter(|v| !v.is_empty()).unwrap_or(default);
+        let run_dir = var("RUN_DIR", "run".into());
+        ServiceConfig {
+            name,
+            kafka_brokers: var("KAFKA_BROKERS", "127.0.0.1:9092".into()),
+            schema_registry_url: var("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081".into()),
+            database_url: var("DATABASE_URL", format!("sqlite://{run_dir}/data/{name}.db?mode=rwc")),
+            http_addr: var("HTTP_ADDR", format!("127.0.0.1:{default_port}")),
+            partitions: var("PARTITIONS", topology::DEFAULT_PARTITIONS.to_string()).parse().unwrap_or(topology::DEFAULT_PARTITIONS),
+            run_dir,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaSetupError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("http {addr}: {source}")]
+    Http { addr: String, source: std::io::Error },
+}
+
+type Task = BoxFuture<'static, ()>;
+
+pub struct Service {
+    pub config: ServiceConfig,
+    pub pool: AnyPool,
+    tasks: Vec<Task>,
+    routes: QueryRoutes,
+    progress: HashMap<&'static str, Progress>,
+}
+
+impl Service {
+    /// Reads the config, sets up logging, opens and migrates the database, makes sure every
+    /// topic exists.
+    pub async fn start(name: &'static str, default_port: u16, migrator: &'static Migrator) -> Result<Self, ServiceError> {
+        crate::telemetry::init(name);
+        let config = ServiceConfig::from_env(name, default_port);
+        tracing::info!(?config, "starting");
+        let pool = db::connect(&config.database_url, Some(migrator)).await?;
+        topology::ensure_all(&config.kafka_brokers, config.partitions).await?;
+        Ok(Service { config, pool, tasks: Vec::new(), routes: Router::new(), progress: HashMap::new() })
+    }
+
+    /// The service's aggregate: its command processor (the single writer of its stream).
+    pub fn aggregate<D: Decider>(&mut self, decider: D) -> Result<&mut Self, ServiceError> {
+        let codec = Arc::new(EventCodec::<D::Stream>::new(&self.config.schema_registry_url)?);
+        let processor = Arc::new(CommandProcessor::new(Arc::new(decider), codec, &self.config.kafka_brokers, self.config.name));
+        let label = format!("{} command processor", <D::Stream as Stream>::COMMANDS_TOPIC);
+        self.tasks.push(Box::pin(supervise(label, move || {
+            let processor = processor.clone();
+            async move { processor.run().await }
+        })));
+        Ok(self)
+    }
+
+    /// A policy: another stream's events become commands for this service's aggregate.
+    pub fn policy<P: Policy>(&mut self, policy: P) -> Result<&mut Self, ServiceError> {
+        self.reactor::<P::Source, _>(PolicyHandler(policy))
+    }
+
+    /// Any handler of a stream's events (policies, side effects such as sending notifications).
+    pub fn reactor<S: Stream, H: EventHandler<S>>(&mut self, handler: H) -> Result<&mut Self, ServiceError> {
+        let codec = Arc::new(EventCodec::<S>::new(&self.config.schema_registry_url)?);
+        let label = format!("{} reactor {}", S::EVENTS_TOPIC, handler.name());
+        let subscription = Arc::new(Subscription::new(handler, codec, &self.config.kafka_brokers, self.config.name));
+        self.tasks.push(Box::pin(supervise(label, move || {
+            let subscription = subscription.clone();
+            async move { subscription.run().await }
+        })));
+        Ok(self)
+    }
+
+    /// A read model. `build` gets the registry URL to decode its source streams with.
+    pub fn projection(&mut self, build: impl FnOnce(&str) -> Result<Projection, CodecError>) -> Result<&mut Self, ServiceError> {
+        let runner = Arc::new(ProjectionRunner::new(build(&self.config.schema_registry_url)?, self.pool.clone(), &self.config.kafka_brokers));
+        self.progress.insert(runner.name(), runner.progress());
+        let label = format!("projection {}", runner.name());
+        self.tasks.push(Box::pin(supervise(label, move || {
+            let runner = runner.clone();
+            async move { runner.run().await }
+        })));
+        Ok(self)
+    }
+
+    pub fn routes(&mut self, routes: QueryRoutes) -> &mut Self {
+        self.routes = std::mem::take(&mut self.routes).merge(routes);
+        self
+    }
+
+    /// Runs every loop and serves HTTP until SIGINT/SIGTERM.
+    pub async fn run(self) -> Result<(), ServiceError> {
+        let name = self.config.name;
+        let app = Router::new()
+            .route("/health", get(move || async move { Json(serde_json::json!({ "status": "ok", "service": name })) }))
+            .merge(self.routes)
+            .with_state(ReadDb(self.pool.clone()));
+        let addr = self.config.http_addr.clone();
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServiceError::Http { addr: addr.clone(), source })?;
+        tracing::info!(%addr, "http listening");
+        for task in self.tasks {
+            tokio::spawn(task);
+        }
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|source| ServiceError::Http { addr, source })?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs `make()` again whenever it fails, with capped exponential back-off.
+async fn supervise<F, Fut, E>(label: String, make: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Display,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let started = tokio::time::Instant::now();
+        match make().await {
+            Ok(()) => tracing::warn!(%label, "loop ended; restarting"),
+            Err(error) => tracing::error!(%label, %error, "loop failed; restarting"),
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(200);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

@@ -1,0 +1,169 @@
+//! Loops that follow another stream's events (policies, and reactors that perform side effects
+//! such as sending a notification). At-least-once: produce what the batch caused, wait for the
+//! acknowledgements, then commit the source offsets. Redelivered events are stopped by the
+//! version rule; what slips through (a crash before the commit) yields commands with the same
+//! derived ids, which the command processor ignores.
+use crate::{
+    codec::EventCodec,
+    command_processor::{BATCH_LINGER, COMMAND_ID_NAMESPACE, MAX_BATCH},
+    consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
+    event_log::read_to_end,
+    history::HistoryGuard,
+    kafka::{self, headers},
+    partitioner::partition_for,
+    policy::Policy,
+};
+use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, Stream};
+use rdkafka::{Message, consumer::Consumer};
+use std::{collections::HashMap, future::Future, sync::Arc};
+use uuid::Uuid;
+
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A command a handler wants produced onto one of its service's own command topics.
+pub struct CommandOut {
+    pub topic: &'static str,
+    pub aggregate_id: String,
+    pub command_id: String,
+    pub json: Vec<u8>,
+}
+
+/// Reacts to the events of stream `S`.
+pub trait EventHandler<S: Stream>: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn handle(&self, event: &EventEnvelope<S::Event>) -> impl Future<Output = Result<Vec<CommandOut>, HandlerError>> + Send;
+}
+
+/// Runs a [`Policy`] as an [`EventHandler`]: each command gets the id
+/// `uuid5(event_id / policy / position)`, identical on every redelivery.
+pub struct PolicyHandler<P: Policy>(pub P);
+
+impl<P: Policy> EventHandler<P::Source> for PolicyHandler<P> {
+    fn name(&self) -> &str {
+        P::NAME
+    }
+
+    async fn handle(&self, event: &EventEnvelope<<P::Source as Stream>::Event>) -> Result<Vec<CommandOut>, HandlerError> {
+        let mut out = Vec::new();
+        for (position, command) in self.0.react(event).into_iter().enumerate() {
+            let command_id = Uuid::new_v5(&COMMAND_ID_NAMESPACE, format!("{}/{}/{position}", event.event_id, P::NAME).as_bytes()).to_string();
+            let aggregate_id = command.aggregate_id().to_string();
+            let json = serde_json::to_vec(&CommandEnvelope { command_id: Some(command_id.clone()), command })?;
+            out.push(CommandOut { topic: <P::Target as Stream>::COMMANDS_TOPIC, aggregate_id, command_id, json });
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error(transparent)]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Setup(#[from] kafka::KafkaSetupError),
+    #[error(transparent)]
+    Delivery(#[from] crate::consume::DeliveryError),
+    #[error("handler {name} failed on {topic}/{partition}@{offset}: {error}")]
+    Handler { name: String, topic: String, partition: i32, offset: i64, error: HandlerError },
+}
+
+pub struct Subscription<S: Stream, H: EventHandler<S>> {
+    handler: H,
+    codec: Arc<EventCodec<S>>,
+    brokers: String,
+    group_id: String,
+}
+
+impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
+    pub fn new(handler: H, codec: Arc<EventCodec<S>>, brokers: &str, service: &str) -> Self {
+        let group_id = format!("{service}.{}", handler.name());
+        Subscription { handler, codec, brokers: brokers.to_string(), group_id }
+    }
+
+    pub async fn run(&self) -> Result<(), SubscriptionError> {
+        let consumer = kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?;
+        let producer = kafka::producer(&self.brokers)?;
+        let reader = Arc::new(kafka::reader(&self.brokers)?);
+        let mut target_partitions: HashMap<&'static str, i32> = HashMap::new();
+        consumer.subscribe(&[S::EVENTS_TOPIC])?;
+        tracing::info!(topic = S::EVENTS_TOPIC, group = %self.group_id, "subscription started");
+        let mut guards: HashMap<i32, HistoryGuard> = HashMap::new();
+        loop {
+            let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            for (_, partition) in consumer.context().take_changed() {
+                guards.remove(&partition);
+            }
+            let groups = by_partition(batch);
+            let mut outbox = Outbox::new(&producer);
+            for ((_, partition), messages) in &groups {
+                if !guards.contains_key(partition) {
+                    let first = messages.first().map_or(0, |m| m.offset());
+                    guards.insert(*partition, self.history_before(reader.clone(), *partition, first).await?);
+                }
+                let Some(guard) = guards.get_mut(partition) else { continue };
+                for message in messages {
+                    let Some(bytes) = message.payload() else { continue };
+                    let event = match self.codec.decode(bytes).await {
+                        Ok(event) => event,
+                        Err(error) => {
+                            tracing::error!(topic = S::EVENTS_TOPIC, partition, offset = message.offset(), %error, handler = self.handler.name(), "undecodable event skipped");
+                            continue;
+                        }
+                    };
+                    if !guard.accept(&event.metadata()) {
+                        tracing::debug!(event_id = %event.event_id, version = event.version, "event outside the accepted history skipped");
+                        continue;
+                    }
+                    let commands = self.handler.handle(&event).await.map_err(|error| SubscriptionError::Handler {
+                        name: self.handler.name().to_string(),
+                        topic: S::EVENTS_TOPIC.to_string(),
+                        partition: *partition,
+                        offset: message.offset(),
+                        error,
+                    })?;
+                    for command in commands {
+                        let partitions = match target_partitions.get(command.topic) {
+                            Some(count) => *count,
+                            None => {
+                                let count = kafka::partition_count(&consumer, command.topic)?;
+                                target_partitions.insert(command.topic, count);
+                                count
+                            }
+                        };
+                        outbox.send(Outgoing {
+                            topic: command.topic,
+                            partition: Some(partition_for(&command.aggregate_id, partitions)),
+                            key: &command.aggregate_id,
+                            payload: &command.json,
+                            headers: headers(&[
+                                ("correlation_id", &event.correlation_id),
+                                ("causation_id", &event.event_id),
+                                ("command_id", &command.command_id),
+                            ]),
+                        })?;
+                    }
+                }
+            }
+            outbox.flush().await?;
+            commit_batch(&consumer, &groups)?;
+        }
+    }
+
+    /// The accepted history of a partition up to `offset`, so the version rule holds from the
+    /// first event this member handles.
+    async fn history_before(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32, offset: i64) -> Result<HistoryGuard, SubscriptionError> {
+        let mut guard = HistoryGuard::default();
+        if offset == 0 {
+            return Ok(guard);
+        }
+        let (records, _) = read_to_end(reader, S::EVENTS_TOPIC.to_string(), partition, 0).await?;
+        for record in records.iter().take_while(|r| r.offset < offset) {
+            if let Some(bytes) = &record.value
+                && let Ok(event) = self.codec.decode(bytes).await
+            {
+                guard.accept(&event.metadata());
+            }
+        }
+        Ok(guard)
+    }
+}

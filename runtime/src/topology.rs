@@ -1,0 +1,38 @@
+//! Every topic the system uses, with partition counts: each stream's command, event,
+//! dead-letter and rejection topics share one count so that they are co-partitioned.
+use contracts::{COMMAND_TOPICS, EVENT_SCHEMAS, dead_letter_topic, rejections_topic};
+
+pub const DEFAULT_PARTITIONS: i32 = 6;
+
+/// (topic, partitions, topic configs) for every topic of every stream.
+pub fn all_topics(partitions: i32) -> Vec<(String, i32, Vec<(&'static str, &'static str)>)> {
+    let mut topics = Vec::new();
+    for ((events_topic, _), commands_topic) in EVENT_SCHEMAS.iter().zip(COMMAND_TOPICS) {
+        let stream = events_topic.trim_end_matches(".events");
+        // The event log is the source of truth: never delete it by age or size.
+        topics.push((events_topic.to_string(), partitions, vec![("retention.ms", "-1"), ("retention.bytes", "-1")]));
+        topics.push((commands_topic.to_string(), partitions, vec![]));
+        topics.push((dead_letter_topic(commands_topic), partitions, vec![]));
+        topics.push((rejections_topic(stream), partitions, vec![]));
+    }
+    topics
+}
+
+pub async fn ensure_all(brokers: &str, partitions: i32) -> Result<(), crate::kafka::KafkaSetupError> {
+    crate::kafka::ensure_topics(brokers, &all_topics(partitions)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stream_has_four_co_partitioned_topics() {
+        let topics = all_topics(3);
+        assert_eq!(topics.len(), 20);
+        assert!(topics.iter().all(|(_, partitions, _)| *partitions == 3));
+        for name in ["order.events", "order.commands", "order.commands.dlq", "order.rejections", "notification.commands.dlq"] {
+            assert!(topics.iter().any(|(t, _, _)| t == name), "{name} missing");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+# shellcheck shell=bash
+# Shared helpers for the project's scripts. Source it; do not run it.
+#
+#   REPO_ROOT   the repository root (derived from this file's location)
+#   RUN_DIR     logs, pid files and data of `scripts/up.sh` (default <repo>/run)
+#   TOOLS_DIR   tools built by `scripts/install.sh` (default <repo>/.tools)
+#
+# Everything listens on loopback only (127.0.0.1).
+
+if [[ -n "${_ORDERS_LIB_SH:-}" ]]; then
+  return 0
+fi
+_ORDERS_LIB_SH=1
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="${RUN_DIR:-$REPO_ROOT/run}"
+TOOLS_DIR="${TOOLS_DIR:-$REPO_ROOT/.tools}"
+CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+export REPO_ROOT RUN_DIR TOOLS_DIR CARGO_HOME
+
+# Tools built or installed by install.sh come first on PATH.
+case ":$PATH:" in *":$TOOLS_DIR/bin:"*) ;; *) PATH="$TOOLS_DIR/bin:$PATH" ;; esac
+case ":$PATH:" in *":$CARGO_HOME/bin:"*) ;; *) PATH="$PATH:$CARGO_HOME/bin" ;; esac
+export PATH
+
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf '==> WARNING: %s\n' "$*" >&2; }
+die() {
+  printf '==> ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+now_s() { date +%s; }
+
+# Human readable duration of N seconds.
+fmt_duration() {
+  local s=$1
+  if ((s >= 60)); then printf '%dm%02ds' $((s / 60)) $((s % 60)); else printf '%ds' "$s"; fi
+}
+
+# timed LABEL CMD...  runs CMD and prints "==> LABEL: Ns" afterwards (also on failure);
+# LABEL is e.g. "[install] kcat".
+timed() {
+  local label=$1
+  shift
+  local start rc=0
+  start=$(now_s)
+  log "$label ..."
+  # A subshell that is not in an `||` context, so `set -e` stays in force inside CMD.
+  # (Variables CMD sets do not reach the caller.)
+  local had_e=0
+  [[ $- == *e* ]] && had_e=1
+  set +e
+  (
+    set -e
+    "$@"
+  )
+  rc=$?
+  ((had_e)) && set -e
+  local took=$(($(now_s) - start))
+  if ((rc == 0)); then
+    log "$label: ${took}s ($(fmt_duration "$took"))"
+  else
+    log "$label: FAILED (exit $rc) after ${took}s"
+  fi
+  return "$rc"
+}
+
+# A free TCP port on 127.0.0.1 (the kernel picks it; tiny race until it is bound again).
+free_port() {
+  python3 - <<'EOF' 2>/dev/null && return 0
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+EOF
+  # Fallback without python: probe random high ports.
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# wait_for_tcp HOST PORT DEADLINE_SECONDS [PID]  polls until HOST:PORT accepts a connection.
+# When PID is given and the process dies, fail at once.
+wait_for_tcp() {
+  local host=$1 port=$2 deadline=$(($(now_s) + $3)) pid=${4:-}
+  while ! tcp_open "$host" "$port"; do
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      warn "process $pid exited before $host:$port opened"
+      return 1
+    fi
+    if (($(now_s) >= deadline)); then
+      warn "timed out after $3s waiting for $host:$port"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# http_status URL  prints the HTTP status code (000 when nothing answers).
+http_status() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null || true
+  else
+    python3 - "$1" <<'EOF' 2>/dev/null || echo 000
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print("000")
+EOF
+  fi
+}
+
+# wait_for_http URL DEADLINE_SECONDS [PID]  polls until URL answers 2xx.
+wait_for_http() {
+  local url=$1 deadline=$(($(now_s) + $2)) pid=${3:-} code
+  while :; do
+    code=$(http_status "$url")
+    [[ "$code" == 2* ]] && return 0
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      warn "process $pid exited before $url answered (last status $code)"
+      return 1
+    fi
+    if (($(now_s) >= deadline)); then
+      warn "timed out after $2s waiting for $url (last status $code)"
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+# wait_for_ready BASE_URL DEADLINE_SECONDS [PID]  waits for BASE/ready, or BASE/health when
+# /ready answers 404.
+wait_for_ready() {
+  local base=$1 deadline=$(($(now_s) + $2)) pid=${3:-} code path=/ready
+  while :; do
+    code=$(http_status "$base$path")
+    [[ "$code" == 2* ]] && return 0
+    if [[ "$code" == 404 && "$path" == /ready ]]; then
+      path=/health
+      continue
+    fi
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      warn "process $pid exited before $base$path answered (last status $code)"
+      return 1
+    fi
+    if (($(now_s) >= deadline)); then
+      warn "timed out after $2s waiting for $base$path (last status $code)"
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+# pid_alive PIDFILE  true when PIDFILE names a live process.
+pid_alive() {
+  local pidfile=$1 pid
+  [[ -f "$pidfile" ]] || return 1
+  pid=$(cat "$pidfile" 2>/dev/null) || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null
+}
+
+# start_bg NAME DIR CMD...  starts CMD in the background (in its own session, cwd DIR) with
+# stdout+stderr appended to $LOG_DIR/NAME.log and its pid in $PID_DIR/NAME.pid.
+# LOG_DIR and PID_DIR default to $RUN_DIR/logs and $RUN_DIR/pids. The environment for
+# CMD is the caller's (use `env VAR=... cmd` in CMD for extra variables).
+# When the pid file already names a live process, nothing is started (returns 0) and
+# STARTED_BG is set to 0; otherwise STARTED_BG=1. The pid is left in BG_PID.
+start_bg() {
+  local name=$1 dir=$2
+  shift 2
+  local log_dir=${LOG_DIR:-$RUN_DIR/logs} pid_dir=${PID_DIR:-$RUN_DIR/pids}
+  mkdir -p "$log_dir" "$pid_dir" "$dir"
+  local pidfile="$pid_dir/$name.pid" logfile="$log_dir/$name.log"
+  if pid_alive "$pidfile"; then
+    BG_PID=$(cat "$pidfile")
+    # shellcheck disable=SC2034  # read by callers
+    STARTED_BG=0
+    log "$name already running (pid $BG_PID), left alone"
+    return 0
+  fi
+  rm -f "$pidfile"
+  {
+    printf '\n===== %s start %s: %s\n' "$name" "$(date -Is)" "$*"
+  } >>"$logfile"
+  # setsid: own process group, so a terminal's Ctrl-C does not reach it and stop_pidfile
+  # can signal the whole group. </dev/null: never reads our stdin.
+  (cd "$dir" && exec setsid "$@" </dev/null >>"$logfile" 2>&1) &
+  BG_PID=$!
+  echo "$BG_PID" >"$pidfile"
+  # shellcheck disable=SC2034  # read by callers
+  STARTED_BG=1
+  log "$name started (pid $BG_PID, log $logfile)"
+}
+
+# pgid_of PID  process group id of PID (from /proc: procps may not be installed).
+pgid_of() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  # fields after "comm": state ppid pgrp ...
+  read -r _ _ pgrp _ <<<"$stat"
+  echo "$pgrp"
+}
+
+# stop_pidfile PIDFILE [DEADLINE_SECONDS]  TERM the process (and its process group when it
+# leads one), KILL after the deadline, remove the pid file.
+stop_pidfile() {
+  local pidfile=$1 deadline_s=${2:-15} pid name
+  name=$(basename "$pidfile" .pid)
+  [[ -f "$pidfile" ]] || return 0
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [[ ! "$pid" =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null; then
+    rm -f "$pidfile"
+    return 0
+  fi
+  local target=$pid
+  # Signal the group only when the process leads its own group (started by start_bg).
+  if [[ "$(pgid_of "$pid")" == "$pid" ]]; then
+    target=-$pid
+  fi
+  kill -TERM -- "$target" 2>/dev/null || true
+  local deadline=$(($(now_s) + deadline_s))
+  while kill -0 "$pid" 2>/dev/null; do
+    if (($(now_s) >= deadline)); then
+      warn "$name (pid $pid) still running after ${deadline_s}s: KILL"
+      kill -KILL -- "$target" 2>/dev/null || true
+      break
+    fi
+    sleep 0.2
+  done
+  # Reap it when it is our child; ignore otherwise.
+  wait "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+  log "$name stopped (pid $pid)"
+}
+
+# nisshi_bin  path of the nisshi broker binary, or nothing.
+nisshi_bin() {
+  if command -v nisshi >/dev/null 2>&1; then
+    command -v nisshi
+  elif [[ -x "$CARGO_HOME/bin/nisshi" ]]; then
+    echo "$CARGO_HOME/bin/nisshi"
+  elif [[ -x "$HOME/.cargo/bin/nisshi" ]]; then
+    echo "$HOME/.cargo/bin/nisshi"
+  fi
+}
+
+# kcat_bin  path of the project's kcat (built against librdkafka 2.12.1).
+kcat_bin() { echo "$TOOLS_DIR/bin/kcat"; }
+
+# k6_bin  path of k6, or nothing.
+k6_bin() {
+  if [[ -x "$TOOLS_DIR/bin/k6" ]]; then
+    echo "$TOOLS_DIR/bin/k6"
+  elif command -v k6 >/dev/null 2>&1; then
+    command -v k6
+  fi
+}
+
+# start_broker NAME PORT STORAGE_URL WORKDIR  starts nisshi on 127.0.0.1:PORT.
+# A sqlite:// storage URL is resolved by nisshi relative to its working directory,
+# which is WORKDIR (use e.g. sqlite://nisshi.db with WORKDIR=<run>/data).
+start_broker() {
+  local name=$1 port=$2 storage=$3 workdir=$4 bin
+  bin=$(nisshi_bin)
+  [[ -n "$bin" ]] || die "nisshi not found (run scripts/install.sh)"
+  start_bg "$name" "$workdir" env \
+    -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY \
+    LISTENER_URL="tcp://127.0.0.1:$port" \
+    ADVERTISED_LISTENER_URL="tcp://127.0.0.1:$port" \
+    STORAGE_ENGINE="$storage" \
+    CLUSTER_ID="${NISSHI_CLUSTER_ID:-orders}" \
+    GROUP_INITIAL_REBALANCE_DELAY="${GROUP_INITIAL_REBALANCE_DELAY:-100ms}" \
+    RUST_LOG="${NISSHI_LOG:-warn}" \
+    "$bin" broker
+}
+
+# target_bin PROFILE NAME  path of a workspace binary.
+target_bin() {
+  local profile=$1 name=$2 dir
+  dir="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+  case "$profile" in
+    dev | debug) echo "$dir/debug/$name" ;;
+    *) echo "$dir/$profile/$name" ;;
+  esac
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Starts the whole system in the background, on 127.0.0.1 only:
+#   nisshi broker :9092 -> schema-registry :8081 -> topics + schemas (orderctl)
+#   -> order-svc :8001, inventory-svc :8002, payment-svc :8003, shipping-svc :8004,
+#      notify-svc :8005
+# Installs what is missing and builds first. Logs, pid files and data live under run/
+# (env RUN_DIR). Re-running is safe: what already runs (live pid file) is left alone.
+# Stop with scripts/down.sh.
+#
+# Options
+#   --memory        broker storage in memory (default: sqlite under run/data, durable)
+#   --no-build      do not run cargo build
+#   --no-install    do not run scripts/install.sh
+# Env: PROFILE (release | debug, default release), PARTITIONS (6), KAFKA_PORT (9092),
+#      REGISTRY_PORT (8081), READY_TIMEOUT (seconds, 120).
+set -euo pipefail
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STORAGE=sqlite
+DO_BUILD=1
+DO_INSTALL=1
+for arg in "$@"; do
+  case "$arg" in
+    --memory) STORAGE=memory ;;
+    --no-build) DO_BUILD=0 ;;
+    --no-install) DO_INSTALL=0 ;;
+    -h | --help)
+      sed -n '2,17p' "$0"
+      exit 0
+      ;;
+    *) die "unknown option: $arg (see --help)" ;;
+  esac
+done
+
+PROFILE="${PROFILE:-release}"
+PARTITIONS="${PARTITIONS:-6}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+REGISTRY_PORT="${REGISTRY_PORT:-8081}"
+READY_TIMEOUT="${READY_TIMEOUT:-120}"
+SERVICES=(order-svc inventory-svc payment-svc shipping-svc notify-svc)
+KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+SCHEMA_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
+export LOG_DIR="$RUN_DIR/logs" PID_DIR="$RUN_DIR/pids"
+DATA_DIR="$RUN_DIR/data"
+mkdir -p "$LOG_DIR" "$PID_DIR" "$DATA_DIR"
+
+up_start=$(now_s)
+
+if ((DO_INSTALL)); then
+  "$REPO_ROOT/scripts/install.sh"
+fi
+
+if ((DO_BUILD)); then
+  case "$PROFILE" in
+    debug | dev) profile_args=() ;;
+    release) profile_args=(--release) ;;
+    *) profile_args=(--profile "$PROFILE") ;;
+  esac
+  (cd "$REPO_ROOT" && timed "[build] cargo build --workspace --bins ${profile_args[*]:-}" \
+    cargo build --workspace --bins "${profile_args[@]}")
+fi
+
+bin() {
+  local b
+  b=$(target_bin "$PROFILE" "$1")
+  [[ -x "$b" ]] || die "$b not built (run without --no-build, or set PROFILE)"
+  echo "$b"
+}
+
+# Fails when PORT is taken by a process that is not the one in NAME's pid file.
+check_port_free() {
+  local name=$1 port=$2
+  if ! pid_alive "$PID_DIR/$name.pid" && tcp_open 127.0.0.1 "$port"; then
+    die "127.0.0.1:$port is in use by another process (not $name from $PID_DIR); stop it or choose another port"
+  fi
+}
+
+# ------------------------------------------------------------------------------ broker
+check_port_free nisshi "$KAFKA_PORT"
+if [[ "$STORAGE" == memory ]]; then
+  storage_url="memory://nisshi/"
+else
+  # nisshi resolves sqlite://FILE relative to its working directory (DATA_DIR).
+  storage_url="sqlite://nisshi.db"
+fi
+storage_desc=$([[ "$STORAGE" == memory ]] && echo memory || echo "sqlite $DATA_DIR/nisshi.db")
+# Groups in a running system: keep a short first-rebalance delay too.
+start_broker nisshi "$KAFKA_PORT" "$storage_url" "$DATA_DIR"
+wait_for_tcp 127.0.0.1 "$KAFKA_PORT" 60 "$BG_PID" || {
+  tail -n 30 "$LOG_DIR/nisshi.log" >&2 || true
+  die "broker did not start"
+}
+
+# ---------------------------------------------------------------------------- registry
+check_port_free schema-registry "$REGISTRY_PORT"
+start_bg schema-registry "$RUN_DIR" env \
+  KAFKA_BROKERS="$KAFKA_BROKERS" \
+  HTTP_ADDR="127.0.0.1:$REGISTRY_PORT" \
+  SCHEMAS_TOPIC=_schemas \
+  "$(bin schema-registry)"
+wait_for_http "$SCHEMA_REGISTRY_URL/subjects" 60 "$BG_PID" || {
+  tail -n 30 "$LOG_DIR/schema-registry.log" >&2 || true
+  die "schema registry did not become ready"
+}
+
+# ------------------------------------------------------------------ topics and schemas
+ORDERCTL=$(bin orderctl)
+export KAFKA_BROKERS SCHEMA_REGISTRY_URL PARTITIONS
+timed "[up] orderctl create-topics" "$ORDERCTL" create-topics
+timed "[up] orderctl register-schemas" "$ORDERCTL" register-schemas
+
+# ---------------------------------------------------------------------------- services
+declare -A SVC_PID
+port=8001
+for svc in "${SERVICES[@]}"; do
+  check_port_free "$svc" "$port"
+  start_bg "$svc" "$RUN_DIR" env \
+    KAFKA_BROKERS="$KAFKA_BROKERS" \
+    SCHEMA_REGISTRY_URL="$SCHEMA_REGISTRY_URL" \
+    HTTP_ADDR="127.0.0.1:$port" \
+    DATABASE_URL="sqlite://$DATA_DIR/$svc.db?mode=rwc" \
+    RUN_DIR="$RUN_DIR" \
+    "$(bin "$svc")"
+  SVC_PID[$svc]=$BG_PID
+  port=$((port + 1))
+done
+
+failed=0
+port=8001
+for svc in "${SERVICES[@]}"; do
+  if ! wait_for_ready "http://127.0.0.1:$port" "$READY_TIMEOUT" "${SVC_PID[$svc]}"; then
+    warn "$svc is not ready; last log lines:"
+    tail -n 30 "$LOG_DIR/$svc.log" >&2 || true
+    failed=1
+  fi
+  port=$((port + 1))
+done
+
+# ------------------------------------------------------------------------------ report
+kcat=$(kcat_bin)
+{
+  echo
+  printf '%-16s %-8s %-28s %s\n' COMPONENT PID ADDRESS LOG
+  printf '%-16s %-8s %-28s %s\n' nisshi "$(cat "$PID_DIR/nisshi.pid")" "$KAFKA_BROKERS" "$LOG_DIR/nisshi.log"
+  printf '%-16s %-8s %-28s %s\n' schema-registry "$(cat "$PID_DIR/schema-registry.pid")" "$SCHEMA_REGISTRY_URL" "$LOG_DIR/schema-registry.log"
+  port=8001
+  for svc in "${SERVICES[@]}"; do
+    printf '%-16s %-8s %-28s %s\n' "$svc" "$(cat "$PID_DIR/$svc.pid" 2>/dev/null || echo -)" "http://127.0.0.1:$port" "$LOG_DIR/$svc.log"
+    port=$((port + 1))
+  done
+  echo
+  echo "storage:  $storage_desc"
+  echo "data:     $DATA_DIR"
+  echo "kcat:     $kcat (wrapper: scripts/kcat)"
+  echo "k6:       $(k6_bin)"
+  echo
+  echo "Examples:"
+  echo "  scripts/kcat -b $KAFKA_BROKERS -L"
+  echo "  scripts/consume --help        # Avro event topics as JSON (orderctl consume)"
+  echo "  curl -s $SCHEMA_REGISTRY_URL/subjects"
+  echo "  curl -s http://127.0.0.1:8001/ready"
+  echo "  scripts/down.sh"
+  echo
+  echo "up.sh took $(fmt_duration $(($(now_s) - up_start)))"
+} >&2
+
+if ((failed)); then
+  die "some services are not ready (see above); scripts/down.sh stops what runs"
+fi
