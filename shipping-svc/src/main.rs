@@ -1,1 +1,22 @@
-fn main() {}
+//! shipping-svc: owns the Shipment aggregate (one per order). Schedules shipments for paid
+//! orders to served countries (`SHIPPING_COUNTRIES`), cancels them for cancelled orders, and
+//! takes dispatch and delivery confirmations.
+use contracts::shipment::Shipment;
+use runtime::{Projection, Service};
+use shipping_svc::{policies, read_model, shipment::{ShipmentDecider, shipping_countries_from_env}};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut service = Service::start("shipping-svc", 8004, &MIGRATOR).await?;
+    let shipping_countries = shipping_countries_from_env();
+    tracing::info!(?shipping_countries, "serving destination countries");
+    service
+        .aggregate(ShipmentDecider { shipping_countries })?
+        .policy(policies::ShippingFromOrders)?
+        .projection(|registry| Projection::new("shipments").from::<Shipment>(registry, read_model::project_shipment))?
+        .routes(read_model::routes());
+    service.run().await?;
+    Ok(())
+}

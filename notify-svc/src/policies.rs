@@ -1,0 +1,255 @@
+//! Choreography into the Notification aggregate: customers hear about confirmed, cancelled and
+//! shipped orders and about refunds. The aggregate makes each (order, kind) go out once.
+use contracts::EventEnvelope;
+use contracts::account::{Account, AccountEvent};
+use contracts::notification::{Notification, NotificationCommand, NotificationKind};
+use contracts::order::{CancellationReason, Order, OrderEvent};
+use runtime::Policy;
+
+/// Consumes `order.events` (key `order_id`) and commands notifications (key `customer_id`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotifyFromOrders;
+
+impl Policy for NotifyFromOrders {
+    type Source = Order;
+    type Target = Notification;
+    const NAME: &'static str = "notify-from-orders";
+
+    fn react(&self, event: &EventEnvelope<OrderEvent>) -> Vec<NotificationCommand> {
+        let order_id = &event.aggregate_id;
+        let notify = |customer_id: &String, kind, message| {
+            vec![NotificationCommand::SendNotification { customer_id: customer_id.clone(), order_id: order_id.clone(), kind, message }]
+        };
+        match &event.payload {
+            OrderEvent::OrderConfirmed { customer_id, carrier, tracking_number } => notify(
+                customer_id,
+                NotificationKind::OrderConfirmed,
+                format!("Your order {order_id} is confirmed and will ship with {carrier} (tracking number {tracking_number})."),
+            ),
+            OrderEvent::OrderCancelled { customer_id, reason, detail, .. } => {
+                notify(customer_id, NotificationKind::OrderCancelled, cancellation_message(order_id, *reason, detail))
+            }
+            OrderEvent::OrderShipped { customer_id } => {
+                notify(customer_id, NotificationKind::OrderShipped, format!("Your order {order_id} has been shipped."))
+            }
+            OrderEvent::OrderPlaced { .. }
+            | OrderEvent::OrderLineReserved { .. }
+            | OrderEvent::OrderStockReserved { .. }
+            | OrderEvent::OrderPaid { .. }
+            | OrderEvent::OrderDelivered { .. } => vec![],
+        }
+    }
+}
+
+/// Consumes `account.events`; the account's aggregate id is the customer id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotifyFromAccounts;
+
+impl Policy for NotifyFromAccounts {
+    type Source = Account;
+    type Target = Notification;
+    const NAME: &'static str = "notify-from-accounts";
+
+    fn react(&self, event: &EventEnvelope<AccountEvent>) -> Vec<NotificationCommand> {
+        match &event.payload {
+            AccountEvent::PaymentRefunded { order_id, amount_cents, currency } => vec![NotificationCommand::SendNotification {
+                customer_id: event.aggregate_id.clone(),
+                order_id: order_id.clone(),
+                kind: NotificationKind::RefundIssued,
+                message: format!(
+                    "A refund of {} for your order {order_id} has been issued.",
+                    format_amount(*amount_cents, currency)
+                ),
+            }],
+            AccountEvent::FundsDeposited { .. } | AccountEvent::PaymentCaptured { .. } | AccountEvent::PaymentDeclined { .. } => {
+                vec![]
+            }
+        }
+    }
+}
+
+fn cancellation_message(order_id: &str, reason: CancellationReason, detail: &str) -> String {
+    let because = match reason {
+        CancellationReason::OutOfStock => "an item is out of stock",
+        CancellationReason::PaymentDeclined => "the payment was declined",
+        CancellationReason::ShippingUnavailable => "we cannot ship to your address",
+        CancellationReason::CustomerRequest => "you asked us to",
+    };
+    let code: &'static str = reason.into();
+    if detail.is_empty() {
+        format!("Your order {order_id} was cancelled because {because} ({code}).")
+    } else {
+        format!("Your order {order_id} was cancelled because {because} ({code}: {detail}).")
+    }
+}
+
+/// `1234, "EUR"` → `12.34 EUR`.
+pub fn format_amount(cents: i64, currency: &str) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let magnitude = cents.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", magnitude / 100, magnitude % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::account::DeclineReason;
+    use contracts::order::{Address, OrderLine};
+
+    fn envelope<P>(aggregate_id: &str, payload: P) -> EventEnvelope<P> {
+        EventEnvelope {
+            event_id: "e-1".into(),
+            aggregate_id: aggregate_id.into(),
+            version: 5,
+            previous_event_id: Some("e-0".into()),
+            occurred_at: 1_700_000_000_000,
+            correlation_id: "corr".into(),
+            causation_id: "cause".into(),
+            command_id: "cmd".into(),
+            command_offset: 0,
+            payload,
+        }
+    }
+
+    fn send(customer_id: &str, order_id: &str, kind: NotificationKind, message: &str) -> NotificationCommand {
+        NotificationCommand::SendNotification {
+            customer_id: customer_id.into(),
+            order_id: order_id.into(),
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn address() -> Address {
+        Address {
+            name: "Ada".into(),
+            street: "Main 1".into(),
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country: "DE".into(),
+        }
+    }
+
+    fn lines() -> Vec<OrderLine> {
+        vec![OrderLine { sku: "sku-1".into(), quantity: 5, unit_price_cents: 100 }]
+    }
+
+    #[test]
+    fn confirmed_order_notifies_with_carrier_and_tracking() {
+        let event = envelope(
+            "o-1",
+            OrderEvent::OrderConfirmed { customer_id: "c-1".into(), carrier: "DHL".into(), tracking_number: "DHLABC".into() },
+        );
+        assert_eq!(
+            NotifyFromOrders.react(&event),
+            vec![send(
+                "c-1",
+                "o-1",
+                NotificationKind::OrderConfirmed,
+                "Your order o-1 is confirmed and will ship with DHL (tracking number DHLABC)."
+            )]
+        );
+    }
+
+    #[test]
+    fn cancelled_order_notifies_with_the_reason() {
+        let event = envelope(
+            "o-1",
+            OrderEvent::OrderCancelled {
+                customer_id: "c-1".into(),
+                reason: CancellationReason::OutOfStock,
+                detail: "sku sku-1: requested 5, available 2".into(),
+                lines: lines(),
+            },
+        );
+        assert_eq!(
+            NotifyFromOrders.react(&event),
+            vec![send(
+                "c-1",
+                "o-1",
+                NotificationKind::OrderCancelled,
+                "Your order o-1 was cancelled because an item is out of stock (OUT_OF_STOCK: sku sku-1: requested 5, available 2)."
+            )]
+        );
+    }
+
+    #[test]
+    fn cancellation_message_covers_every_reason() {
+        assert_eq!(
+            cancellation_message("o-1", CancellationReason::CustomerRequest, ""),
+            "Your order o-1 was cancelled because you asked us to (CUSTOMER_REQUEST)."
+        );
+        assert!(cancellation_message("o-1", CancellationReason::PaymentDeclined, "INSUFFICIENT_FUNDS").contains("PAYMENT_DECLINED"));
+        assert_eq!(
+            cancellation_message("o-1", CancellationReason::ShippingUnavailable, ""),
+            "Your order o-1 was cancelled because we cannot ship to your address (SHIPPING_UNAVAILABLE)."
+        );
+    }
+
+    #[test]
+    fn shipped_order_notifies() {
+        let event = envelope("o-1", OrderEvent::OrderShipped { customer_id: "c-1".into() });
+        assert_eq!(
+            NotifyFromOrders.react(&event),
+            vec![send("c-1", "o-1", NotificationKind::OrderShipped, "Your order o-1 has been shipped.")]
+        );
+    }
+
+    #[test]
+    fn other_order_events_are_silent() {
+        let others = [
+            OrderEvent::OrderPlaced {
+                customer_id: "c-1".into(),
+                lines: lines(),
+                currency: "EUR".into(),
+                shipping_address: address(),
+                total_cents: 500,
+            },
+            OrderEvent::OrderLineReserved { sku: "sku-1".into(), quantity: 5 },
+            OrderEvent::OrderStockReserved { customer_id: "c-1".into(), total_cents: 500, currency: "EUR".into() },
+            OrderEvent::OrderPaid {
+                customer_id: "c-1".into(),
+                amount_cents: 500,
+                currency: "EUR".into(),
+                shipping_address: address(),
+                lines: lines(),
+            },
+            OrderEvent::OrderDelivered { customer_id: "c-1".into() },
+        ];
+        for payload in others {
+            assert_eq!(NotifyFromOrders.react(&envelope("o-1", payload.clone())), vec![], "{payload:?}");
+        }
+    }
+
+    #[test]
+    fn refund_notifies_the_account_owner_with_the_amount() {
+        let event = envelope(
+            "c-7",
+            AccountEvent::PaymentRefunded { order_id: "o-1".into(), amount_cents: 1_205, currency: "EUR".into() },
+        );
+        assert_eq!(
+            NotifyFromAccounts.react(&event),
+            vec![send("c-7", "o-1", NotificationKind::RefundIssued, "A refund of 12.05 EUR for your order o-1 has been issued.")]
+        );
+    }
+
+    #[test]
+    fn other_account_events_are_silent() {
+        let others = [
+            AccountEvent::FundsDeposited { amount_cents: 100, currency: "EUR".into() },
+            AccountEvent::PaymentCaptured { order_id: "o-1".into(), amount_cents: 100, currency: "EUR".into() },
+            AccountEvent::PaymentDeclined { order_id: "o-1".into(), amount_cents: 100, reason: DeclineReason::InsufficientFunds },
+        ];
+        for payload in others {
+            assert_eq!(NotifyFromAccounts.react(&envelope("c-7", payload.clone())), vec![], "{payload:?}");
+        }
+    }
+
+    #[test]
+    fn amounts_are_formatted_with_two_decimals() {
+        assert_eq!(format_amount(0, "EUR"), "0.00 EUR");
+        assert_eq!(format_amount(5, "USD"), "0.05 USD");
+        assert_eq!(format_amount(123_456, "EUR"), "1234.56 EUR");
+        assert_eq!(format_amount(-250, "EUR"), "-2.50 EUR");
+    }
+}

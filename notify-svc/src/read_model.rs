@@ -1,0 +1,170 @@
+//! Read model of `notification.events`: table `notifications`
+//! (`migrations/0001_notifications.sql`) and `GET /notifications?order_id=&customer_id=`.
+//!
+//! `sent_at` is epoch millis taken from the event's `occurred_at`.
+use axum::{
+    Json, Router,
+    extract::{Query, State, rejection::QueryRejection},
+    routing::get,
+};
+use contracts::EventEnvelope;
+use contracts::notification::NotificationEvent;
+use runtime::http::{ApiError, QueryRoutes, ReadDb};
+use runtime::{SqlWrite, params};
+use serde::{Deserialize, Serialize};
+
+// event_id is the natural key: a replayed event finds its row and changes nothing.
+const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
+     (event_id, customer_id, order_id, kind, channel, recipient, message, sent_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (event_id) DO NOTHING";
+
+/// SQL writes for one `notification.events` event (aggregate id = customer id).
+pub fn project_notification(event: &EventEnvelope<NotificationEvent>) -> Vec<SqlWrite> {
+    match &event.payload {
+        NotificationEvent::NotificationSent { order_id, kind, channel, recipient, message } => {
+            let kind: &'static str = kind.into();
+            let channel: &'static str = channel.into();
+            vec![SqlWrite::new(
+                INSERT_NOTIFICATION,
+                params![&event.event_id, &event.aggregate_id, order_id, kind, channel, recipient, message, event.occurred_at],
+            )]
+        }
+        NotificationEvent::PreferencesSet { .. } => vec![],
+    }
+}
+
+pub fn routes() -> QueryRoutes {
+    Router::new().route("/notifications", get(list_notifications))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NotificationFilter {
+    pub order_id: Option<String>,
+    pub customer_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotificationView {
+    pub event_id: String,
+    pub customer_id: String,
+    pub order_id: String,
+    pub kind: String,
+    pub channel: String,
+    pub recipient: String,
+    pub message: String,
+    /// Epoch millis.
+    pub sent_at: i64,
+}
+
+type NotificationRow = (String, String, String, String, String, String, String, i64);
+
+async fn list_notifications(
+    State(ReadDb(pool)): State<ReadDb>,
+    filter: Result<Query<NotificationFilter>, QueryRejection>,
+) -> Result<Json<Vec<NotificationView>>, ApiError> {
+    let Query(filter) = filter.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let present = |value: Option<String>| value.filter(|value| !value.is_empty());
+    let rows: Vec<NotificationRow> = match (present(filter.order_id), present(filter.customer_id)) {
+        (Some(order_id), Some(customer_id)) => {
+            sqlx::query_as(
+                "SELECT event_id, customer_id, order_id, kind, channel, recipient, message, sent_at FROM notifications \
+                 WHERE order_id = $1 AND customer_id = $2 ORDER BY sent_at, event_id",
+            )
+            .bind(order_id)
+            .bind(customer_id)
+            .fetch_all(&pool)
+            .await?
+        }
+        (Some(order_id), None) => {
+            sqlx::query_as(
+                "SELECT event_id, customer_id, order_id, kind, channel, recipient, message, sent_at FROM notifications \
+                 WHERE order_id = $1 ORDER BY sent_at, event_id",
+            )
+            .bind(order_id)
+            .fetch_all(&pool)
+            .await?
+        }
+        (None, Some(customer_id)) => {
+            sqlx::query_as(
+                "SELECT event_id, customer_id, order_id, kind, channel, recipient, message, sent_at FROM notifications \
+                 WHERE customer_id = $1 ORDER BY sent_at, event_id",
+            )
+            .bind(customer_id)
+            .fetch_all(&pool)
+            .await?
+        }
+        (None, None) => return Err(ApiError::bad_request("give order_id or customer_id (or both)")),
+    };
+    Ok(Json(
+        rows.into_iter()
+            .map(|(event_id, customer_id, order_id, kind, channel, recipient, message, sent_at)| NotificationView {
+                event_id,
+                customer_id,
+                order_id,
+                kind,
+                channel,
+                recipient,
+                message,
+                sent_at,
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::notification::{Channel, NotificationKind};
+    use runtime::SqlValue::{Int, Text};
+
+    fn envelope(payload: NotificationEvent) -> EventEnvelope<NotificationEvent> {
+        EventEnvelope {
+            event_id: "e-1".into(),
+            aggregate_id: "c-1".into(),
+            version: 1,
+            previous_event_id: None,
+            occurred_at: 1_700_000_000_000,
+            correlation_id: "corr".into(),
+            causation_id: "cause".into(),
+            command_id: "cmd".into(),
+            command_offset: 0,
+            payload,
+        }
+    }
+
+    #[test]
+    fn sent_notification_is_inserted_once_by_event_id() {
+        let writes = project_notification(&envelope(NotificationEvent::NotificationSent {
+            order_id: "o-1".into(),
+            kind: NotificationKind::OrderCancelled,
+            channel: Channel::Sms,
+            recipient: "+4917012".into(),
+            message: "Your order o-1 was cancelled.".into(),
+        }));
+        assert_eq!(writes.len(), 1);
+        assert!(writes[0].sql.contains("ON CONFLICT (event_id) DO NOTHING"));
+        assert_eq!(
+            writes[0].params,
+            vec![
+                Text("e-1".into()),
+                Text("c-1".into()),
+                Text("o-1".into()),
+                Text("ORDER_CANCELLED".into()),
+                Text("SMS".into()),
+                Text("+4917012".into()),
+                Text("Your order o-1 was cancelled.".into()),
+                Int(1_700_000_000_000),
+            ]
+        );
+    }
+
+    #[test]
+    fn preferences_are_not_part_of_this_read_model() {
+        let writes = project_notification(&envelope(NotificationEvent::PreferencesSet {
+            channel: Channel::Email,
+            recipient: "a@b".into(),
+        }));
+        assert!(writes.is_empty());
+    }
+}

@@ -1,0 +1,4 @@
+//! order-svc: the Order aggregate, the policies that move the order saga along, and the order view.
+pub mod order;
+pub mod policies;
+pub mod read_model;

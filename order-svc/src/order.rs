@@ -1,0 +1,1111 @@
+//! The Order aggregate (key `order_id`) as a pure decider: it validates orders, then follows the
+//! saga by recording what stock, payment and shipping report back.
+mod iso_countries;
+
+use contracts::order::{Address, CancellationReason, Order, OrderCommand, OrderEvent, OrderLine};
+use runtime::{Decider, Rejection};
+use std::collections::{BTreeSet, HashSet};
+
+pub use iso_countries::is_assigned_alpha2;
+
+pub const MAX_ID_CHARS: usize = 128;
+pub const MAX_LINE_QUANTITY: i32 = 10_000;
+pub const MAX_ADDRESS_FIELD_CHARS: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    Pending,
+    StockReserved,
+    Paid,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// The name the read model stores and the API shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::StockReserved => "STOCK_RESERVED",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Confirmed => "CONFIRMED",
+            OrderStatus::Shipped => "SHIPPED",
+            OrderStatus::Delivered => "DELIVERED",
+            OrderStatus::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// An order after `OrderPlaced`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedOrder {
+    pub customer_id: String,
+    pub lines: Vec<OrderLine>,
+    pub currency: String,
+    pub shipping_address: Address,
+    pub total_cents: i64,
+    pub status: OrderStatus,
+    /// Lines whose stock is reserved; the order moves on once this covers every line.
+    pub reserved_skus: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum OrderState {
+    #[default]
+    NotPlaced,
+    /// Boxed: the state is cloned per command, and most of it is the order.
+    Placed(Box<PlacedOrder>),
+}
+
+/// Has no configuration: every rule of the order saga is fixed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderDecider;
+
+impl Decider for OrderDecider {
+    type Stream = Order;
+    type State = OrderState;
+
+    fn decide(
+        &self,
+        state: &OrderState,
+        command: &OrderCommand,
+    ) -> Result<Vec<OrderEvent>, Rejection> {
+        match command {
+            OrderCommand::PlaceOrder {
+                order_id,
+                customer_id,
+                lines,
+                currency,
+                shipping_address,
+            } => {
+                let total_cents =
+                    validate_new_order(order_id, customer_id, lines, currency, shipping_address)?;
+                if let OrderState::Placed(_) = state {
+                    return Err(Rejection::Refused("order already exists".into()));
+                }
+                Ok(vec![OrderEvent::OrderPlaced {
+                    customer_id: customer_id.clone(),
+                    lines: lines.clone(),
+                    currency: currency.clone(),
+                    shipping_address: shipping_address.clone(),
+                    total_cents,
+                }])
+            }
+            OrderCommand::CancelOrder { reason, .. } => {
+                let OrderState::Placed(order) = state else {
+                    return Err(Rejection::Refused("order not found".into()));
+                };
+                match order.status {
+                    OrderStatus::Shipped | OrderStatus::Delivered => Err(Rejection::Refused(
+                        "order already shipped; it can no longer be cancelled".into(),
+                    )),
+                    OrderStatus::Cancelled => {
+                        Err(Rejection::Refused("order already cancelled".into()))
+                    }
+                    OrderStatus::Pending
+                    | OrderStatus::StockReserved
+                    | OrderStatus::Paid
+                    | OrderStatus::Confirmed => {
+                        let detail = reason.clone().unwrap_or_default();
+                        Ok(vec![
+                            order.cancelled(CancellationReason::CustomerRequest, detail),
+                        ])
+                    }
+                }
+            }
+            // Record* commands report facts from other services; for an order we never saw, or
+            // one that has moved past the step they concern, there is nothing left to do.
+            record => match state {
+                OrderState::NotPlaced => Ok(vec![]),
+                OrderState::Placed(order) => Ok(order.record(record)),
+            },
+        }
+    }
+
+    fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
+        match (state, event) {
+            (
+                OrderState::NotPlaced,
+                OrderEvent::OrderPlaced {
+                    customer_id,
+                    lines,
+                    currency,
+                    shipping_address,
+                    total_cents,
+                },
+            ) => OrderState::Placed(Box::new(PlacedOrder {
+                customer_id: customer_id.clone(),
+                lines: lines.clone(),
+                currency: currency.clone(),
+                shipping_address: shipping_address.clone(),
+                total_cents: *total_cents,
+                status: OrderStatus::Pending,
+                reserved_skus: BTreeSet::new(),
+            })),
+            (OrderState::Placed(mut order), event) => {
+                order.apply(event);
+                OrderState::Placed(order)
+            }
+            // A well-formed history starts with OrderPlaced; anything else before it is ignored.
+            (OrderState::NotPlaced, _) => OrderState::NotPlaced,
+        }
+    }
+}
+
+impl PlacedOrder {
+    fn record(&self, command: &OrderCommand) -> Vec<OrderEvent> {
+        use OrderStatus::*;
+        match (command, self.status) {
+            (OrderCommand::RecordStockReserved { sku, quantity, .. }, Pending) => {
+                self.line_reserved(sku, *quantity)
+            }
+            (
+                OrderCommand::RecordStockRejected {
+                    sku,
+                    requested,
+                    available,
+                    ..
+                },
+                Pending,
+            ) => {
+                let detail = format!("sku {sku}: requested {requested}, available {available}");
+                vec![self.cancelled(CancellationReason::OutOfStock, detail)]
+            }
+            (OrderCommand::RecordPaymentCaptured { amount_cents, .. }, StockReserved) => {
+                vec![OrderEvent::OrderPaid {
+                    customer_id: self.customer_id.clone(),
+                    amount_cents: *amount_cents,
+                    currency: self.currency.clone(),
+                    shipping_address: self.shipping_address.clone(),
+                    lines: self.lines.clone(),
+                }]
+            }
+            (OrderCommand::RecordPaymentDeclined { reason, .. }, StockReserved) => {
+                vec![self.cancelled(CancellationReason::PaymentDeclined, reason.clone())]
+            }
+            (
+                OrderCommand::RecordShipmentScheduled {
+                    carrier,
+                    tracking_number,
+                    ..
+                },
+                Paid,
+            ) => {
+                vec![OrderEvent::OrderConfirmed {
+                    customer_id: self.customer_id.clone(),
+                    carrier: carrier.clone(),
+                    tracking_number: tracking_number.clone(),
+                }]
+            }
+            (OrderCommand::RecordShipmentRejected { reason, .. }, Paid) => {
+                vec![self.cancelled(CancellationReason::ShippingUnavailable, reason.clone())]
+            }
+            (OrderCommand::RecordShipmentDispatched { .. }, Confirmed) => {
+                vec![OrderEvent::OrderShipped {
+                    customer_id: self.customer_id.clone(),
+                }]
+            }
+            (OrderCommand::RecordShipmentDelivered { .. }, Shipped) => {
+                vec![OrderEvent::OrderDelivered {
+                    customer_id: self.customer_id.clone(),
+                }]
+            }
+            // Late or duplicate reports, and reports that no longer matter (e.g. after a cancel).
+            _ => vec![],
+        }
+    }
+
+    fn line_reserved(&self, sku: &str, quantity: i32) -> Vec<OrderEvent> {
+        let is_line_of_order = self.lines.iter().any(|line| line.sku == sku);
+        if !is_line_of_order || self.reserved_skus.contains(sku) {
+            return vec![];
+        }
+        let mut events = vec![OrderEvent::OrderLineReserved {
+            sku: sku.to_string(),
+            quantity,
+        }];
+        let all_lines_reserved = self
+            .lines
+            .iter()
+            .all(|line| line.sku == sku || self.reserved_skus.contains(&line.sku));
+        if all_lines_reserved {
+            events.push(OrderEvent::OrderStockReserved {
+                customer_id: self.customer_id.clone(),
+                total_cents: self.total_cents,
+                currency: self.currency.clone(),
+            });
+        }
+        events
+    }
+
+    fn cancelled(&self, reason: CancellationReason, detail: String) -> OrderEvent {
+        OrderEvent::OrderCancelled {
+            customer_id: self.customer_id.clone(),
+            reason,
+            detail,
+            lines: self.lines.clone(),
+        }
+    }
+
+    fn apply(&mut self, event: &OrderEvent) {
+        match event {
+            // Only the first OrderPlaced of a history counts.
+            OrderEvent::OrderPlaced { .. } => {}
+            OrderEvent::OrderLineReserved { sku, .. } => {
+                self.reserved_skus.insert(sku.clone());
+            }
+            OrderEvent::OrderStockReserved { .. } => self.status = OrderStatus::StockReserved,
+            OrderEvent::OrderPaid { .. } => self.status = OrderStatus::Paid,
+            OrderEvent::OrderConfirmed { .. } => self.status = OrderStatus::Confirmed,
+            OrderEvent::OrderShipped { .. } => self.status = OrderStatus::Shipped,
+            OrderEvent::OrderDelivered { .. } => self.status = OrderStatus::Delivered,
+            OrderEvent::OrderCancelled { .. } => self.status = OrderStatus::Cancelled,
+        }
+    }
+}
+
+/// Checks a new order and returns its total in cents.
+fn validate_new_order(
+    order_id: &str,
+    customer_id: &str,
+    lines: &[OrderLine],
+    currency: &str,
+    address: &Address,
+) -> Result<i64, Rejection> {
+    check_id("order_id", order_id)?;
+    check_id("customer_id", customer_id)?;
+    if lines.is_empty() {
+        return Err(invalid("an order needs at least one line"));
+    }
+    let mut seen_skus = HashSet::new();
+    let mut total_cents: i64 = 0;
+    for line in lines {
+        check_id("sku", &line.sku)?;
+        if !(1..=MAX_LINE_QUANTITY).contains(&line.quantity) {
+            return Err(invalid(format!(
+                "sku {}: quantity {} is outside 1..={MAX_LINE_QUANTITY}",
+                line.sku, line.quantity
+            )));
+        }
+        if line.unit_price_cents < 0 {
+            return Err(invalid(format!(
+                "sku {}: unit_price_cents must not be negative",
+                line.sku
+            )));
+        }
+        if !seen_skus.insert(line.sku.as_str()) {
+            return Err(invalid(format!(
+                "sku {} appears in more than one line",
+                line.sku
+            )));
+        }
+        total_cents = line
+            .unit_price_cents
+            .checked_mul(i64::from(line.quantity))
+            .and_then(|line_total| total_cents.checked_add(line_total))
+            .ok_or_else(|| invalid("order total is too large"))?;
+    }
+    if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        return Err(invalid(format!(
+            "currency {currency:?} is not three upper-case letters"
+        )));
+    }
+    if !is_assigned_alpha2(&address.country) {
+        return Err(invalid(format!(
+            "country {:?} is not an ISO 3166-1 alpha-2 code",
+            address.country
+        )));
+    }
+    for (field, value) in [
+        ("name", &address.name),
+        ("street", &address.street),
+        ("city", &address.city),
+        ("postal_code", &address.postal_code),
+    ] {
+        if value.trim().is_empty() || value.chars().count() > MAX_ADDRESS_FIELD_CHARS {
+            return Err(invalid(format!(
+                "shipping_address.{field} must be non-empty and at most {MAX_ADDRESS_FIELD_CHARS} characters"
+            )));
+        }
+    }
+    Ok(total_cents)
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
+    let chars = value.chars().count();
+    if (1..=MAX_ID_CHARS).contains(&chars) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{field} must be 1 to {MAX_ID_CHARS} characters, got {chars}"
+        )))
+    }
+}
+
+fn invalid(reason: impl Into<String>) -> Rejection {
+    Rejection::Invalid(reason.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CancellationReason::*;
+    use OrderCommand::*;
+    use OrderEvent::*;
+
+    // ---- given / when / then -------------------------------------------------------------
+
+    struct Given(OrderState);
+
+    fn given(events: Vec<OrderEvent>) -> Given {
+        Given(runtime::decider::fold::<OrderDecider>(&events))
+    }
+
+    impl Given {
+        fn when(self, command: OrderCommand) -> Then {
+            Then(OrderDecider.decide(&self.0, &command))
+        }
+    }
+
+    struct Then(Result<Vec<OrderEvent>, Rejection>);
+
+    impl Then {
+        fn then(self, expected: Vec<OrderEvent>) {
+            assert_eq!(self.0, Ok(expected));
+        }
+        fn then_nothing(self) {
+            self.then(vec![]);
+        }
+        fn then_refused(self, reason: &str) {
+            assert_eq!(self.0, Err(Rejection::Refused(reason.into())));
+        }
+        fn then_invalid(self, reason_contains: &str) {
+            match self.0 {
+                Err(Rejection::Invalid(reason)) => {
+                    assert!(
+                        reason.contains(reason_contains),
+                        "{reason:?} lacks {reason_contains:?}"
+                    )
+                }
+                other => panic!("expected Invalid(..{reason_contains}..), got {other:?}"),
+            }
+        }
+    }
+
+    // ---- fixtures ------------------------------------------------------------------------
+
+    const ORDER: &str = "order-1";
+    const CUSTOMER: &str = "customer-1";
+
+    fn address() -> Address {
+        Address {
+            name: "Ada Lovelace".into(),
+            street: "1 Analytical Way".into(),
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country: "DE".into(),
+        }
+    }
+
+    fn line(sku: &str, quantity: i32, unit_price_cents: i64) -> OrderLine {
+        OrderLine {
+            sku: sku.into(),
+            quantity,
+            unit_price_cents,
+        }
+    }
+
+    fn two_lines() -> Vec<OrderLine> {
+        vec![line("SKU-A", 2, 1500), line("SKU-B", 1, 2500)]
+    }
+
+    fn place_with(
+        edit: impl FnOnce(&mut String, &mut String, &mut Vec<OrderLine>, &mut String, &mut Address),
+    ) -> OrderCommand {
+        let (mut order_id, mut customer_id, mut lines, mut currency, mut address) = (
+            ORDER.to_string(),
+            CUSTOMER.to_string(),
+            two_lines(),
+            "EUR".to_string(),
+            address(),
+        );
+        edit(
+            &mut order_id,
+            &mut customer_id,
+            &mut lines,
+            &mut currency,
+            &mut address,
+        );
+        PlaceOrder {
+            order_id,
+            customer_id,
+            lines,
+            currency,
+            shipping_address: address,
+        }
+    }
+
+    fn place() -> OrderCommand {
+        place_with(|_, _, _, _, _| {})
+    }
+
+    fn place_lines(lines: Vec<OrderLine>) -> OrderCommand {
+        place_with(|_, _, l, _, _| *l = lines)
+    }
+
+    fn place_address(edit: impl FnOnce(&mut Address)) -> OrderCommand {
+        place_with(|_, _, _, _, a| edit(a))
+    }
+
+    fn order_placed() -> OrderEvent {
+        OrderPlaced {
+            customer_id: CUSTOMER.into(),
+            lines: two_lines(),
+            currency: "EUR".into(),
+            shipping_address: address(),
+            total_cents: 5500,
+        }
+    }
+
+    fn line_reserved(sku: &str, quantity: i32) -> OrderEvent {
+        OrderLineReserved {
+            sku: sku.into(),
+            quantity,
+        }
+    }
+
+    fn stock_reserved() -> OrderEvent {
+        OrderStockReserved {
+            customer_id: CUSTOMER.into(),
+            total_cents: 5500,
+            currency: "EUR".into(),
+        }
+    }
+
+    fn order_paid() -> OrderEvent {
+        OrderPaid {
+            customer_id: CUSTOMER.into(),
+            amount_cents: 5500,
+            currency: "EUR".into(),
+            shipping_address: address(),
+            lines: two_lines(),
+        }
+    }
+
+    fn order_confirmed() -> OrderEvent {
+        OrderConfirmed {
+            customer_id: CUSTOMER.into(),
+            carrier: "DHL".into(),
+            tracking_number: "DHL-123".into(),
+        }
+    }
+
+    fn cancelled(reason: CancellationReason, detail: &str) -> OrderEvent {
+        OrderCancelled {
+            customer_id: CUSTOMER.into(),
+            reason,
+            detail: detail.into(),
+            lines: two_lines(),
+        }
+    }
+
+    // Histories, one per status.
+    fn pending() -> Vec<OrderEvent> {
+        vec![order_placed()]
+    }
+    fn with(
+        mut history: Vec<OrderEvent>,
+        more: impl IntoIterator<Item = OrderEvent>,
+    ) -> Vec<OrderEvent> {
+        history.extend(more);
+        history
+    }
+    fn partly_reserved() -> Vec<OrderEvent> {
+        with(pending(), [line_reserved("SKU-A", 2)])
+    }
+    fn stock_reserved_history() -> Vec<OrderEvent> {
+        with(
+            partly_reserved(),
+            [line_reserved("SKU-B", 1), stock_reserved()],
+        )
+    }
+    fn paid() -> Vec<OrderEvent> {
+        with(stock_reserved_history(), [order_paid()])
+    }
+    fn confirmed() -> Vec<OrderEvent> {
+        with(paid(), [order_confirmed()])
+    }
+    fn shipped() -> Vec<OrderEvent> {
+        with(
+            confirmed(),
+            [OrderShipped {
+                customer_id: CUSTOMER.into(),
+            }],
+        )
+    }
+    fn delivered() -> Vec<OrderEvent> {
+        with(
+            shipped(),
+            [OrderDelivered {
+                customer_id: CUSTOMER.into(),
+            }],
+        )
+    }
+    fn cancelled_history() -> Vec<OrderEvent> {
+        with(pending(), [cancelled(CustomerRequest, "")])
+    }
+
+    fn every_status() -> Vec<(OrderStatus, Vec<OrderEvent>)> {
+        vec![
+            (OrderStatus::Pending, pending()),
+            (OrderStatus::StockReserved, stock_reserved_history()),
+            (OrderStatus::Paid, paid()),
+            (OrderStatus::Confirmed, confirmed()),
+            (OrderStatus::Shipped, shipped()),
+            (OrderStatus::Delivered, delivered()),
+            (OrderStatus::Cancelled, cancelled_history()),
+        ]
+    }
+
+    /// Asserts `command` is a no-op in every status except `acting_in`.
+    fn no_op_outside(acting_in: OrderStatus, command: OrderCommand) {
+        for (status, history) in every_status() {
+            if status != acting_in {
+                let outcome = OrderDecider
+                    .decide(&runtime::decider::fold::<OrderDecider>(&history), &command);
+                assert_eq!(outcome, Ok(vec![]), "{command:?} in {status:?}");
+            }
+        }
+    }
+
+    fn record_stock_reserved(sku: &str, quantity: i32) -> OrderCommand {
+        RecordStockReserved {
+            order_id: ORDER.into(),
+            sku: sku.into(),
+            quantity,
+        }
+    }
+    fn record_stock_rejected() -> OrderCommand {
+        RecordStockRejected {
+            order_id: ORDER.into(),
+            sku: "SKU-B".into(),
+            requested: 1,
+            available: 0,
+        }
+    }
+    fn record_payment_captured() -> OrderCommand {
+        RecordPaymentCaptured {
+            order_id: ORDER.into(),
+            amount_cents: 5500,
+        }
+    }
+    fn record_payment_declined() -> OrderCommand {
+        RecordPaymentDeclined {
+            order_id: ORDER.into(),
+            reason: "INSUFFICIENT_FUNDS".into(),
+        }
+    }
+    fn record_shipment_scheduled() -> OrderCommand {
+        RecordShipmentScheduled {
+            order_id: ORDER.into(),
+            carrier: "DHL".into(),
+            tracking_number: "DHL-123".into(),
+        }
+    }
+    fn record_shipment_rejected() -> OrderCommand {
+        RecordShipmentRejected {
+            order_id: ORDER.into(),
+            reason: "destination country DE is not served".into(),
+        }
+    }
+    fn record_shipment_dispatched() -> OrderCommand {
+        RecordShipmentDispatched {
+            order_id: ORDER.into(),
+        }
+    }
+    fn record_shipment_delivered() -> OrderCommand {
+        RecordShipmentDelivered {
+            order_id: ORDER.into(),
+        }
+    }
+    fn cancel(reason: Option<&str>) -> OrderCommand {
+        CancelOrder {
+            order_id: ORDER.into(),
+            reason: reason.map(Into::into),
+        }
+    }
+
+    // ---- PlaceOrder ----------------------------------------------------------------------
+
+    #[test]
+    fn place_order_places_it_with_the_total_of_its_lines() {
+        given(vec![]).when(place()).then(vec![order_placed()]);
+    }
+
+    #[test]
+    fn place_order_accepts_the_boundaries() {
+        let long_id = "x".repeat(MAX_ID_CHARS);
+        let command = place_with(|order_id, customer_id, lines, _, address| {
+            *order_id = long_id.clone();
+            *customer_id = "c".into();
+            *lines = vec![line(&long_id, MAX_LINE_QUANTITY, 0), line("S", 1, 7)];
+            address.name = "n".repeat(MAX_ADDRESS_FIELD_CHARS);
+        });
+        let outcome = OrderDecider.decide(&OrderState::NotPlaced, &command);
+        let Ok(events) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(
+            matches!(events.as_slice(), [OrderPlaced { total_cents: 7, .. }]),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn place_order_counts_characters_not_bytes() {
+        given(vec![])
+            .when(place_with(|id, _, _, _, _| *id = "ü".repeat(MAX_ID_CHARS)))
+            .then(vec![order_placed()]);
+    }
+
+    #[test]
+    fn place_order_for_an_existing_order_is_refused() {
+        given(pending())
+            .when(place())
+            .then_refused("order already exists");
+        given(cancelled_history())
+            .when(place())
+            .then_refused("order already exists");
+    }
+
+    #[test]
+    fn place_order_checks_validity_before_existence() {
+        given(pending())
+            .when(place_lines(vec![]))
+            .then_invalid("at least one line");
+    }
+
+    #[test]
+    fn place_order_needs_at_least_one_line() {
+        given(vec![])
+            .when(place_lines(vec![]))
+            .then_invalid("at least one line");
+    }
+
+    #[test]
+    fn place_order_rejects_quantities_outside_1_to_10000() {
+        for quantity in [0, -1, MAX_LINE_QUANTITY + 1] {
+            given(vec![])
+                .when(place_lines(vec![line("SKU-A", quantity, 100)]))
+                .then_invalid("quantity");
+        }
+    }
+
+    #[test]
+    fn place_order_rejects_negative_prices() {
+        given(vec![])
+            .when(place_lines(vec![line("SKU-A", 1, -1)]))
+            .then_invalid("unit_price_cents");
+    }
+
+    #[test]
+    fn place_order_rejects_ids_that_are_empty_or_longer_than_128() {
+        let too_long = "x".repeat(MAX_ID_CHARS + 1);
+        given(vec![])
+            .when(place_with(|id, _, _, _, _| id.clear()))
+            .then_invalid("order_id");
+        given(vec![])
+            .when(place_with(|id, _, _, _, _| *id = too_long.clone()))
+            .then_invalid("order_id");
+        given(vec![])
+            .when(place_with(|_, customer, _, _, _| customer.clear()))
+            .then_invalid("customer_id");
+        given(vec![])
+            .when(place_with(|_, customer, _, _, _| {
+                *customer = too_long.clone()
+            }))
+            .then_invalid("customer_id");
+        given(vec![])
+            .when(place_lines(vec![line("", 1, 1)]))
+            .then_invalid("sku");
+        given(vec![])
+            .when(place_lines(vec![line(&too_long, 1, 1)]))
+            .then_invalid("sku");
+    }
+
+    #[test]
+    fn place_order_rejects_a_sku_in_two_lines() {
+        given(vec![])
+            .when(place_lines(vec![
+                line("SKU-A", 1, 1),
+                line("SKU-B", 1, 1),
+                line("SKU-A", 2, 1),
+            ]))
+            .then_invalid("SKU-A appears in more than one line");
+    }
+
+    #[test]
+    fn place_order_rejects_a_total_that_overflows() {
+        given(vec![])
+            .when(place_lines(vec![line("SKU-A", 2, i64::MAX / 2 + 1)]))
+            .then_invalid("total");
+        given(vec![])
+            .when(place_lines(vec![
+                line("SKU-A", 1, i64::MAX),
+                line("SKU-B", 1, 1),
+            ]))
+            .then_invalid("total");
+    }
+
+    #[test]
+    fn place_order_rejects_currencies_that_are_not_three_upper_case_ascii_letters() {
+        for currency in ["eur", "EU", "EURO", "", "E1R", "ÉUR", "EÜ"] {
+            given(vec![])
+                .when(place_with(|_, _, _, c, _| *c = currency.into()))
+                .then_invalid("currency");
+        }
+    }
+
+    #[test]
+    fn place_order_rejects_countries_that_are_not_iso_alpha2() {
+        for country in ["XX", "UK", "de", "DEU", ""] {
+            given(vec![])
+                .when(place_address(|a| a.country = country.into()))
+                .then_invalid("country");
+        }
+    }
+
+    #[test]
+    fn place_order_rejects_empty_or_overlong_address_fields() {
+        let too_long = "a".repeat(MAX_ADDRESS_FIELD_CHARS + 1);
+        type Field = fn(&mut Address) -> &mut String;
+        let fields: [(&str, Field); 4] = [
+            ("name", |a| &mut a.name),
+            ("street", |a| &mut a.street),
+            ("city", |a| &mut a.city),
+            ("postal_code", |a| &mut a.postal_code),
+        ];
+        for (name, field) in fields {
+            for bad in ["", "   ", too_long.as_str()] {
+                given(vec![])
+                    .when(place_address(|a| *field(a) = bad.into()))
+                    .then_invalid(&format!("shipping_address.{name}"));
+            }
+        }
+    }
+
+    // ---- RecordStockReserved -------------------------------------------------------------
+
+    #[test]
+    fn a_reserved_line_is_recorded_while_others_are_outstanding() {
+        given(pending())
+            .when(record_stock_reserved("SKU-A", 2))
+            .then(vec![line_reserved("SKU-A", 2)]);
+    }
+
+    #[test]
+    fn the_last_reserved_line_also_reserves_the_order() {
+        given(partly_reserved())
+            .when(record_stock_reserved("SKU-B", 1))
+            .then(vec![line_reserved("SKU-B", 1), stock_reserved()]);
+    }
+
+    #[test]
+    fn a_single_line_order_is_reserved_by_its_only_line() {
+        let single = OrderPlaced {
+            customer_id: CUSTOMER.into(),
+            lines: vec![line("SKU-A", 3, 100)],
+            currency: "EUR".into(),
+            shipping_address: address(),
+            total_cents: 300,
+        };
+        given(vec![single])
+            .when(record_stock_reserved("SKU-A", 3))
+            .then(vec![
+                line_reserved("SKU-A", 3),
+                OrderStockReserved {
+                    customer_id: CUSTOMER.into(),
+                    total_cents: 300,
+                    currency: "EUR".into(),
+                },
+            ]);
+    }
+
+    #[test]
+    fn a_duplicate_line_reservation_is_a_no_op() {
+        given(partly_reserved())
+            .when(record_stock_reserved("SKU-A", 2))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_reservation_for_a_sku_not_in_the_order_is_a_no_op() {
+        given(pending())
+            .when(record_stock_reserved("SKU-Z", 1))
+            .then_nothing();
+    }
+
+    #[test]
+    fn a_line_reservation_outside_pending_is_a_no_op() {
+        no_op_outside(OrderStatus::Pending, record_stock_reserved("SKU-A", 2));
+    }
+
+    // ---- RecordStockRejected -------------------------------------------------------------
+
+    #[test]
+    fn a_stock_rejection_cancels_a_pending_order_as_out_of_stock() {
+        given(pending())
+            .when(record_stock_rejected())
+            .then(vec![cancelled(
+                OutOfStock,
+                "sku SKU-B: requested 1, available 0",
+            )]);
+    }
+
+    #[test]
+    fn a_stock_rejection_cancels_a_partly_reserved_order_with_all_lines() {
+        given(partly_reserved())
+            .when(record_stock_rejected())
+            .then(vec![cancelled(
+                OutOfStock,
+                "sku SKU-B: requested 1, available 0",
+            )]);
+    }
+
+    #[test]
+    fn a_stock_rejection_outside_pending_is_a_no_op() {
+        no_op_outside(OrderStatus::Pending, record_stock_rejected());
+    }
+
+    // ---- payment -------------------------------------------------------------------------
+
+    #[test]
+    fn a_captured_payment_pays_a_reserved_order() {
+        given(stock_reserved_history())
+            .when(record_payment_captured())
+            .then(vec![order_paid()]);
+    }
+
+    #[test]
+    fn a_captured_payment_outside_stock_reserved_is_a_no_op() {
+        no_op_outside(OrderStatus::StockReserved, record_payment_captured());
+    }
+
+    #[test]
+    fn a_declined_payment_cancels_a_reserved_order() {
+        given(stock_reserved_history())
+            .when(record_payment_declined())
+            .then(vec![cancelled(PaymentDeclined, "INSUFFICIENT_FUNDS")]);
+    }
+
+    #[test]
+    fn a_declined_payment_outside_stock_reserved_is_a_no_op() {
+        no_op_outside(OrderStatus::StockReserved, record_payment_declined());
+    }
+
+    // ---- shipment ------------------------------------------------------------------------
+
+    #[test]
+    fn a_scheduled_shipment_confirms_a_paid_order() {
+        given(paid())
+            .when(record_shipment_scheduled())
+            .then(vec![order_confirmed()]);
+    }
+
+    #[test]
+    fn a_scheduled_shipment_outside_paid_is_a_no_op() {
+        no_op_outside(OrderStatus::Paid, record_shipment_scheduled());
+    }
+
+    #[test]
+    fn a_rejected_shipment_cancels_a_paid_order() {
+        given(paid())
+            .when(record_shipment_rejected())
+            .then(vec![cancelled(
+                ShippingUnavailable,
+                "destination country DE is not served",
+            )]);
+    }
+
+    #[test]
+    fn a_rejected_shipment_outside_paid_is_a_no_op() {
+        no_op_outside(OrderStatus::Paid, record_shipment_rejected());
+    }
+
+    #[test]
+    fn a_dispatched_shipment_ships_a_confirmed_order() {
+        given(confirmed())
+            .when(record_shipment_dispatched())
+            .then(vec![OrderShipped {
+                customer_id: CUSTOMER.into(),
+            }]);
+    }
+
+    #[test]
+    fn a_dispatched_shipment_outside_confirmed_is_a_no_op() {
+        no_op_outside(OrderStatus::Confirmed, record_shipment_dispatched());
+    }
+
+    #[test]
+    fn a_delivered_shipment_delivers_a_shipped_order() {
+        given(shipped())
+            .when(record_shipment_delivered())
+            .then(vec![OrderDelivered {
+                customer_id: CUSTOMER.into(),
+            }]);
+    }
+
+    #[test]
+    fn a_delivered_shipment_outside_shipped_is_a_no_op() {
+        no_op_outside(OrderStatus::Shipped, record_shipment_delivered());
+    }
+
+    #[test]
+    fn every_record_command_for_an_unknown_order_is_a_no_op() {
+        for command in [
+            record_stock_reserved("SKU-A", 2),
+            record_stock_rejected(),
+            record_payment_captured(),
+            record_payment_declined(),
+            record_shipment_scheduled(),
+            record_shipment_rejected(),
+            record_shipment_dispatched(),
+            record_shipment_delivered(),
+        ] {
+            given(vec![]).when(command).then_nothing();
+        }
+    }
+
+    // ---- CancelOrder ---------------------------------------------------------------------
+
+    #[test]
+    fn cancel_order_cancels_any_order_not_yet_shipped() {
+        for history in [
+            pending(),
+            partly_reserved(),
+            stock_reserved_history(),
+            paid(),
+            confirmed(),
+        ] {
+            given(history)
+                .when(cancel(Some("changed my mind")))
+                .then(vec![cancelled(CustomerRequest, "changed my mind")]);
+        }
+    }
+
+    #[test]
+    fn cancel_order_without_a_reason_has_an_empty_detail() {
+        given(pending())
+            .when(cancel(None))
+            .then(vec![cancelled(CustomerRequest, "")]);
+    }
+
+    #[test]
+    fn cancel_order_for_an_unknown_order_is_refused() {
+        given(vec![])
+            .when(cancel(None))
+            .then_refused("order not found");
+    }
+
+    #[test]
+    fn cancel_order_after_shipping_is_refused() {
+        for history in [shipped(), delivered()] {
+            given(history)
+                .when(cancel(None))
+                .then_refused("order already shipped; it can no longer be cancelled");
+        }
+    }
+
+    #[test]
+    fn cancel_order_twice_is_refused() {
+        given(cancelled_history())
+            .when(cancel(None))
+            .then_refused("order already cancelled");
+    }
+
+    // ---- evolve --------------------------------------------------------------------------
+
+    fn status_after(history: &[OrderEvent]) -> Option<OrderStatus> {
+        match runtime::decider::fold::<OrderDecider>(history) {
+            OrderState::NotPlaced => None,
+            OrderState::Placed(order) => Some(order.status),
+        }
+    }
+
+    #[test]
+    fn evolve_walks_the_happy_path() {
+        for (status, history) in every_status() {
+            assert_eq!(status_after(&history), Some(status), "{history:?}");
+        }
+    }
+
+    #[test]
+    fn evolve_keeps_the_placed_order_and_the_reserved_lines() {
+        let OrderState::Placed(order) = runtime::decider::fold::<OrderDecider>(&partly_reserved())
+        else {
+            panic!("not placed")
+        };
+        assert_eq!(
+            *order,
+            PlacedOrder {
+                customer_id: CUSTOMER.into(),
+                lines: two_lines(),
+                currency: "EUR".into(),
+                shipping_address: address(),
+                total_cents: 5500,
+                status: OrderStatus::Pending,
+                reserved_skus: BTreeSet::from(["SKU-A".to_string()]),
+            }
+        );
+    }
+
+    #[test]
+    fn evolve_cancels_from_any_status() {
+        for (_, history) in every_status() {
+            let history = with(history, [cancelled(OutOfStock, "x")]);
+            assert_eq!(status_after(&history), Some(OrderStatus::Cancelled));
+        }
+    }
+
+    #[test]
+    fn evolve_ignores_events_before_the_order_is_placed() {
+        assert_eq!(status_after(&[stock_reserved(), order_paid()]), None);
+    }
+
+    #[test]
+    fn evolve_ignores_a_second_order_placed() {
+        let second = OrderPlaced {
+            customer_id: "someone-else".into(),
+            lines: vec![],
+            currency: "USD".into(),
+            shipping_address: address(),
+            total_cents: 0,
+        };
+        assert_eq!(
+            runtime::decider::fold::<OrderDecider>(&with(pending(), [second])),
+            runtime::decider::fold::<OrderDecider>(&pending())
+        );
+    }
+
+    #[test]
+    fn status_names_match_the_read_model() {
+        let names: Vec<_> = every_status()
+            .into_iter()
+            .map(|(status, _)| status.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "PENDING",
+                "STOCK_RESERVED",
+                "PAID",
+                "CONFIRMED",
+                "SHIPPED",
+                "DELIVERED",
+                "CANCELLED"
+            ]
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! The Account aggregate (key `customer_id`) as a pure decider: deposits, payment captures
+//! for orders, and refunds of captured payments.
+use contracts::account::{Account, AccountCommand, AccountEvent, DeclineReason};
+use runtime::{Decider, Rejection};
+use std::collections::BTreeMap;
+
+/// Largest single deposit; bounds the balance far below `i64::MAX` in practice.
+pub const MAX_DEPOSIT_CENTS: i64 = 1_000_000_000_000;
+const MAX_ID_CHARS: usize = 128;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccountDecider;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountState {
+    /// Set by the first `FundsDeposited`; an account exists exactly when this is `Some`.
+    pub currency: Option<String>,
+    pub balance_cents: i64,
+    pub payments: BTreeMap<String, Payment>,
+}
+
+impl AccountState {
+    pub fn exists(&self) -> bool {
+        self.currency.is_some()
+    }
+}
+
+/// The one payment an order can have on this account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub amount_cents: i64,
+    /// `None` for declined payments: the decline event carries no currency.
+    pub currency: Option<String>,
+    pub status: PaymentStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Captured,
+    Declined,
+    Refunded,
+}
+
+impl Decider for AccountDecider {
+    type Stream = Account;
+    type State = AccountState;
+
+    fn decide(&self, state: &AccountState, command: &AccountCommand) -> Result<Vec<AccountEvent>, Rejection> {
+        match command {
+            AccountCommand::DepositFunds { customer_id, amount_cents, currency } => {
+                deposit(state, customer_id, *amount_cents, currency)
+            }
+            AccountCommand::CapturePayment { customer_id, order_id, amount_cents, currency } => {
+                capture(state, customer_id, order_id, *amount_cents, currency)
+            }
+            AccountCommand::RefundPayment { customer_id, order_id } => refund(state, customer_id, order_id),
+        }
+    }
+
+    fn evolve(mut state: AccountState, event: &AccountEvent) -> AccountState {
+        match event {
+            AccountEvent::FundsDeposited { amount_cents, currency } => {
+                state.currency.get_or_insert_with(|| currency.clone());
+                state.balance_cents = state.balance_cents.saturating_add(*amount_cents);
+            }
+            AccountEvent::PaymentCaptured { order_id, amount_cents, currency } => {
+                state.balance_cents = state.balance_cents.saturating_sub(*amount_cents);
+                state.payments.insert(
+                    order_id.clone(),
+                    Payment { amount_cents: *amount_cents, currency: Some(currency.clone()), status: PaymentStatus::Captured },
+                );
+            }
+            AccountEvent::PaymentDeclined { order_id, amount_cents, .. } => {
+                state.payments.insert(
+                    order_id.clone(),
+                    Payment { amount_cents: *amount_cents, currency: None, status: PaymentStatus::Declined },
+                );
+            }
+            AccountEvent::PaymentRefunded { order_id, amount_cents, currency } => {
+                state.balance_cents = state.balance_cents.saturating_add(*amount_cents);
+                let payment = state.payments.entry(order_id.clone()).or_insert_with(|| Payment {
+                    amount_cents: *amount_cents,
+                    currency: Some(currency.clone()),
+                    status: PaymentStatus::Refunded,
+                });
+                payment.status = PaymentStatus::Refunded;
+            }
+        }
+        state
+    }
+}
+
+fn deposit(state: &AccountState, customer_id: &str, amount_cents: i64, currency: &str) -> Result<Vec<AccountEvent>, Rejection> {
+    validate_id("customer_id", customer_id)?;
+    if !(1..=MAX_DEPOSIT_CENTS).contains(&amount_cents) {
+        return Err(Rejection::Invalid(format!("amount_cents must be between 1 and {MAX_DEPOSIT_CENTS}")));
+    }
+    validate_currency(currency)?;
+    if let Some(account_currency) = &state.currency
+        && account_currency != currency
+    {
+        return Err(Rejection::Refused(format!("account currency is {account_currency}")));
+    }
+    if state.balance_cents.checked_add(amount_cents).is_none() {
+        return Err(Rejection::Refused("deposit would overflow the balance".into()));
+    }
+    Ok(vec![AccountEvent::FundsDeposited { amount_cents, currency: currency.to_string() }])
+}
+
+fn capture(
+    state: &AccountState,
+    customer_id: &str,
+    order_id: &str,
+    amount_cents: i64,
+    currency: &str,
+) -> Result<Vec<AccountEvent>, Rejection> {
+    validate_id("customer_id", customer_id)?;
+    validate_id("order_id", order_id)?;
+    if amount_cents < 0 {
+        return Err(Rejection::Invalid("amount_cents must not be negative".into()));
+    }
+    validate_currency(currency)?;
+    // At most one payment per order: a redelivered or repeated capture changes nothing.
+    if state.payments.contains_key(order_id) {
+        return Ok(vec![]);
+    }
+    let decline = |reason| Ok(vec![AccountEvent::PaymentDeclined { order_id: order_id.to_string(), amount_cents, reason }]);
+    match &state.currency {
+        None => decline(DeclineReason::AccountNotFound),
+        Some(account_currency) if account_currency != currency => decline(DeclineReason::CurrencyMismatch),
+        Some(_) if state.balance_cents < amount_cents => decline(DeclineReason::InsufficientFunds),
+        Some(_) => Ok(vec![AccountEvent::PaymentCaptured {
+            order_id: order_id.to_string(),
+            amount_cents,
+            currency: currency.to_string(),
+        }]),
+    }
+}
+
+fn refund(state: &AccountState, customer_id: &str, order_id: &str) -> Result<Vec<AccountEvent>, Rejection> {
+    validate_id("customer_id", customer_id)?;
+    validate_id("order_id", order_id)?;
+    match state.payments.get(order_id) {
+        Some(Payment { amount_cents, currency: Some(currency), status: PaymentStatus::Captured }) => {
+            Ok(vec![AccountEvent::PaymentRefunded {
+                order_id: order_id.to_string(),
+                amount_cents: *amount_cents,
+                currency: currency.clone(),
+            }])
+        }
+        // Nothing captured (never paid, declined) or already refunded: nothing to give back.
+        _ => Ok(vec![]),
+    }
+}
+
+fn validate_id(field: &str, value: &str) -> Result<(), Rejection> {
+    let chars = value.chars().count();
+    if chars == 0 || chars > MAX_ID_CHARS {
+        return Err(Rejection::Invalid(format!("{field} must be 1 to {MAX_ID_CHARS} characters")));
+    }
+    Ok(())
+}
+
+fn validate_currency(currency: &str) -> Result<(), Rejection> {
+    if currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(Rejection::Invalid(format!("currency {currency:?} must be 3 upper-case letters (ISO 4217)")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runtime::decider::fold;
+
+    struct Given(Vec<AccountEvent>);
+
+    fn given(events: impl Into<Vec<AccountEvent>>) -> Given {
+        Given(events.into())
+    }
+
+    impl Given {
+        fn when(self, command: AccountCommand) -> Result<Vec<AccountEvent>, Rejection> {
+            AccountDecider.decide(&fold::<AccountDecider>(&self.0), &command)
+        }
+    }
+
+    trait Then {
+        fn then(self, expected: Vec<AccountEvent>);
+        fn then_invalid(self, reason_contains: &str);
+        fn then_refused(self, reason: &str);
+    }
+
+    impl Then for Result<Vec<AccountEvent>, Rejection> {
+        fn then(self, expected: Vec<AccountEvent>) {
+            assert_eq!(self, Ok(expected));
+        }
+        fn then_invalid(self, reason_contains: &str) {
+            match self {
+                Err(Rejection::Invalid(reason)) => assert!(reason.contains(reason_contains), "{reason}"),
+                other => panic!("expected Invalid containing {reason_contains:?}, got {other:?}"),
+            }
+        }
+        fn then_refused(self, reason: &str) {
+            assert_eq!(self, Err(Rejection::Refused(reason.to_string())));
+        }
+    }
+
+    fn deposit(amount_cents: i64, currency: &str) -> AccountCommand {
+        AccountCommand::DepositFunds { customer_id: "c-1".into(), amount_cents, currency: currency.into() }
+    }
+    fn capture(order_id: &str, amount_cents: i64, currency: &str) -> AccountCommand {
+        AccountCommand::CapturePayment {
+            customer_id: "c-1".into(),
+            order_id: order_id.into(),
+            amount_cents,
+            currency: currency.into(),
+        }
+    }
+    fn refund(order_id: &str) -> AccountCommand {
+        AccountCommand::RefundPayment { customer_id: "c-1".into(), order_id: order_id.into() }
+    }
+    fn deposited(amount_cents: i64, currency: &str) -> AccountEvent {
+        AccountEvent::FundsDeposited { amount_cents, currency: currency.into() }
+    }
+    fn captured(order_id: &str, amount_cents: i64) -> AccountEvent {
+        AccountEvent::PaymentCaptured { order_id: order_id.into(), amount_cents, currency: "EUR".into() }
+    }
+    fn declined(order_id: &str, amount_cents: i64, reason: DeclineReason) -> AccountEvent {
+        AccountEvent::PaymentDeclined { order_id: order_id.into(), amount_cents, reason }
+    }
+    fn refunded(order_id: &str, amount_cents: i64) -> AccountEvent {
+        AccountEvent::PaymentRefunded { order_id: order_id.into(), amount_cents, currency: "EUR".into() }
+    }
+
+    // DepositFunds
+
+    #[test]
+    fn deposit_opens_an_account() {
+        given([]).when(deposit(500, "EUR")).then(vec![deposited(500, "EUR")]);
+    }
+
+    #[test]
+    fn deposit_adds_to_an_account_in_the_same_currency() {
+        given([deposited(500, "EUR")]).when(deposit(MAX_DEPOSIT_CENTS, "EUR")).then(vec![deposited(MAX_DEPOSIT_CENTS, "EUR")]);
+    }
+
+    #[test]
+    fn deposit_amount_must_be_positive_and_bounded() {
+        given([]).when(deposit(0, "EUR")).then_invalid("amount_cents");
+        given([]).when(deposit(-5, "EUR")).then_invalid("amount_cents");
+        given([]).when(deposit(MAX_DEPOSIT_CENTS + 1, "EUR")).then_invalid("amount_cents");
+    }
+
+    #[test]
+    fn deposit_currency_must_be_three_upper_case_letters() {
+        for bad in ["", "EU", "EURO", "eur", "E1R", "ÄUR"] {
+            given([]).when(deposit(100, bad)).then_invalid("currency");
+        }
+    }
+
+    #[test]
+    fn deposit_customer_id_must_be_1_to_128_chars() {
+        let command = |customer_id: String| AccountCommand::DepositFunds { customer_id, amount_cents: 1, currency: "EUR".into() };
+        given([]).when(command(String::new())).then_invalid("customer_id");
+        given([]).when(command("c".repeat(129))).then_invalid("customer_id");
+        given([]).when(command("c".repeat(128))).then(vec![deposited(1, "EUR")]);
+    }
+
+    #[test]
+    fn deposit_in_another_currency_is_refused() {
+        given([deposited(500, "EUR")]).when(deposit(100, "USD")).then_refused("account currency is EUR");
+    }
+
+    #[test]
+    fn deposit_that_would_overflow_the_balance_is_refused() {
+        // Reaching this through events would take millions of deposits; start from the state.
+        let nearly_full = AccountState { currency: Some("EUR".into()), balance_cents: i64::MAX - 1, ..Default::default() };
+        AccountDecider.decide(&nearly_full, &deposit(2, "EUR")).then_refused("deposit would overflow the balance");
+    }
+
+    // CapturePayment
+
+    #[test]
+    fn capture_with_enough_funds_is_captured() {
+        given([deposited(1_000, "EUR")]).when(capture("o-1", 1_000, "EUR")).then(vec![captured("o-1", 1_000)]);
+    }
+
+    #[test]
+    fn capture_of_zero_is_captured_even_on_an_empty_balance() {
+        given([deposited(1, "EUR"), captured("o-0", 1)]).when(capture("o-1", 0, "EUR")).then(vec![captured("o-1", 0)]);
+    }
+
+    #[test]
+    fn capture_without_an_account_is_declined() {
+        given([]).when(capture("o-1", 100, "EUR")).then(vec![declined("o-1", 100, DeclineReason::AccountNotFound)]);
+    }
+
+    #[test]
+    fn capture_in_another_currency_is_declined() {
+        given([deposited(1_000, "EUR")])
+            .when(capture("o-1", 100, "USD"))
+            .then(vec![declined("o-1", 100, DeclineReason::CurrencyMismatch)]);
+    }
+
+    #[test]
+    fn capture_above_the_balance_is_declined() {
+        given([deposited(1_000, "EUR"), captured("o-0", 600)])
+            .when(capture("o-1", 401, "EUR"))
+            .then(vec![declined("o-1", 401, DeclineReason::InsufficientFunds)]);
+    }
+
+    #[test]
+    fn capture_for_an_order_already_paid_declined_or_refunded_is_a_no_op() {
+        given([deposited(1_000, "EUR"), captured("o-1", 100)]).when(capture("o-1", 100, "EUR")).then(vec![]);
+        given([declined("o-1", 100, DeclineReason::AccountNotFound), deposited(1_000, "EUR")])
+            .when(capture("o-1", 100, "EUR"))
+            .then(vec![]);
+        given([deposited(1_000, "EUR"), captured("o-1", 100), refunded("o-1", 100)])
+            .when(capture("o-1", 100, "EUR"))
+            .then(vec![]);
+    }
+
+    #[test]
+    fn capture_must_be_well_formed() {
+        given([deposited(1_000, "EUR")]).when(capture("o-1", -1, "EUR")).then_invalid("amount_cents");
+        given([deposited(1_000, "EUR")]).when(capture("", 1, "EUR")).then_invalid("order_id");
+        given([deposited(1_000, "EUR")]).when(capture("o-1", 1, "eur")).then_invalid("currency");
+        let no_customer = AccountCommand::CapturePayment {
+            customer_id: String::new(),
+            order_id: "o-1".into(),
+            amount_cents: 1,
+            currency: "EUR".into(),
+        };
+        given([]).when(no_customer).then_invalid("customer_id");
+    }
+
+    // RefundPayment
+
+    #[test]
+    fn refund_of_a_captured_payment_returns_the_amount() {
+        given([deposited(1_000, "EUR"), captured("o-1", 300)]).when(refund("o-1")).then(vec![refunded("o-1", 300)]);
+    }
+
+    #[test]
+    fn refund_happens_exactly_once() {
+        given([deposited(1_000, "EUR"), captured("o-1", 300), refunded("o-1", 300)]).when(refund("o-1")).then(vec![]);
+    }
+
+    #[test]
+    fn refund_without_a_captured_payment_is_a_no_op() {
+        given([]).when(refund("o-1")).then(vec![]);
+        given([deposited(1_000, "EUR")]).when(refund("o-1")).then(vec![]);
+        given([deposited(1_000, "EUR"), declined("o-1", 5_000, DeclineReason::InsufficientFunds)])
+            .when(refund("o-1"))
+            .then(vec![]);
+    }
+
+    #[test]
+    fn refund_must_be_well_formed() {
+        given([]).when(refund("")).then_invalid("order_id");
+        let no_customer = AccountCommand::RefundPayment { customer_id: String::new(), order_id: "o-1".into() };
+        given([]).when(no_customer).then_invalid("customer_id");
+    }
+
+    // evolve
+
+    #[test]
+    fn default_state_has_no_account() {
+        let state = AccountState::default();
+        assert!(!state.exists());
+        assert_eq!(state.balance_cents, 0);
+    }
+
+    #[test]
+    fn evolve_tracks_currency_balance_and_payments() {
+        let state = fold::<AccountDecider>(&[
+            deposited(1_000, "EUR"),
+            deposited(500, "EUR"),
+            captured("o-1", 300),
+            declined("o-2", 9_999, DeclineReason::InsufficientFunds),
+            captured("o-3", 200),
+            refunded("o-1", 300),
+        ]);
+        assert!(state.exists());
+        assert_eq!(state.currency.as_deref(), Some("EUR"));
+        assert_eq!(state.balance_cents, 1_000 + 500 - 300 - 200 + 300);
+        assert_eq!(
+            state.payments.get("o-1"),
+            Some(&Payment { amount_cents: 300, currency: Some("EUR".into()), status: PaymentStatus::Refunded })
+        );
+        assert_eq!(
+            state.payments.get("o-2"),
+            Some(&Payment { amount_cents: 9_999, currency: None, status: PaymentStatus::Declined })
+        );
+        assert_eq!(state.payments.get("o-3").map(|p| p.status), Some(PaymentStatus::Captured));
+    }
+
+    #[test]
+    fn evolve_keeps_the_first_currency() {
+        let state = fold::<AccountDecider>(&[deposited(1, "EUR"), deposited(1, "USD")]);
+        assert_eq!(state.currency.as_deref(), Some("EUR"));
+    }
+
+    #[test]
+    fn declined_payment_alone_does_not_open_an_account() {
+        let state = fold::<AccountDecider>(&[declined("o-1", 100, DeclineReason::AccountNotFound)]);
+        assert!(!state.exists());
+        assert_eq!(state.balance_cents, 0);
+    }
+
+    #[test]
+    fn evolve_records_a_refund_even_without_the_capture_in_view() {
+        let state = fold::<AccountDecider>(&[refunded("o-1", 300)]);
+        assert_eq!(state.balance_cents, 300);
+        assert_eq!(state.payments.get("o-1").map(|p| p.status), Some(PaymentStatus::Refunded));
+    }
+}

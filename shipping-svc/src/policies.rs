@@ -1,0 +1,128 @@
+//! Choreography into the Shipment aggregate: paid orders are scheduled for shipping, cancelled
+//! orders have their shipment cancelled (the aggregate ignores what was never scheduled).
+use contracts::EventEnvelope;
+use contracts::order::{Order, OrderEvent};
+use contracts::shipment::{Shipment, ShipmentCommand, ShipmentLine};
+use runtime::Policy;
+
+/// Consumes `order.events`; both streams are keyed by `order_id`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShippingFromOrders;
+
+impl Policy for ShippingFromOrders {
+    type Source = Order;
+    type Target = Shipment;
+    const NAME: &'static str = "shipping-from-orders";
+
+    fn react(&self, event: &EventEnvelope<OrderEvent>) -> Vec<ShipmentCommand> {
+        let order_id = event.aggregate_id.clone();
+        match &event.payload {
+            OrderEvent::OrderPaid { customer_id, shipping_address, lines, .. } => vec![ShipmentCommand::ScheduleShipment {
+                order_id,
+                customer_id: customer_id.clone(),
+                destination_country: shipping_address.country.clone(),
+                lines: lines.iter().map(|line| ShipmentLine { sku: line.sku.clone(), quantity: line.quantity }).collect(),
+            }],
+            OrderEvent::OrderCancelled { .. } => vec![ShipmentCommand::CancelShipment { order_id }],
+            OrderEvent::OrderPlaced { .. }
+            | OrderEvent::OrderLineReserved { .. }
+            | OrderEvent::OrderStockReserved { .. }
+            | OrderEvent::OrderConfirmed { .. }
+            | OrderEvent::OrderShipped { .. }
+            | OrderEvent::OrderDelivered { .. } => vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::order::{Address, CancellationReason, OrderLine};
+
+    fn envelope(payload: OrderEvent) -> EventEnvelope<OrderEvent> {
+        EventEnvelope {
+            event_id: "e-1".into(),
+            aggregate_id: "o-1".into(),
+            version: 4,
+            previous_event_id: Some("e-0".into()),
+            occurred_at: 1_700_000_000_000,
+            correlation_id: "corr".into(),
+            causation_id: "cause".into(),
+            command_id: "cmd".into(),
+            command_offset: 0,
+            payload,
+        }
+    }
+
+    fn order_lines() -> Vec<OrderLine> {
+        vec![
+            OrderLine { sku: "sku-1".into(), quantity: 2, unit_price_cents: 150 },
+            OrderLine { sku: "sku-2".into(), quantity: 1, unit_price_cents: 999 },
+        ]
+    }
+
+    fn address() -> Address {
+        Address {
+            name: "Ada".into(),
+            street: "Main 1".into(),
+            city: "Paris".into(),
+            postal_code: "75001".into(),
+            country: "FR".into(),
+        }
+    }
+
+    #[test]
+    fn paid_order_is_scheduled_to_its_address_country() {
+        let event = envelope(OrderEvent::OrderPaid {
+            customer_id: "c-1".into(),
+            amount_cents: 1_299,
+            currency: "EUR".into(),
+            shipping_address: address(),
+            lines: order_lines(),
+        });
+        assert_eq!(
+            ShippingFromOrders.react(&event),
+            vec![ShipmentCommand::ScheduleShipment {
+                order_id: "o-1".into(),
+                customer_id: "c-1".into(),
+                destination_country: "FR".into(),
+                lines: vec![
+                    ShipmentLine { sku: "sku-1".into(), quantity: 2 },
+                    ShipmentLine { sku: "sku-2".into(), quantity: 1 },
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn cancelled_order_cancels_its_shipment() {
+        let event = envelope(OrderEvent::OrderCancelled {
+            customer_id: "c-1".into(),
+            reason: CancellationReason::CustomerRequest,
+            detail: String::new(),
+            lines: order_lines(),
+        });
+        assert_eq!(ShippingFromOrders.react(&event), vec![ShipmentCommand::CancelShipment { order_id: "o-1".into() }]);
+    }
+
+    #[test]
+    fn other_order_events_need_no_shipping_action() {
+        let others = [
+            OrderEvent::OrderPlaced {
+                customer_id: "c-1".into(),
+                lines: order_lines(),
+                currency: "EUR".into(),
+                shipping_address: address(),
+                total_cents: 1_299,
+            },
+            OrderEvent::OrderLineReserved { sku: "sku-1".into(), quantity: 2 },
+            OrderEvent::OrderStockReserved { customer_id: "c-1".into(), total_cents: 1_299, currency: "EUR".into() },
+            OrderEvent::OrderConfirmed { customer_id: "c-1".into(), carrier: "DPD".into(), tracking_number: "T".into() },
+            OrderEvent::OrderShipped { customer_id: "c-1".into() },
+            OrderEvent::OrderDelivered { customer_id: "c-1".into() },
+        ];
+        for payload in others {
+            assert_eq!(ShippingFromOrders.react(&envelope(payload.clone())), vec![], "{payload:?}");
+        }
+    }
+}

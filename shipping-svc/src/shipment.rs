@@ -1,0 +1,498 @@
+//! The Shipment aggregate (key `order_id`) as a pure decider: scheduling for paid orders,
+//! cancellation, dispatch by the warehouse and delivery confirmation by the carrier.
+use contracts::shipment::{Shipment, ShipmentCommand, ShipmentEvent, ShipmentLine};
+use runtime::{Decider, Rejection};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// Countries served when `SHIPPING_COUNTRIES` is unset or blank (comma-separated ISO-3166 alpha-2).
+pub const DEFAULT_SHIPPING_COUNTRIES: &str = "DE,AT,CH,FR,NL,BE,LU,DK,PL,CZ,IT,ES,SE,GB,IE,US,CA";
+pub const SHIPPING_COUNTRIES_ENV: &str = "SHIPPING_COUNTRIES";
+
+/// Parses a comma-separated country list; entries are trimmed and upper-cased, blanks skipped.
+pub fn parse_shipping_countries(list: &str) -> BTreeSet<String> {
+    list.split(',').map(|code| code.trim().to_ascii_uppercase()).filter(|code| !code.is_empty()).collect()
+}
+
+/// The served countries from `SHIPPING_COUNTRIES`, or [`DEFAULT_SHIPPING_COUNTRIES`] when it is
+/// unset or lists no country.
+pub fn shipping_countries_from_env() -> BTreeSet<String> {
+    let configured = std::env::var(SHIPPING_COUNTRIES_ENV).map(|list| parse_shipping_countries(&list)).unwrap_or_default();
+    if configured.is_empty() { parse_shipping_countries(DEFAULT_SHIPPING_COUNTRIES) } else { configured }
+}
+
+/// Carrier serving a destination; a fixed table so that replays choose the same carrier.
+pub fn carrier_for(country: &str) -> &'static str {
+    match country {
+        "DE" | "AT" | "CH" | "PL" | "CZ" => "DHL",
+        "US" | "CA" => "UPS",
+        _ => "DPD",
+    }
+}
+
+/// Tracking number derived from the order id alone, so every replay produces the same one:
+/// carrier prefix + first 12 hex digits of uuid v5(OID namespace, order_id), upper-cased.
+pub fn tracking_number_for(carrier: &str, order_id: &str) -> String {
+    let digest = Uuid::new_v5(&Uuid::NAMESPACE_OID, order_id.as_bytes()).simple().to_string();
+    format!("{carrier}{}", digest[..12].to_ascii_uppercase())
+}
+
+#[derive(Debug, Clone)]
+pub struct ShipmentDecider {
+    pub shipping_countries: BTreeSet<String>,
+}
+
+impl ShipmentDecider {
+    pub fn new(shipping_countries: BTreeSet<String>) -> Self {
+        ShipmentDecider { shipping_countries }
+    }
+
+    pub fn from_env() -> Self {
+        ShipmentDecider::new(shipping_countries_from_env())
+    }
+}
+
+impl Default for ShipmentDecider {
+    fn default() -> Self {
+        ShipmentDecider::new(parse_shipping_countries(DEFAULT_SHIPPING_COUNTRIES))
+    }
+}
+
+/// `None` until the first event: no shipment was ever requested for this order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShipmentState {
+    pub shipment: Option<ShipmentRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShipmentRecord {
+    pub customer_id: String,
+    pub status: ShipmentStatus,
+    pub lines: Vec<ShipmentLine>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShipmentStatus {
+    Scheduled,
+    Rejected,
+    Cancelled,
+    Dispatched,
+    Delivered,
+}
+
+const MAX_ID_CHARS: usize = 128;
+
+impl Decider for ShipmentDecider {
+    type Stream = Shipment;
+    type State = ShipmentState;
+
+    fn decide(&self, state: &ShipmentState, command: &ShipmentCommand) -> Result<Vec<ShipmentEvent>, Rejection> {
+        match command {
+            ShipmentCommand::ScheduleShipment { order_id, customer_id, destination_country, lines } => {
+                self.schedule(state, order_id, customer_id, destination_country, lines)
+            }
+            ShipmentCommand::CancelShipment { order_id } => {
+                validate_id("order_id", order_id)?;
+                Ok(match &state.shipment {
+                    Some(shipment) if shipment.status == ShipmentStatus::Scheduled => {
+                        vec![ShipmentEvent::ShipmentCancelled { customer_id: shipment.customer_id.clone() }]
+                    }
+                    // Never scheduled, already over, or already on its way: nothing left to cancel.
+                    _ => vec![],
+                })
+            }
+            ShipmentCommand::DispatchShipment { order_id } => {
+                validate_id("order_id", order_id)?;
+                let shipment = state.shipment.as_ref().ok_or_else(|| refused("no shipment for this order"))?;
+                match shipment.status {
+                    ShipmentStatus::Scheduled => Ok(vec![ShipmentEvent::ShipmentDispatched {
+                        customer_id: shipment.customer_id.clone(),
+                        lines: shipment.lines.clone(),
+                    }]),
+                    ShipmentStatus::Cancelled => Err(refused("shipment was cancelled")),
+                    ShipmentStatus::Rejected => Err(refused("shipment was rejected")),
+                    ShipmentStatus::Dispatched | ShipmentStatus::Delivered => Err(refused("shipment already dispatched")),
+                }
+            }
+            ShipmentCommand::ConfirmDelivery { order_id } => {
+                validate_id("order_id", order_id)?;
+                match &state.shipment {
+                    Some(shipment) if shipment.status == ShipmentStatus::Dispatched => {
+                        Ok(vec![ShipmentEvent::ShipmentDelivered { customer_id: shipment.customer_id.clone() }])
+                    }
+                    Some(shipment) if shipment.status == ShipmentStatus::Delivered => Err(refused("shipment already delivered")),
+                    _ => Err(refused("shipment has not been dispatched")),
+                }
+            }
+        }
+    }
+
+    fn evolve(mut state: ShipmentState, event: &ShipmentEvent) -> ShipmentState {
+        let (customer_id, status) = match event {
+            ShipmentEvent::ShipmentScheduled { customer_id, lines, .. } => {
+                state.shipment = Some(ShipmentRecord {
+                    customer_id: customer_id.clone(),
+                    status: ShipmentStatus::Scheduled,
+                    lines: lines.clone(),
+                });
+                return state;
+            }
+            ShipmentEvent::ShipmentRejected { customer_id, .. } => (customer_id, ShipmentStatus::Rejected),
+            ShipmentEvent::ShipmentCancelled { customer_id } => (customer_id, ShipmentStatus::Cancelled),
+            ShipmentEvent::ShipmentDispatched { customer_id, .. } => (customer_id, ShipmentStatus::Dispatched),
+            ShipmentEvent::ShipmentDelivered { customer_id } => (customer_id, ShipmentStatus::Delivered),
+        };
+        state
+            .shipment
+            .get_or_insert_with(|| ShipmentRecord { customer_id: customer_id.clone(), status, lines: vec![] })
+            .status = status;
+        state
+    }
+}
+
+impl ShipmentDecider {
+    fn schedule(
+        &self,
+        state: &ShipmentState,
+        order_id: &str,
+        customer_id: &str,
+        destination_country: &str,
+        lines: &[ShipmentLine],
+    ) -> Result<Vec<ShipmentEvent>, Rejection> {
+        validate_id("order_id", order_id)?;
+        validate_id("customer_id", customer_id)?;
+        if lines.is_empty() {
+            return Err(Rejection::Invalid("a shipment needs at least one line".into()));
+        }
+        if let Some(line) = lines.iter().find(|line| line.quantity < 1 || line.sku.is_empty()) {
+            return Err(Rejection::Invalid(format!("line {:?} needs a sku and a positive quantity", line.sku)));
+        }
+        // One shipment per order, whatever became of it: a repeated request changes nothing.
+        if state.shipment.is_some() {
+            return Ok(vec![]);
+        }
+        let country = destination_country.trim().to_ascii_uppercase();
+        if !self.shipping_countries.contains(&country) {
+            return Ok(vec![ShipmentEvent::ShipmentRejected {
+                customer_id: customer_id.to_string(),
+                reason: format!("destination country {country} is not served"),
+                destination_country: country,
+            }]);
+        }
+        let carrier = carrier_for(&country);
+        Ok(vec![ShipmentEvent::ShipmentScheduled {
+            customer_id: customer_id.to_string(),
+            carrier: carrier.to_string(),
+            tracking_number: tracking_number_for(carrier, order_id),
+            destination_country: country,
+            lines: lines.to_vec(),
+        }])
+    }
+}
+
+fn refused(reason: &str) -> Rejection {
+    Rejection::Refused(reason.to_string())
+}
+
+fn validate_id(field: &str, value: &str) -> Result<(), Rejection> {
+    let chars = value.chars().count();
+    if chars == 0 || chars > MAX_ID_CHARS {
+        return Err(Rejection::Invalid(format!("{field} must be 1 to {MAX_ID_CHARS} characters")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runtime::decider::fold;
+
+    struct Given(Vec<ShipmentEvent>);
+
+    fn given(events: impl Into<Vec<ShipmentEvent>>) -> Given {
+        Given(events.into())
+    }
+
+    impl Given {
+        fn when(self, command: ShipmentCommand) -> Result<Vec<ShipmentEvent>, Rejection> {
+            ShipmentDecider::default().decide(&fold::<ShipmentDecider>(&self.0), &command)
+        }
+    }
+
+    trait Then {
+        fn then(self, expected: Vec<ShipmentEvent>);
+        fn then_invalid(self, reason_contains: &str);
+        fn then_refused(self, reason: &str);
+    }
+
+    impl Then for Result<Vec<ShipmentEvent>, Rejection> {
+        fn then(self, expected: Vec<ShipmentEvent>) {
+            assert_eq!(self, Ok(expected));
+        }
+        fn then_invalid(self, reason_contains: &str) {
+            match self {
+                Err(Rejection::Invalid(reason)) => assert!(reason.contains(reason_contains), "{reason}"),
+                other => panic!("expected Invalid containing {reason_contains:?}, got {other:?}"),
+            }
+        }
+        fn then_refused(self, reason: &str) {
+            assert_eq!(self, Err(Rejection::Refused(reason.to_string())));
+        }
+    }
+
+    const ORDER: &str = "o-1";
+
+    fn lines() -> Vec<ShipmentLine> {
+        vec![ShipmentLine { sku: "sku-1".into(), quantity: 2 }, ShipmentLine { sku: "sku-2".into(), quantity: 1 }]
+    }
+    fn schedule_to(country: &str) -> ShipmentCommand {
+        ShipmentCommand::ScheduleShipment {
+            order_id: ORDER.into(),
+            customer_id: "c-1".into(),
+            destination_country: country.into(),
+            lines: lines(),
+        }
+    }
+    fn cancel() -> ShipmentCommand {
+        ShipmentCommand::CancelShipment { order_id: ORDER.into() }
+    }
+    fn dispatch() -> ShipmentCommand {
+        ShipmentCommand::DispatchShipment { order_id: ORDER.into() }
+    }
+    fn confirm() -> ShipmentCommand {
+        ShipmentCommand::ConfirmDelivery { order_id: ORDER.into() }
+    }
+    fn scheduled_to(country: &str) -> ShipmentEvent {
+        let carrier = carrier_for(country);
+        ShipmentEvent::ShipmentScheduled {
+            customer_id: "c-1".into(),
+            carrier: carrier.into(),
+            tracking_number: tracking_number_for(carrier, ORDER),
+            destination_country: country.into(),
+            lines: lines(),
+        }
+    }
+    fn scheduled() -> ShipmentEvent {
+        scheduled_to("DE")
+    }
+    fn rejected() -> ShipmentEvent {
+        ShipmentEvent::ShipmentRejected {
+            customer_id: "c-1".into(),
+            reason: "destination country JP is not served".into(),
+            destination_country: "JP".into(),
+        }
+    }
+    fn cancelled() -> ShipmentEvent {
+        ShipmentEvent::ShipmentCancelled { customer_id: "c-1".into() }
+    }
+    fn dispatched() -> ShipmentEvent {
+        ShipmentEvent::ShipmentDispatched { customer_id: "c-1".into(), lines: lines() }
+    }
+    fn delivered() -> ShipmentEvent {
+        ShipmentEvent::ShipmentDelivered { customer_id: "c-1".into() }
+    }
+
+    // configuration and derived values
+
+    #[test]
+    fn default_countries_are_the_documented_list() {
+        let countries = parse_shipping_countries(DEFAULT_SHIPPING_COUNTRIES);
+        assert_eq!(countries.len(), 17);
+        assert!(countries.contains("DE") && countries.contains("US") && !countries.contains("JP"));
+        assert_eq!(ShipmentDecider::default().shipping_countries, countries);
+    }
+
+    #[test]
+    fn country_list_is_trimmed_upper_cased_and_skips_blanks() {
+        let countries = parse_shipping_countries(" de, fr ,,JP,");
+        assert_eq!(countries.into_iter().collect::<Vec<_>>(), vec!["DE", "FR", "JP"]);
+        assert!(parse_shipping_countries(" , ").is_empty());
+    }
+
+    #[test]
+    fn carrier_is_chosen_by_country() {
+        for country in ["DE", "AT", "CH", "PL", "CZ"] {
+            assert_eq!(carrier_for(country), "DHL");
+        }
+        assert_eq!(carrier_for("US"), "UPS");
+        assert_eq!(carrier_for("CA"), "UPS");
+        assert_eq!(carrier_for("FR"), "DPD");
+    }
+
+    #[test]
+    fn tracking_number_is_stable_per_order() {
+        let tracking = tracking_number_for("DHL", "o-1");
+        assert_eq!(tracking, tracking_number_for("DHL", "o-1"));
+        assert_ne!(tracking, tracking_number_for("DHL", "o-2"));
+        assert_eq!(tracking.len(), 3 + 12);
+        assert!(tracking.starts_with("DHL"));
+        assert!(tracking[3..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+    }
+
+    // ScheduleShipment
+
+    #[test]
+    fn schedule_to_a_served_country_picks_carrier_and_tracking() {
+        given([]).when(schedule_to("DE")).then(vec![scheduled_to("DE")]);
+        given([]).when(schedule_to("US")).then(vec![scheduled_to("US")]);
+        given([]).when(schedule_to("FR")).then(vec![scheduled_to("FR")]);
+    }
+
+    #[test]
+    fn schedule_normalises_the_country_code() {
+        given([]).when(schedule_to(" de ")).then(vec![scheduled_to("DE")]);
+    }
+
+    #[test]
+    fn schedule_to_an_unserved_country_is_rejected_as_an_event() {
+        given([]).when(schedule_to("JP")).then(vec![rejected()]);
+    }
+
+    #[test]
+    fn schedule_honours_the_configured_countries() {
+        let only_japan = ShipmentDecider::new(parse_shipping_countries("JP"));
+        let state = ShipmentState::default();
+        assert_eq!(only_japan.decide(&state, &schedule_to("JP")), Ok(vec![scheduled_to("JP")]));
+        assert!(matches!(
+            only_japan.decide(&state, &schedule_to("DE")).as_deref(),
+            Ok([ShipmentEvent::ShipmentRejected { .. }])
+        ));
+    }
+
+    #[test]
+    fn schedule_when_a_shipment_exists_is_a_no_op() {
+        for history in [
+            vec![scheduled()],
+            vec![rejected()],
+            vec![scheduled(), cancelled()],
+            vec![scheduled(), dispatched()],
+            vec![scheduled(), dispatched(), delivered()],
+        ] {
+            given(history).when(schedule_to("DE")).then(vec![]);
+        }
+    }
+
+    #[test]
+    fn schedule_must_be_well_formed() {
+        let with = |order_id: &str, customer_id: &str, lines: Vec<ShipmentLine>| ShipmentCommand::ScheduleShipment {
+            order_id: order_id.into(),
+            customer_id: customer_id.into(),
+            destination_country: "DE".into(),
+            lines,
+        };
+        given([]).when(with("", "c-1", lines())).then_invalid("order_id");
+        given([]).when(with(&"o".repeat(129), "c-1", lines())).then_invalid("order_id");
+        given([]).when(with(ORDER, "", lines())).then_invalid("customer_id");
+        given([]).when(with(ORDER, "c-1", vec![])).then_invalid("at least one line");
+        given([]).when(with(ORDER, "c-1", vec![ShipmentLine { sku: "s".into(), quantity: 0 }])).then_invalid("positive quantity");
+        given([]).when(with(ORDER, "c-1", vec![ShipmentLine { sku: String::new(), quantity: 1 }])).then_invalid("needs a sku");
+    }
+
+    // CancelShipment
+
+    #[test]
+    fn cancel_of_a_scheduled_shipment() {
+        given([scheduled()]).when(cancel()).then(vec![cancelled()]);
+    }
+
+    #[test]
+    fn cancel_in_any_other_state_is_a_no_op() {
+        for history in [
+            vec![],
+            vec![rejected()],
+            vec![scheduled(), cancelled()],
+            vec![scheduled(), dispatched()],
+            vec![scheduled(), dispatched(), delivered()],
+        ] {
+            given(history).when(cancel()).then(vec![]);
+        }
+    }
+
+    #[test]
+    fn cancel_must_name_an_order() {
+        given([]).when(ShipmentCommand::CancelShipment { order_id: String::new() }).then_invalid("order_id");
+    }
+
+    // DispatchShipment
+
+    #[test]
+    fn dispatch_of_a_scheduled_shipment_carries_its_lines() {
+        given([scheduled()]).when(dispatch()).then(vec![dispatched()]);
+    }
+
+    #[test]
+    fn dispatch_without_a_shipment_is_refused() {
+        given([]).when(dispatch()).then_refused("no shipment for this order");
+    }
+
+    #[test]
+    fn dispatch_of_a_cancelled_shipment_is_refused() {
+        given([scheduled(), cancelled()]).when(dispatch()).then_refused("shipment was cancelled");
+    }
+
+    #[test]
+    fn dispatch_of_a_rejected_shipment_is_refused() {
+        given([rejected()]).when(dispatch()).then_refused("shipment was rejected");
+    }
+
+    #[test]
+    fn dispatch_twice_is_refused() {
+        given([scheduled(), dispatched()]).when(dispatch()).then_refused("shipment already dispatched");
+        given([scheduled(), dispatched(), delivered()]).when(dispatch()).then_refused("shipment already dispatched");
+    }
+
+    #[test]
+    fn dispatch_must_name_an_order() {
+        given([]).when(ShipmentCommand::DispatchShipment { order_id: String::new() }).then_invalid("order_id");
+    }
+
+    // ConfirmDelivery
+
+    #[test]
+    fn confirm_delivery_of_a_dispatched_shipment() {
+        given([scheduled(), dispatched()]).when(confirm()).then(vec![delivered()]);
+    }
+
+    #[test]
+    fn confirm_delivery_twice_is_refused() {
+        given([scheduled(), dispatched(), delivered()]).when(confirm()).then_refused("shipment already delivered");
+    }
+
+    #[test]
+    fn confirm_delivery_before_dispatch_is_refused() {
+        for history in [vec![], vec![scheduled()], vec![rejected()], vec![scheduled(), cancelled()]] {
+            given(history).when(confirm()).then_refused("shipment has not been dispatched");
+        }
+    }
+
+    #[test]
+    fn confirm_delivery_must_name_an_order() {
+        given([]).when(ShipmentCommand::ConfirmDelivery { order_id: String::new() }).then_invalid("order_id");
+    }
+
+    // evolve
+
+    #[test]
+    fn default_state_has_no_shipment() {
+        assert_eq!(ShipmentState::default().shipment, None);
+    }
+
+    #[test]
+    fn evolve_follows_the_lifecycle() {
+        let status_after = |events: &[ShipmentEvent]| fold::<ShipmentDecider>(events).shipment.map(|s| s.status);
+        assert_eq!(status_after(&[scheduled()]), Some(ShipmentStatus::Scheduled));
+        assert_eq!(status_after(&[rejected()]), Some(ShipmentStatus::Rejected));
+        assert_eq!(status_after(&[scheduled(), cancelled()]), Some(ShipmentStatus::Cancelled));
+        assert_eq!(status_after(&[scheduled(), dispatched()]), Some(ShipmentStatus::Dispatched));
+        assert_eq!(status_after(&[scheduled(), dispatched(), delivered()]), Some(ShipmentStatus::Delivered));
+    }
+
+    #[test]
+    fn evolve_keeps_customer_and_lines_from_scheduling() {
+        let state = fold::<ShipmentDecider>(&[scheduled(), dispatched()]);
+        assert_eq!(
+            state.shipment,
+            Some(ShipmentRecord { customer_id: "c-1".into(), status: ShipmentStatus::Dispatched, lines: lines() })
+        );
+    }
+}

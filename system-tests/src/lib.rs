@@ -1,0 +1,272 @@
+//! A running copy of the whole system for end-to-end tests: the five service binaries from
+//! this workspace's target folder, started against the broker and registry that
+//! `scripts/test.sh` provides (`KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`), each with its own HTTP
+//! port and SQLite database in a fresh folder. Commands go in as JSON on the command topics
+//! through a producer configured like kcat's (its default partitioner, so the services must
+//! forward what lands on the wrong partition); outcomes are read over HTTP only.
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord},
+    util::Timeout,
+};
+use serde_json::Value;
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+pub const SERVICES: [&str; 5] = ["order-svc", "inventory-svc", "payment-svc", "shipping-svc", "notify-svc"];
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set: run scripts/test.sh"))
+}
+
+/// Unique id for this test run, so tests sharing topics never see each other's aggregates.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn target_dir() -> PathBuf {
+    // tests run as target/<profile>/deps/<test>-<hash>
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").to_path_buf()
+}
+
+/// Children are spawned from one thread that lives as long as the test process, with
+/// PDEATHSIG, so services die with the test binary even if a test panics.
+struct Spawner(Mutex<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>>);
+
+fn spawner() -> &'static Spawner {
+    static SPAWNER: std::sync::OnceLock<Spawner> = std::sync::OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
+        std::thread::spawn(move || {
+            for (mut command, reply) in rx {
+                let _ = reply.send(command.spawn());
+            }
+        });
+        Spawner(Mutex::new(tx))
+    })
+}
+
+fn spawn(mut command: Command) -> Child {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and only affects the child being set up.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner().0.lock().unwrap_or_else(|p| p.into_inner()).send((command, reply_tx)).expect("spawner thread alive");
+    reply_rx.recv().expect("spawner replies").expect("service starts")
+}
+
+pub struct Stack {
+    pub brokers: String,
+    pub registry: String,
+    pub dir: PathBuf,
+    ports: HashMap<&'static str, u16>,
+    children: Mutex<HashMap<&'static str, Child>>,
+    extra_env: Vec<(String, String)>,
+    producer: FutureProducer,
+    http: reqwest::Client,
+}
+
+impl Stack {
+    /// Starts all five services and waits until each answers `/health`.
+    pub fn start(name: &str, extra_env: &[(&str, &str)]) -> Stack {
+        let dir = std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name));
+        std::fs::create_dir_all(dir.join("logs")).expect("stack folder");
+        let brokers = env("KAFKA_BROKERS");
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            // kcat's default: not the Java partitioner; the services must cope.
+            .set("partitioner", "consistent_random")
+            .create()
+            .expect("producer");
+        let stack = Stack {
+            registry: env("SCHEMA_REGISTRY_URL"),
+            brokers,
+            ports: SERVICES.iter().map(|s| (*s, free_port())).collect(),
+            children: Mutex::new(HashMap::new()),
+            extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            dir,
+            producer,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client"),
+        };
+        for service in SERVICES {
+            stack.launch(service);
+        }
+        for service in SERVICES {
+            stack.wait_healthy(service);
+        }
+        stack
+    }
+
+    fn launch(&self, service: &'static str) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("logs").join(format!("{service}.log"))).expect("log file");
+        let mut command = Command::new(target_dir().join(service));
+        command
+            .env("KAFKA_BROKERS", &self.brokers)
+            .env("SCHEMA_REGISTRY_URL", &self.registry)
+            .env("HTTP_ADDR", format!("127.0.0.1:{}", self.ports[service]))
+            .env("RUN_DIR", &self.dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        let child = spawn(command);
+        self.children.lock().unwrap_or_else(|p| p.into_inner()).insert(service, child);
+    }
+
+    fn wait_healthy(&self, service: &str) {
+        let url = self.url(service, "/health");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = reqwest::blocking_get_status(&url) {
+                if response == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{service} did not become healthy; see {}", self.dir.join("logs").display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no shutdown hooks, no flushes, like a crash.
+    pub fn kill(&self, service: &'static str) {
+        if let Some(mut child) = self.children.lock().unwrap_or_else(|p| p.into_inner()).remove(service) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&self, service: &'static str) {
+        self.kill(service);
+        self.launch(service);
+        self.wait_healthy(service);
+    }
+
+    pub fn url(&self, service: &str, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[service])
+    }
+
+    /// Produces one JSON command, keyed like a kcat user would (`-k <aggregate id>`).
+    pub async fn send(&self, topic: &str, key: &str, command: &Value) {
+        let payload = command.to_string();
+        self.producer
+            .send(FutureRecord::to(topic).key(key).payload(&payload), Timeout::After(Duration::from_secs(10)))
+            .await
+            .map_err(|(error, _)| error)
+            .unwrap_or_else(|error| panic!("producing to {topic}: {error}"));
+    }
+
+    /// Produces raw bytes (for malformed input).
+    pub async fn send_raw(&self, topic: &str, key: Option<&str>, payload: &[u8]) {
+        let mut record = FutureRecord::<str, [u8]>::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer.send(record, Timeout::After(Duration::from_secs(10))).await.map_err(|(e, _)| e).expect("produce");
+    }
+
+    /// GET → (status, JSON body or Null).
+    pub async fn get(&self, service: &str, path: &str) -> (u16, Value) {
+        match self.http.get(self.url(service, path)).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// Polls `GET path` until `done(body)` holds (status 200), or panics after `timeout` with the
+    /// last answer. Polling with a deadline, not sleeping: tests wait exactly as long as needed.
+    pub async fn eventually(&self, service: &str, path: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, body) = self.get(service, path).await;
+            if status == 200 && done(&body) {
+                return body;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {timeout:?} waiting on {service}{path}; last answer {status} {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the order reaches `status` and returns its view.
+    pub async fn order_reaches(&self, order_id: &str, status: &str) -> Value {
+        self.eventually("order-svc", &format!("/orders/{order_id}"), Duration::from_secs(60), |o| o["status"] == status).await
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, mut child) in self.children.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Minimal blocking GET for health checks before any runtime exists.
+mod reqwest {
+    pub use ::reqwest::*;
+    pub fn blocking_get_status(url: &str) -> std::io::Result<u16> {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("http only"))?;
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        let mut stream = std::net::TcpStream::connect(host)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        std::str::from_utf8(&head[9..12]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad status line"))
+    }
+}
+
+/// Commands as a user types them into kcat.
+pub mod commands {
+    use serde_json::{Value, json};
+
+    pub fn place_order(order_id: &str, customer_id: &str, lines: &[(&str, i64, i64)], currency: &str, country: &str) -> Value {
+        json!({
+            "type": "PlaceOrder",
+            "order_id": order_id,
+            "customer_id": customer_id,
+            "lines": lines.iter().map(|(sku, quantity, price)| json!({"sku": sku, "quantity": quantity, "unit_price_cents": price})).collect::<Vec<_>>(),
+            "currency": currency,
+            "shipping_address": {"name": "Ada Lovelace", "street": "Main 1", "city": "Berlin", "postal_code": "10115", "country": country},
+        })
+    }
+    pub fn restock(sku: &str, quantity: i64) -> Value {
+        json!({"type": "RestockItem", "sku": sku, "quantity": quantity})
+    }
+    pub fn deposit(customer_id: &str, amount_cents: i64, currency: &str) -> Value {
+        json!({"type": "DepositFunds", "customer_id": customer_id, "amount_cents": amount_cents, "currency": currency})
+    }
+    pub fn cancel(order_id: &str) -> Value {
+        json!({"type": "CancelOrder", "order_id": order_id, "reason": "changed my mind"})
+    }
+    pub fn dispatch(order_id: &str) -> Value {
+        json!({"type": "DispatchShipment", "order_id": order_id})
+    }
+    pub fn deliver(order_id: &str) -> Value {
+        json!({"type": "ConfirmDelivery", "order_id": order_id})
+    }
+}
