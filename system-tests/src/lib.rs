@@ -270,3 +270,86 @@ pub mod commands {
         json!({"type": "ConfirmDelivery", "order_id": order_id})
     }
 }
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub headers: HashMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+impl Record {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.payload).unwrap_or(Value::Null)
+    }
+}
+
+impl Stack {
+    /// Every record of `topic` with this key, from the beginning up to the current end.
+    pub async fn records(&self, topic: &str, key: &str) -> Vec<Record> {
+        let brokers = self.brokers.clone();
+        let (topic, key) = (topic.to_string(), key.to_string());
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::{Message, message::Headers};
+            let reader = runtime::kafka::reader(&brokers).expect("reader");
+            let partitions = runtime::kafka::partition_count(&reader, &topic).expect("topic exists");
+            let mut found = Vec::new();
+            for partition in 0..partitions {
+                let (low, high) = runtime::kafka::watermarks(&reader, &topic, partition).expect("watermarks");
+                runtime::kafka::read_range(&reader, &topic, partition, low, high, |m| {
+                    if m.key() == Some(key.as_bytes()) {
+                        let headers = m
+                            .headers()
+                            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())).collect())
+                            .unwrap_or_default();
+                        found.push(Record { partition, offset: m.offset(), headers, payload: m.payload().unwrap_or_default().to_vec() });
+                    }
+                })
+                .expect("read");
+            }
+            found
+        })
+        .await
+        .expect("reader task")
+    }
+
+    /// Polls `topic` until a record with this key satisfies `done`.
+    pub async fn record_appears(&self, topic: &str, key: &str, timeout: Duration, done: impl Fn(&Record) -> bool) -> Record {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(record) = self.records(topic, key).await.into_iter().find(|r| done(r)) {
+                return record;
+            }
+            assert!(Instant::now() < deadline, "no matching record with key {key} on {topic} within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Produces a copy of a record to an explicit partition, as a redelivery would present it.
+    pub async fn redeliver(&self, topic: &str, key: &str, record: &Record) {
+        let mut headers = rdkafka::message::OwnedHeaders::new();
+        for (k, v) in &record.headers {
+            headers = headers.insert(rdkafka::message::Header { key: k, value: Some(v.as_bytes()) });
+        }
+        self.producer
+            .send(
+                FutureRecord::to(topic).key(key).partition(record.partition).payload(&record.payload).headers(headers),
+                Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("redelivered");
+    }
+}
+
+/// An id with the given prefix whose partition (Java murmur2, `partitions`) equals `partition`.
+pub fn id_on_partition(prefix: &str, partition: i32, partitions: i32) -> String {
+    loop {
+        let candidate = unique(prefix);
+        if runtime::partitioner::partition_for(&candidate, partitions) == partition {
+            return candidate;
+        }
+    }
+}
