@@ -58,6 +58,8 @@ where
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "300000")
+        // A saga hop is one consume: keep the broker from holding fetches back.
+        .set("fetch.wait.max.ms", "10")
         .create_with_context(context)
 }
 
@@ -69,6 +71,8 @@ pub fn reader(brokers: &str) -> Result<BaseConsumer, KafkaError> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
+        // Reads here are bounded by a known end offset; waiting for more data only adds latency.
+        .set("fetch.wait.max.ms", "5")
         .create()
 }
 

@@ -110,6 +110,7 @@ impl ProjectionRunner {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
             .create()?;
         let checkpoints = self.load_checkpoints().await?;
         let mut assignment = TopicPartitionList::new();
