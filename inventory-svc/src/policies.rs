@@ -75,21 +75,7 @@ mod tests {
     use super::*;
     use contracts::order::{Address, CancellationReason, OrderLine};
     use contracts::shipment::ShipmentLine;
-
-    fn envelope<P>(aggregate_id: &str, payload: P) -> EventEnvelope<P> {
-        EventEnvelope {
-            event_id: "00000000-0000-0000-0000-000000000001".into(),
-            aggregate_id: aggregate_id.into(),
-            version: 1,
-            previous_event_id: None,
-            occurred_at: 1_700_000_000_000,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::envelope;
 
     fn lines() -> Vec<OrderLine> {
         vec![
@@ -126,7 +112,7 @@ mod tests {
             total_cents: 1200,
         };
         assert_eq!(
-            InventoryFromOrders.react(&envelope("o1", placed)),
+            InventoryFromOrders.react(&envelope("o1", 1, placed)),
             [
                 StockCommand::ReserveStock {
                     sku: "SKU-A".into(),
@@ -151,7 +137,7 @@ mod tests {
             lines: lines(),
         };
         assert_eq!(
-            InventoryFromOrders.react(&envelope("o1", cancelled)),
+            InventoryFromOrders.react(&envelope("o1", 1, cancelled)),
             [
                 StockCommand::ReleaseStock {
                     sku: "SKU-A".into(),
@@ -196,7 +182,7 @@ mod tests {
                 customer_id: "c1".into(),
             },
         ] {
-            assert_eq!(InventoryFromOrders.react(&envelope("o1", payload)), []);
+            assert_eq!(InventoryFromOrders.react(&envelope("o1", 1, payload)), []);
         }
     }
 
@@ -216,7 +202,7 @@ mod tests {
             ],
         };
         assert_eq!(
-            InventoryFromShipments.react(&envelope("o1", dispatched)),
+            InventoryFromShipments.react(&envelope("o1", 1, dispatched)),
             [
                 StockCommand::ShipStock {
                     sku: "SKU-A".into(),
@@ -255,7 +241,10 @@ mod tests {
                 customer_id: "c1".into(),
             },
         ] {
-            assert_eq!(InventoryFromShipments.react(&envelope("o1", payload)), []);
+            assert_eq!(
+                InventoryFromShipments.react(&envelope("o1", 1, payload)),
+                []
+            );
         }
     }
 

@@ -162,22 +162,7 @@ pub async fn get_stock(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runtime::SqlValue;
-
-    fn envelope(sku: &str, version: i64, payload: StockEvent) -> EventEnvelope<StockEvent> {
-        EventEnvelope {
-            event_id: format!("event-{version}"),
-            aggregate_id: sku.into(),
-            version,
-            previous_event_id: None,
-            occurred_at: 1_700_000_000_000 + version,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::{apply, envelope, read_model_db};
 
     #[test]
     fn a_restock_adds_to_on_hand_and_the_restocked_total_only() {
@@ -256,38 +241,11 @@ mod tests {
         }
     }
 
-    // The runtime applies writes for real; this only checks the SQL against SQLite end to end.
-    async fn sqlite_with_schema() -> sqlx::AnyPool {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::raw_sql(include_str!("../migrations/0001_stock.sql"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool
-    }
-
-    async fn apply(pool: &sqlx::AnyPool, writes: Vec<SqlWrite>) {
-        for write in writes {
-            let mut query = sqlx::query(write.sql);
-            for value in write.params {
-                query = match value {
-                    SqlValue::Text(text) => query.bind(text),
-                    SqlValue::Int(int) => query.bind(int),
-                    SqlValue::Null => query.bind(None::<String>),
-                };
-            }
-            query.execute(pool).await.unwrap();
-        }
-    }
+    static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
     #[tokio::test]
     async fn projected_history_reads_back_through_the_route() {
-        let pool = sqlite_with_schema().await;
+        let (pool, _db) = read_model_db(&MIGRATOR).await;
         let history = [
             StockEvent::StockRestocked { quantity: 10 },
             StockEvent::StockReserved {
@@ -315,7 +273,7 @@ mod tests {
         for (index, event) in history.into_iter().enumerate() {
             apply(
                 &pool,
-                project_stock(&envelope("SKU-A", index as i64 + 1, event)),
+                &project_stock(&envelope("SKU-A", index as i64 + 1, event)),
             )
             .await;
         }
@@ -356,13 +314,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_sku_never_seen_is_not_found_but_one_only_asked_for_is_empty() {
-        let pool = sqlite_with_schema().await;
+        let (pool, _db) = read_model_db(&MIGRATOR).await;
         let rejected = StockEvent::StockReservationRejected {
             order_id: "o1".into(),
             requested: 1,
             available: 0,
         };
-        apply(&pool, project_stock(&envelope("SKU-ASKED", 1, rejected))).await;
+        apply(&pool, &project_stock(&envelope("SKU-ASKED", 1, rejected))).await;
 
         let Json(stock) = get_stock(State(ReadDb(pool.clone())), Path("SKU-ASKED".into()))
             .await

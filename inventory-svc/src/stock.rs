@@ -188,42 +188,7 @@ mod tests {
     use super::*;
     use StockCommand::*;
     use StockEvent::*;
-
-    // ---- given / when / then -------------------------------------------------------------
-
-    struct Given(StockState);
-
-    fn given(events: Vec<StockEvent>) -> Given {
-        Given(runtime::decider::fold::<StockDecider>(&events))
-    }
-
-    impl Given {
-        fn when(self, command: StockCommand) -> Then {
-            Then(StockDecider.decide(&self.0, &command))
-        }
-    }
-
-    struct Then(Result<Vec<StockEvent>, Rejection>);
-
-    impl Then {
-        fn then(self, expected: Vec<StockEvent>) {
-            assert_eq!(self.0, Ok(expected));
-        }
-        fn then_nothing(self) {
-            self.then(vec![]);
-        }
-        fn then_invalid(self, reason_contains: &str) {
-            match self.0 {
-                Err(Rejection::Invalid(reason)) => {
-                    assert!(
-                        reason.contains(reason_contains),
-                        "{reason:?} lacks {reason_contains:?}"
-                    )
-                }
-                other => panic!("expected Invalid(..{reason_contains}..), got {other:?}"),
-            }
-        }
-    }
+    use runtime::testing::given;
 
     // ---- fixtures ------------------------------------------------------------------------
 
@@ -301,8 +266,10 @@ mod tests {
 
     #[test]
     fn restock_adds_stock() {
-        given(vec![]).when(restock(5)).then(vec![restocked(5)]);
-        given(ten_with_three_reserved())
+        given(&StockDecider, vec![])
+            .when(restock(5))
+            .then(vec![restocked(5)]);
+        given(&StockDecider, ten_with_three_reserved())
             .when(restock(MAX_RESTOCK_QUANTITY))
             .then(vec![restocked(MAX_RESTOCK_QUANTITY)]);
     }
@@ -310,7 +277,7 @@ mod tests {
     #[test]
     fn restock_rejects_quantities_outside_1_to_a_million() {
         for quantity in [0, -5, MAX_RESTOCK_QUANTITY + 1] {
-            given(vec![])
+            given(&StockDecider, vec![])
                 .when(restock(quantity))
                 .then_invalid("quantity");
         }
@@ -318,19 +285,19 @@ mod tests {
 
     #[test]
     fn restock_rejects_skus_that_are_empty_or_longer_than_128() {
-        given(vec![])
+        given(&StockDecider, vec![])
             .when(RestockItem {
                 sku: String::new(),
                 quantity: 1,
             })
             .then_invalid("sku");
-        given(vec![])
+        given(&StockDecider, vec![])
             .when(RestockItem {
                 sku: "s".repeat(MAX_ID_CHARS + 1),
                 quantity: 1,
             })
             .then_invalid("sku");
-        given(vec![])
+        given(&StockDecider, vec![])
             .when(RestockItem {
                 sku: "s".repeat(MAX_ID_CHARS),
                 quantity: 1,
@@ -342,28 +309,28 @@ mod tests {
 
     #[test]
     fn reserve_takes_from_available_stock() {
-        given(ten_with_three_reserved())
+        given(&StockDecider, ten_with_three_reserved())
             .when(reserve("o2", 4))
             .then(vec![reserved("o2", 4)]);
     }
 
     #[test]
     fn reserve_may_take_exactly_what_is_available() {
-        given(ten_with_three_reserved())
+        given(&StockDecider, ten_with_three_reserved())
             .when(reserve("o2", 7))
             .then(vec![reserved("o2", 7)]);
     }
 
     #[test]
     fn reserve_beyond_available_is_rejected_with_what_is_available() {
-        given(ten_with_three_reserved())
+        given(&StockDecider, ten_with_three_reserved())
             .when(reserve("o2", 8))
             .then(vec![rejected("o2", 8, 7)]);
     }
 
     #[test]
     fn reserve_of_an_unknown_sku_is_rejected_with_nothing_available() {
-        given(vec![])
+        given(&StockDecider, vec![])
             .when(reserve("o1", 1))
             .then(vec![rejected("o1", 1, 0)]);
     }
@@ -378,10 +345,10 @@ mod tests {
             shipped("o1", 3),
             released("o2", 2),
         ];
-        given(history.clone())
+        given(&StockDecider, history.clone())
             .when(reserve("o3", 7))
             .then(vec![reserved("o3", 7)]);
-        given(history)
+        given(&StockDecider, history)
             .when(reserve("o3", 8))
             .then(vec![rejected("o3", 8, 7)]);
     }
@@ -395,22 +362,26 @@ mod tests {
             with(ten_with_three_reserved(), [shipped("o1", 3)]),
         ];
         for history in histories {
-            given(history).when(reserve("o1", 3)).then_nothing();
+            given(&StockDecider, history)
+                .when(reserve("o1", 3))
+                .then_nothing();
         }
     }
 
     #[test]
     fn reserve_rejects_malformed_commands() {
         for quantity in [0, -1] {
-            given(ten_with_three_reserved())
+            given(&StockDecider, ten_with_three_reserved())
                 .when(reserve("o2", quantity))
                 .then_invalid("quantity");
         }
-        given(vec![]).when(reserve("", 1)).then_invalid("order_id");
-        given(vec![])
+        given(&StockDecider, vec![])
+            .when(reserve("", 1))
+            .then_invalid("order_id");
+        given(&StockDecider, vec![])
             .when(reserve(&"o".repeat(MAX_ID_CHARS + 1), 1))
             .then_invalid("order_id");
-        given(vec![])
+        given(&StockDecider, vec![])
             .when(ReserveStock {
                 sku: String::new(),
                 order_id: "o1".into(),
@@ -423,7 +394,7 @@ mod tests {
 
     #[test]
     fn release_returns_a_reservation_to_available_stock() {
-        given(ten_with_three_reserved())
+        given(&StockDecider, ten_with_three_reserved())
             .when(release("o1"))
             .then(vec![released("o1", 3)]);
     }
@@ -439,7 +410,9 @@ mod tests {
         ];
         let orders = ["o1", "o2", "o2", "o1", "o1"];
         for (history, order_id) in histories.into_iter().zip(orders) {
-            given(history).when(release(order_id)).then_nothing();
+            given(&StockDecider, history)
+                .when(release(order_id))
+                .then_nothing();
         }
     }
 
@@ -447,7 +420,7 @@ mod tests {
 
     #[test]
     fn ship_takes_a_reservation_out_of_stock() {
-        given(ten_with_three_reserved())
+        given(&StockDecider, ten_with_three_reserved())
             .when(ship("o1"))
             .then(vec![shipped("o1", 3)]);
     }
@@ -463,7 +436,9 @@ mod tests {
         ];
         let orders = ["o1", "o2", "o2", "o1", "o1"];
         for (history, order_id) in histories.into_iter().zip(orders) {
-            given(history).when(ship(order_id)).then_nothing();
+            given(&StockDecider, history)
+                .when(ship(order_id))
+                .then_nothing();
         }
     }
 
@@ -526,7 +501,7 @@ mod tests {
     #[test]
     fn reserve_works_when_stock_exceeds_the_i32_range() {
         let history = vec![restocked(MAX_RESTOCK_QUANTITY); 3000];
-        given(history)
+        given(&StockDecider, history)
             .when(reserve("o1", i32::MAX))
             .then(vec![reserved("o1", i32::MAX)]);
     }

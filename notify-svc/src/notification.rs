@@ -105,35 +105,7 @@ fn validate_recipient(channel: Channel, recipient: &str) -> Result<(), Rejection
 mod tests {
     use super::*;
     use runtime::decider::fold;
-
-    struct Given(Vec<NotificationEvent>);
-
-    fn given(events: impl Into<Vec<NotificationEvent>>) -> Given {
-        Given(events.into())
-    }
-
-    impl Given {
-        fn when(self, command: NotificationCommand) -> Result<Vec<NotificationEvent>, Rejection> {
-            NotificationDecider.decide(&fold::<NotificationDecider>(&self.0), &command)
-        }
-    }
-
-    trait Then {
-        fn then(self, expected: Vec<NotificationEvent>);
-        fn then_invalid(self, reason_contains: &str);
-    }
-
-    impl Then for Result<Vec<NotificationEvent>, Rejection> {
-        fn then(self, expected: Vec<NotificationEvent>) {
-            assert_eq!(self, Ok(expected));
-        }
-        fn then_invalid(self, reason_contains: &str) {
-            match self {
-                Err(Rejection::Invalid(reason)) => assert!(reason.contains(reason_contains), "{reason}"),
-                other => panic!("expected Invalid containing {reason_contains:?}, got {other:?}"),
-            }
-        }
-    }
+    use runtime::testing::given;
 
     fn set_preferences(channel: Channel, recipient: &str) -> NotificationCommand {
         NotificationCommand::SetPreferences { customer_id: "c-1".into(), channel, recipient: recipient.into() }
@@ -163,40 +135,40 @@ mod tests {
 
     #[test]
     fn set_email_preferences() {
-        given([]).when(set_preferences(Channel::Email, "ada@example.com")).then(vec![preferences_set(Channel::Email, "ada@example.com")]);
+        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Email, "ada@example.com")).then(vec![preferences_set(Channel::Email, "ada@example.com")]);
     }
 
     #[test]
     fn set_sms_preferences_needs_no_at_sign() {
-        given([]).when(set_preferences(Channel::Sms, "+49 170 1234567")).then(vec![preferences_set(Channel::Sms, "+49 170 1234567")]);
+        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Sms, "+49 170 1234567")).then(vec![preferences_set(Channel::Sms, "+49 170 1234567")]);
     }
 
     #[test]
     fn changing_preferences_is_recorded() {
-        given([preferences_set(Channel::Email, "ada@example.com")])
+        given(&NotificationDecider, vec![preferences_set(Channel::Email, "ada@example.com")])
             .when(set_preferences(Channel::Email, "ada@work.example"))
             .then(vec![preferences_set(Channel::Email, "ada@work.example")]);
-        given([preferences_set(Channel::Email, "ada@example.com")])
+        given(&NotificationDecider, vec![preferences_set(Channel::Email, "ada@example.com")])
             .when(set_preferences(Channel::Sms, "ada@example.com"))
             .then(vec![preferences_set(Channel::Sms, "ada@example.com")]);
     }
 
     #[test]
     fn repeating_the_current_preferences_is_a_no_op() {
-        given([preferences_set(Channel::Sms, "+4917012")]).when(set_preferences(Channel::Sms, "+4917012")).then(vec![]);
+        given(&NotificationDecider, vec![preferences_set(Channel::Sms, "+4917012")]).when(set_preferences(Channel::Sms, "+4917012")).then(vec![]);
     }
 
     #[test]
     fn recipient_must_be_1_to_256_chars() {
-        given([]).when(set_preferences(Channel::Sms, "")).then_invalid("recipient");
-        given([]).when(set_preferences(Channel::Sms, &"1".repeat(257))).then_invalid("recipient");
+        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Sms, "")).then_invalid("recipient");
+        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Sms, &"1".repeat(257))).then_invalid("recipient");
         let longest = format!("{}@x", "a".repeat(254));
-        given([]).when(set_preferences(Channel::Email, &longest)).then(vec![preferences_set(Channel::Email, &longest)]);
+        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Email, &longest)).then(vec![preferences_set(Channel::Email, &longest)]);
     }
 
     #[test]
     fn email_recipient_must_contain_an_at_sign() {
-        given([]).when(set_preferences(Channel::Email, "ada.example.com")).then_invalid("'@'");
+        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Email, "ada.example.com")).then_invalid("'@'");
     }
 
     #[test]
@@ -206,14 +178,14 @@ mod tests {
             channel: Channel::Email,
             recipient: "a@b".into(),
         };
-        given([]).when(command).then_invalid("customer_id");
+        given(&NotificationDecider, vec![]).when(command).then_invalid("customer_id");
     }
 
     // SendNotification
 
     #[test]
     fn send_with_default_preferences_emails_the_customer_id() {
-        given([]).when(send("o-1", NotificationKind::OrderConfirmed)).then(vec![sent(
+        given(&NotificationDecider, vec![]).when(send("o-1", NotificationKind::OrderConfirmed)).then(vec![sent(
             "o-1",
             NotificationKind::OrderConfirmed,
             Channel::Email,
@@ -223,19 +195,19 @@ mod tests {
 
     #[test]
     fn send_uses_the_current_preferences() {
-        given([preferences_set(Channel::Email, "old@example.com"), preferences_set(Channel::Sms, "+4917012")])
+        given(&NotificationDecider, vec![preferences_set(Channel::Email, "old@example.com"), preferences_set(Channel::Sms, "+4917012")])
             .when(send("o-1", NotificationKind::OrderShipped))
             .then(vec![sent("o-1", NotificationKind::OrderShipped, Channel::Sms, "+4917012")]);
     }
 
     #[test]
     fn send_is_once_per_order_and_kind() {
-        let history = [sent("o-1", NotificationKind::OrderConfirmed, Channel::Email, "c-1")];
-        given(history.clone()).when(send("o-1", NotificationKind::OrderConfirmed)).then(vec![]);
-        given(history.clone())
+        let history = vec![sent("o-1", NotificationKind::OrderConfirmed, Channel::Email, "c-1")];
+        given(&NotificationDecider, history.clone()).when(send("o-1", NotificationKind::OrderConfirmed)).then(vec![]);
+        given(&NotificationDecider, history.clone())
             .when(send("o-1", NotificationKind::OrderShipped))
             .then(vec![sent("o-1", NotificationKind::OrderShipped, Channel::Email, "c-1")]);
-        given(history)
+        given(&NotificationDecider, history)
             .when(send("o-2", NotificationKind::OrderConfirmed))
             .then(vec![sent("o-2", NotificationKind::OrderConfirmed, Channel::Email, "c-1")]);
     }
@@ -248,10 +220,10 @@ mod tests {
             kind: NotificationKind::OrderCancelled,
             message: message.into(),
         };
-        given([]).when(with("", "o-1", "hi")).then_invalid("customer_id");
-        given([]).when(with("c-1", "", "hi")).then_invalid("order_id");
-        given([]).when(with("c-1", &"o".repeat(129), "hi")).then_invalid("order_id");
-        given([]).when(with("c-1", "o-1", "  ")).then_invalid("message");
+        given(&NotificationDecider, vec![]).when(with("", "o-1", "hi")).then_invalid("customer_id");
+        given(&NotificationDecider, vec![]).when(with("c-1", "", "hi")).then_invalid("order_id");
+        given(&NotificationDecider, vec![]).when(with("c-1", &"o".repeat(129), "hi")).then_invalid("order_id");
+        given(&NotificationDecider, vec![]).when(with("c-1", "o-1", "  ")).then_invalid("message");
     }
 
     // evolve

@@ -95,21 +95,7 @@ mod tests {
     use super::*;
     use contracts::account::DeclineReason;
     use contracts::order::{Address, OrderLine};
-
-    fn envelope<P>(aggregate_id: &str, payload: P) -> EventEnvelope<P> {
-        EventEnvelope {
-            event_id: "e-1".into(),
-            aggregate_id: aggregate_id.into(),
-            version: 5,
-            previous_event_id: Some("e-0".into()),
-            occurred_at: 1_700_000_000_000,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::envelope;
 
     fn send(customer_id: &str, order_id: &str, kind: NotificationKind, message: &str) -> NotificationCommand {
         NotificationCommand::SendNotification {
@@ -138,6 +124,7 @@ mod tests {
     fn confirmed_order_notifies_with_carrier_and_tracking() {
         let event = envelope(
             "o-1",
+            5,
             OrderEvent::OrderConfirmed { customer_id: "c-1".into(), carrier: "DHL".into(), tracking_number: "DHLABC".into() },
         );
         assert_eq!(
@@ -155,6 +142,7 @@ mod tests {
     fn cancelled_order_notifies_with_the_reason() {
         let event = envelope(
             "o-1",
+            5,
             OrderEvent::OrderCancelled {
                 customer_id: "c-1".into(),
                 reason: CancellationReason::OutOfStock,
@@ -188,7 +176,7 @@ mod tests {
 
     #[test]
     fn shipped_order_notifies() {
-        let event = envelope("o-1", OrderEvent::OrderShipped { customer_id: "c-1".into() });
+        let event = envelope("o-1", 5, OrderEvent::OrderShipped { customer_id: "c-1".into() });
         assert_eq!(
             NotifyFromOrders.react(&event),
             vec![send("c-1", "o-1", NotificationKind::OrderShipped, "Your order o-1 has been shipped.")]
@@ -217,7 +205,7 @@ mod tests {
             OrderEvent::OrderDelivered { customer_id: "c-1".into() },
         ];
         for payload in others {
-            assert_eq!(NotifyFromOrders.react(&envelope("o-1", payload.clone())), vec![], "{payload:?}");
+            assert_eq!(NotifyFromOrders.react(&envelope("o-1", 5, payload.clone())), vec![], "{payload:?}");
         }
     }
 
@@ -225,6 +213,7 @@ mod tests {
     fn refund_notifies_the_account_owner_with_the_amount() {
         let event = envelope(
             "c-7",
+            5,
             AccountEvent::PaymentRefunded { order_id: "o-1".into(), amount_cents: 1_205, currency: "EUR".into() },
         );
         assert_eq!(
@@ -241,7 +230,7 @@ mod tests {
             AccountEvent::PaymentDeclined { order_id: "o-1".into(), amount_cents: 100, reason: DeclineReason::InsufficientFunds },
         ];
         for payload in others {
-            assert_eq!(NotifyFromAccounts.react(&envelope("c-7", payload.clone())), vec![], "{payload:?}");
+            assert_eq!(NotifyFromAccounts.react(&envelope("c-7", 5, payload.clone())), vec![], "{payload:?}");
         }
     }
 

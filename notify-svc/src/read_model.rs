@@ -117,25 +117,11 @@ mod tests {
     use super::*;
     use contracts::notification::{Channel, NotificationKind};
     use runtime::SqlValue::{Int, Text};
-
-    fn envelope(payload: NotificationEvent) -> EventEnvelope<NotificationEvent> {
-        EventEnvelope {
-            event_id: "e-1".into(),
-            aggregate_id: "c-1".into(),
-            version: 1,
-            previous_event_id: None,
-            occurred_at: 1_700_000_000_000,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::envelope;
 
     #[test]
     fn sent_notification_is_inserted_once_by_event_id() {
-        let writes = project_notification(&envelope(NotificationEvent::NotificationSent {
+        let writes = project_notification(&envelope("c-1", 1, NotificationEvent::NotificationSent {
             order_id: "o-1".into(),
             kind: NotificationKind::OrderCancelled,
             channel: Channel::Sms,
@@ -147,21 +133,21 @@ mod tests {
         assert_eq!(
             writes[0].params,
             vec![
-                Text("e-1".into()),
+                Text("c-1-e1".into()),
                 Text("c-1".into()),
                 Text("o-1".into()),
                 Text("ORDER_CANCELLED".into()),
                 Text("SMS".into()),
                 Text("+4917012".into()),
                 Text("Your order o-1 was cancelled.".into()),
-                Int(1_700_000_000_000),
+                Int(1_700_000_000_001),
             ]
         );
     }
 
     #[test]
     fn preferences_are_not_part_of_this_read_model() {
-        let writes = project_notification(&envelope(NotificationEvent::PreferencesSet {
+        let writes = project_notification(&envelope("c-1", 1, NotificationEvent::PreferencesSet {
             channel: Channel::Email,
             recipient: "a@b".into(),
         }));

@@ -169,6 +169,7 @@ mod tests {
     use super::*;
     use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
     use std::sync::{Arc, Mutex};
+    use runtime::testing::envelope;
 
     fn delivery(event_id: &str, kind: NotificationKind) -> Delivery {
         Delivery {
@@ -183,32 +184,17 @@ mod tests {
         }
     }
 
-    fn envelope(payload: NotificationEvent) -> EventEnvelope<NotificationEvent> {
-        EventEnvelope {
-            event_id: "e-1".into(),
-            aggregate_id: "c-1".into(),
-            version: 3,
-            previous_event_id: Some("e-0".into()),
-            occurred_at: 1_700_000_000_000,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
-
     #[test]
     fn delivery_is_built_from_notification_sent_only() {
-        let sent = envelope(NotificationEvent::NotificationSent {
+        let sent = envelope("c-1", 3, NotificationEvent::NotificationSent {
             order_id: "o-1".into(),
             kind: NotificationKind::OrderShipped,
             channel: Channel::Email,
             recipient: "ada@example.com".into(),
             message: "Your order o-1 has been shipped.".into(),
         });
-        assert_eq!(Delivery::from_event(&sent), Some(delivery("e-1", NotificationKind::OrderShipped)));
-        let preferences = envelope(NotificationEvent::PreferencesSet { channel: Channel::Sms, recipient: "+49".into() });
+        assert_eq!(Delivery::from_event(&sent), Some(Delivery { occurred_at: 1_700_000_000_003, ..delivery("c-1-e3", NotificationKind::OrderShipped) }));
+        let preferences = envelope("c-1", 3, NotificationEvent::PreferencesSet { channel: Channel::Sms, recipient: "+49".into() });
         assert_eq!(Delivery::from_event(&preferences), None);
     }
 

@@ -2,66 +2,17 @@
 //! SQLite in a temp file by default; set `TEST_DATABASE_URL` (e.g. a fresh PostgreSQL database)
 //! to run the same checks there.
 use contracts::EventEnvelope;
-use runtime::SqlValue;
-use runtime::http::ReadDb;
+use contracts::notification::{Channel, NotificationEvent, NotificationKind};
+use notify_svc::read_model::{project_notification, routes};
+use runtime::testing::{apply, envelope, read_model_db, serve};
 use serde_json::{Value, json};
-use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
 
-async fn migrated_pool() -> AnyPool {
-    sqlx::any::install_default_drivers();
-    let url = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
-        let dir = std::env::temp_dir().join(format!("notify-svc-db-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        format!("sqlite://{}/read.db?mode=rwc", dir.display())
-    });
-    let pool = AnyPoolOptions::new().max_connections(2).connect(&url).await.unwrap();
-    sqlx::migrate!("./migrations").run(&pool).await.unwrap();
-    pool
-}
-
-async fn apply(pool: &AnyPool, aggregate_id: &str, occurred_at: i64, payload: contracts::notification::NotificationEvent) {
-    let event = EventEnvelope {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        aggregate_id: aggregate_id.to_string(),
-        version: 1,
-        previous_event_id: None,
-        occurred_at,
-        correlation_id: "corr".into(),
-        causation_id: "cause".into(),
-        command_id: "cmd".into(),
-        command_offset: 0,
-        payload,
-    };
-    let mut tx = pool.begin().await.unwrap();
-    for write in notify_svc::read_model::project_notification(&event) {
-        let mut query = sqlx::query(write.sql);
-        for param in write.params {
-            query = match param {
-                SqlValue::Text(text) => query.bind(text),
-                SqlValue::Int(int) => query.bind(int),
-                SqlValue::Null => query.bind(None::<String>),
-            };
-        }
-        query.execute(&mut *tx).await.unwrap();
-    }
-    tx.commit().await.unwrap();
-}
-
-async fn serve(pool: AnyPool) -> String {
-    let app = notify_svc::read_model::routes().with_state(ReadDb(pool));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
-}
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 async fn get(url: String) -> (u16, Value) {
     let response = reqwest::get(url).await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
-
-use contracts::notification::{Channel, NotificationEvent, NotificationKind};
 
 fn sent(order_id: &str, kind: NotificationKind) -> NotificationEvent {
     NotificationEvent::NotificationSent {
@@ -75,15 +26,22 @@ fn sent(order_id: &str, kind: NotificationKind) -> NotificationEvent {
 
 #[tokio::test]
 async fn notifications_are_listed_by_order_or_customer_in_send_order() {
-    let pool = migrated_pool().await;
+    let (pool, _db) = read_model_db(&MIGRATOR).await;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let (ada, bob, order_a, order_b) = (format!("ada-{run}"), format!("bob-{run}"), format!("o-a-{run}"), format!("o-b-{run}"));
-    apply(&pool, &ada, 30, sent(&order_a, NotificationKind::OrderShipped)).await;
-    apply(&pool, &ada, 10, sent(&order_a, NotificationKind::OrderConfirmed)).await;
-    apply(&pool, &ada, 20, NotificationEvent::PreferencesSet { channel: Channel::Sms, recipient: "+49".into() }).await;
-    apply(&pool, &bob, 15, sent(&order_b, NotificationKind::OrderCancelled)).await;
+    // Sent out of order: the lists follow the time sent, not the order projected.
+    let events = [
+        (&ada, 1, 30, sent(&order_a, NotificationKind::OrderShipped)),
+        (&ada, 2, 10, sent(&order_a, NotificationKind::OrderConfirmed)),
+        (&ada, 3, 20, NotificationEvent::PreferencesSet { channel: Channel::Sms, recipient: "+49".into() }),
+        (&bob, 1, 15, sent(&order_b, NotificationKind::OrderCancelled)),
+    ];
+    for (customer, version, occurred_at, payload) in events {
+        let event = EventEnvelope { occurred_at, ..envelope(customer, version, payload) };
+        apply(&pool, &project_notification(&event)).await;
+    }
 
-    let base = serve(pool).await;
+    let base = serve(routes(), pool).await;
     let kinds = |list: &Value| list.as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap().to_string()).collect::<Vec<_>>();
 
     let (status, by_order) = get(format!("{base}/notifications?order_id={order_a}")).await;

@@ -128,26 +128,13 @@ mod tests {
     use super::*;
     use contracts::account::DeclineReason;
     use contracts::shipment::ShipmentLine;
-
-    fn envelope<P>(aggregate_id: &str, payload: P) -> EventEnvelope<P> {
-        EventEnvelope {
-            event_id: "00000000-0000-0000-0000-000000000001".into(),
-            aggregate_id: aggregate_id.into(),
-            version: 1,
-            previous_event_id: None,
-            occurred_at: 1_700_000_000_000,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::envelope;
 
     #[test]
     fn stock_reserved_is_recorded_on_the_order_with_the_sku_from_the_key() {
         let event = envelope(
             "SKU-A",
+            1,
             StockEvent::StockReserved {
                 order_id: "o1".into(),
                 quantity: 2,
@@ -167,6 +154,7 @@ mod tests {
     fn stock_rejection_is_recorded_on_the_order() {
         let event = envelope(
             "SKU-A",
+            1,
             StockEvent::StockReservationRejected {
                 order_id: "o1".into(),
                 requested: 5,
@@ -197,7 +185,7 @@ mod tests {
                 quantity: 1,
             },
         ] {
-            assert_eq!(OrderFromStock.react(&envelope("SKU-A", payload)), []);
+            assert_eq!(OrderFromStock.react(&envelope("SKU-A", 1, payload)), []);
         }
     }
 
@@ -205,6 +193,7 @@ mod tests {
     fn captured_payment_is_recorded_on_the_order() {
         let event = envelope(
             "c1",
+            1,
             AccountEvent::PaymentCaptured {
                 order_id: "o1".into(),
                 amount_cents: 5500,
@@ -229,6 +218,7 @@ mod tests {
         ] {
             let event = envelope(
                 "c1",
+                1,
                 AccountEvent::PaymentDeclined {
                     order_id: "o1".into(),
                     amount_cents: 1,
@@ -258,7 +248,7 @@ mod tests {
                 currency: "EUR".into(),
             },
         ] {
-            assert_eq!(OrderFromAccounts.react(&envelope("c1", payload)), []);
+            assert_eq!(OrderFromAccounts.react(&envelope("c1", 1, payload)), []);
         }
     }
 
@@ -319,7 +309,10 @@ mod tests {
             ),
         ];
         for (payload, expected) in cases {
-            assert_eq!(OrderFromShipments.react(&envelope("o1", payload)), expected);
+            assert_eq!(
+                OrderFromShipments.react(&envelope("o1", 1, payload)),
+                expected
+            );
         }
     }
 

@@ -244,22 +244,7 @@ fn order_view(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
 mod tests {
     use super::*;
     use contracts::order::{Address, CancellationReason};
-    use runtime::SqlValue;
-
-    fn envelope(version: i64, payload: OrderEvent) -> EventEnvelope<OrderEvent> {
-        EventEnvelope {
-            event_id: format!("event-{version}"),
-            aggregate_id: "o1".into(),
-            version,
-            previous_event_id: None,
-            occurred_at: 1_700_000_000_000 + version,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::{apply, envelope, read_model_db};
 
     fn lines() -> Vec<OrderLine> {
         vec![OrderLine {
@@ -325,7 +310,7 @@ mod tests {
 
     #[test]
     fn order_placed_upserts_the_whole_row() {
-        let writes = project_order(&envelope(1, placed()));
+        let writes = project_order(&envelope("o1", 1, placed()));
         assert_eq!(writes.len(), 1);
         assert!(writes[0].sql.starts_with("INSERT INTO orders"));
         assert!(writes[0].sql.contains("ON CONFLICT (order_id) DO UPDATE"));
@@ -348,6 +333,7 @@ mod tests {
     #[test]
     fn status_events_update_status_time_and_version() {
         let writes = project_order(&envelope(
+            "o1",
             4,
             OrderEvent::OrderShipped {
                 customer_id: "c1".into(),
@@ -370,7 +356,7 @@ mod tests {
             detail: "sku SKU-A: requested 2, available 1".into(),
             lines: lines(),
         };
-        let writes = project_order(&envelope(2, cancelled));
+        let writes = project_order(&envelope("o1", 2, cancelled));
         assert_eq!(writes[0].sql, SET_CANCELLED);
         assert_eq!(
             writes[0].params[..3],
@@ -392,7 +378,7 @@ mod tests {
             lines: lines(),
         });
         for (index, event) in events.into_iter().enumerate() {
-            for write in project_order(&envelope(index as i64 + 1, event)) {
+            for write in project_order(&envelope("o1", index as i64 + 1, event)) {
                 let highest_placeholder = (1..=20)
                     .rev()
                     .find(|n| write.sql.contains(&format!("${n}")))
@@ -402,40 +388,17 @@ mod tests {
         }
     }
 
-    // The runtime applies writes for real; this only checks the SQL against SQLite end to end.
-    async fn sqlite_with_schema() -> sqlx::AnyPool {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::raw_sql(include_str!("../migrations/0001_orders.sql"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool
-    }
-
-    async fn apply(pool: &sqlx::AnyPool, writes: Vec<SqlWrite>) {
-        for write in writes {
-            let mut query = sqlx::query(write.sql);
-            for value in write.params {
-                query = match value {
-                    SqlValue::Text(text) => query.bind(text),
-                    SqlValue::Int(int) => query.bind(int),
-                    SqlValue::Null => query.bind(None::<String>),
-                };
-            }
-            query.execute(pool).await.unwrap();
-        }
-    }
+    static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
     #[tokio::test]
     async fn the_projected_happy_path_reads_back_through_the_routes() {
-        let pool = sqlite_with_schema().await;
+        let (pool, _db) = read_model_db(&MIGRATOR).await;
         for (index, event) in happy_path().into_iter().enumerate() {
-            apply(&pool, project_order(&envelope(index as i64 + 1, event))).await;
+            apply(
+                &pool,
+                &project_order(&envelope("o1", index as i64 + 1, event)),
+            )
+            .await;
         }
         let Json(order) = get_order(State(ReadDb(pool.clone())), Path("o1".into()))
             .await
@@ -490,15 +453,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_order_shows_why_and_an_unknown_one_is_not_found() {
-        let pool = sqlite_with_schema().await;
-        apply(&pool, project_order(&envelope(1, placed()))).await;
+        let (pool, _db) = read_model_db(&MIGRATOR).await;
+        apply(&pool, &project_order(&envelope("o1", 1, placed()))).await;
         let cancelled = OrderEvent::OrderCancelled {
             customer_id: "c1".into(),
             reason: CancellationReason::PaymentDeclined,
             detail: "INSUFFICIENT_FUNDS".into(),
             lines: lines(),
         };
-        apply(&pool, project_order(&envelope(2, cancelled))).await;
+        apply(&pool, &project_order(&envelope("o1", 2, cancelled))).await;
         let Json(order) = get_order(State(ReadDb(pool.clone())), Path("o1".into()))
             .await
             .unwrap();

@@ -173,39 +173,7 @@ fn validate_currency(currency: &str) -> Result<(), Rejection> {
 mod tests {
     use super::*;
     use runtime::decider::fold;
-
-    struct Given(Vec<AccountEvent>);
-
-    fn given(events: impl Into<Vec<AccountEvent>>) -> Given {
-        Given(events.into())
-    }
-
-    impl Given {
-        fn when(self, command: AccountCommand) -> Result<Vec<AccountEvent>, Rejection> {
-            AccountDecider.decide(&fold::<AccountDecider>(&self.0), &command)
-        }
-    }
-
-    trait Then {
-        fn then(self, expected: Vec<AccountEvent>);
-        fn then_invalid(self, reason_contains: &str);
-        fn then_refused(self, reason: &str);
-    }
-
-    impl Then for Result<Vec<AccountEvent>, Rejection> {
-        fn then(self, expected: Vec<AccountEvent>) {
-            assert_eq!(self, Ok(expected));
-        }
-        fn then_invalid(self, reason_contains: &str) {
-            match self {
-                Err(Rejection::Invalid(reason)) => assert!(reason.contains(reason_contains), "{reason}"),
-                other => panic!("expected Invalid containing {reason_contains:?}, got {other:?}"),
-            }
-        }
-        fn then_refused(self, reason: &str) {
-            assert_eq!(self, Err(Rejection::Refused(reason.to_string())));
-        }
-    }
+    use runtime::testing::{Decision, given};
 
     fn deposit(amount_cents: i64, currency: &str) -> AccountCommand {
         AccountCommand::DepositFunds { customer_id: "c-1".into(), amount_cents, currency: currency.into() }
@@ -238,130 +206,130 @@ mod tests {
 
     #[test]
     fn deposit_opens_an_account() {
-        given([]).when(deposit(500, "EUR")).then(vec![deposited(500, "EUR")]);
+        given(&AccountDecider, vec![]).when(deposit(500, "EUR")).then(vec![deposited(500, "EUR")]);
     }
 
     #[test]
     fn deposit_adds_to_an_account_in_the_same_currency() {
-        given([deposited(500, "EUR")]).when(deposit(MAX_DEPOSIT_CENTS, "EUR")).then(vec![deposited(MAX_DEPOSIT_CENTS, "EUR")]);
+        given(&AccountDecider, vec![deposited(500, "EUR")]).when(deposit(MAX_DEPOSIT_CENTS, "EUR")).then(vec![deposited(MAX_DEPOSIT_CENTS, "EUR")]);
     }
 
     #[test]
     fn deposit_amount_must_be_positive_and_bounded() {
-        given([]).when(deposit(0, "EUR")).then_invalid("amount_cents");
-        given([]).when(deposit(-5, "EUR")).then_invalid("amount_cents");
-        given([]).when(deposit(MAX_DEPOSIT_CENTS + 1, "EUR")).then_invalid("amount_cents");
+        given(&AccountDecider, vec![]).when(deposit(0, "EUR")).then_invalid("amount_cents");
+        given(&AccountDecider, vec![]).when(deposit(-5, "EUR")).then_invalid("amount_cents");
+        given(&AccountDecider, vec![]).when(deposit(MAX_DEPOSIT_CENTS + 1, "EUR")).then_invalid("amount_cents");
     }
 
     #[test]
     fn deposit_currency_must_be_three_upper_case_letters() {
         for bad in ["", "EU", "EURO", "eur", "E1R", "ÄUR"] {
-            given([]).when(deposit(100, bad)).then_invalid("currency");
+            given(&AccountDecider, vec![]).when(deposit(100, bad)).then_invalid("currency");
         }
     }
 
     #[test]
     fn deposit_customer_id_must_be_1_to_128_chars() {
         let command = |customer_id: String| AccountCommand::DepositFunds { customer_id, amount_cents: 1, currency: "EUR".into() };
-        given([]).when(command(String::new())).then_invalid("customer_id");
-        given([]).when(command("c".repeat(129))).then_invalid("customer_id");
-        given([]).when(command("c".repeat(128))).then(vec![deposited(1, "EUR")]);
+        given(&AccountDecider, vec![]).when(command(String::new())).then_invalid("customer_id");
+        given(&AccountDecider, vec![]).when(command("c".repeat(129))).then_invalid("customer_id");
+        given(&AccountDecider, vec![]).when(command("c".repeat(128))).then(vec![deposited(1, "EUR")]);
     }
 
     #[test]
     fn deposit_in_another_currency_is_refused() {
-        given([deposited(500, "EUR")]).when(deposit(100, "USD")).then_refused("account currency is EUR");
+        given(&AccountDecider, vec![deposited(500, "EUR")]).when(deposit(100, "USD")).then_refused_exactly("account currency is EUR");
     }
 
     #[test]
     fn deposit_that_would_overflow_the_balance_is_refused() {
         // Reaching this through events would take millions of deposits; start from the state.
         let nearly_full = AccountState { currency: Some("EUR".into()), balance_cents: i64::MAX - 1, ..Default::default() };
-        AccountDecider.decide(&nearly_full, &deposit(2, "EUR")).then_refused("deposit would overflow the balance");
+        Decision::<AccountDecider>(AccountDecider.decide(&nearly_full, &deposit(2, "EUR"))).then_refused_exactly("deposit would overflow the balance");
     }
 
     // CapturePayment
 
     #[test]
     fn capture_with_enough_funds_is_captured() {
-        given([deposited(1_000, "EUR")]).when(capture("o-1", 1_000, "EUR")).then(vec![captured("o-1", 1_000)]);
+        given(&AccountDecider, vec![deposited(1_000, "EUR")]).when(capture("o-1", 1_000, "EUR")).then(vec![captured("o-1", 1_000)]);
     }
 
     #[test]
     fn capture_of_zero_is_captured_even_on_an_empty_balance() {
-        given([deposited(1, "EUR"), captured("o-0", 1)]).when(capture("o-1", 0, "EUR")).then(vec![captured("o-1", 0)]);
+        given(&AccountDecider, vec![deposited(1, "EUR"), captured("o-0", 1)]).when(capture("o-1", 0, "EUR")).then(vec![captured("o-1", 0)]);
     }
 
     #[test]
     fn capture_without_an_account_is_declined() {
-        given([]).when(capture("o-1", 100, "EUR")).then(vec![declined("o-1", 100, DeclineReason::AccountNotFound)]);
+        given(&AccountDecider, vec![]).when(capture("o-1", 100, "EUR")).then(vec![declined("o-1", 100, DeclineReason::AccountNotFound)]);
     }
 
     #[test]
     fn capture_in_another_currency_is_declined() {
-        given([deposited(1_000, "EUR")])
+        given(&AccountDecider, vec![deposited(1_000, "EUR")])
             .when(capture("o-1", 100, "USD"))
             .then(vec![declined("o-1", 100, DeclineReason::CurrencyMismatch)]);
     }
 
     #[test]
     fn capture_above_the_balance_is_declined() {
-        given([deposited(1_000, "EUR"), captured("o-0", 600)])
+        given(&AccountDecider, vec![deposited(1_000, "EUR"), captured("o-0", 600)])
             .when(capture("o-1", 401, "EUR"))
             .then(vec![declined("o-1", 401, DeclineReason::InsufficientFunds)]);
     }
 
     #[test]
     fn capture_for_an_order_already_paid_declined_or_refunded_is_a_no_op() {
-        given([deposited(1_000, "EUR"), captured("o-1", 100)]).when(capture("o-1", 100, "EUR")).then(vec![]);
-        given([declined("o-1", 100, DeclineReason::AccountNotFound), deposited(1_000, "EUR")])
+        given(&AccountDecider, vec![deposited(1_000, "EUR"), captured("o-1", 100)]).when(capture("o-1", 100, "EUR")).then(vec![]);
+        given(&AccountDecider, vec![declined("o-1", 100, DeclineReason::AccountNotFound), deposited(1_000, "EUR")])
             .when(capture("o-1", 100, "EUR"))
             .then(vec![]);
-        given([deposited(1_000, "EUR"), captured("o-1", 100), refunded("o-1", 100)])
+        given(&AccountDecider, vec![deposited(1_000, "EUR"), captured("o-1", 100), refunded("o-1", 100)])
             .when(capture("o-1", 100, "EUR"))
             .then(vec![]);
     }
 
     #[test]
     fn capture_must_be_well_formed() {
-        given([deposited(1_000, "EUR")]).when(capture("o-1", -1, "EUR")).then_invalid("amount_cents");
-        given([deposited(1_000, "EUR")]).when(capture("", 1, "EUR")).then_invalid("order_id");
-        given([deposited(1_000, "EUR")]).when(capture("o-1", 1, "eur")).then_invalid("currency");
+        given(&AccountDecider, vec![deposited(1_000, "EUR")]).when(capture("o-1", -1, "EUR")).then_invalid("amount_cents");
+        given(&AccountDecider, vec![deposited(1_000, "EUR")]).when(capture("", 1, "EUR")).then_invalid("order_id");
+        given(&AccountDecider, vec![deposited(1_000, "EUR")]).when(capture("o-1", 1, "eur")).then_invalid("currency");
         let no_customer = AccountCommand::CapturePayment {
             customer_id: String::new(),
             order_id: "o-1".into(),
             amount_cents: 1,
             currency: "EUR".into(),
         };
-        given([]).when(no_customer).then_invalid("customer_id");
+        given(&AccountDecider, vec![]).when(no_customer).then_invalid("customer_id");
     }
 
     // RefundPayment
 
     #[test]
     fn refund_of_a_captured_payment_returns_the_amount() {
-        given([deposited(1_000, "EUR"), captured("o-1", 300)]).when(refund("o-1")).then(vec![refunded("o-1", 300)]);
+        given(&AccountDecider, vec![deposited(1_000, "EUR"), captured("o-1", 300)]).when(refund("o-1")).then(vec![refunded("o-1", 300)]);
     }
 
     #[test]
     fn refund_happens_exactly_once() {
-        given([deposited(1_000, "EUR"), captured("o-1", 300), refunded("o-1", 300)]).when(refund("o-1")).then(vec![]);
+        given(&AccountDecider, vec![deposited(1_000, "EUR"), captured("o-1", 300), refunded("o-1", 300)]).when(refund("o-1")).then(vec![]);
     }
 
     #[test]
     fn refund_without_a_captured_payment_is_a_no_op() {
-        given([]).when(refund("o-1")).then(vec![]);
-        given([deposited(1_000, "EUR")]).when(refund("o-1")).then(vec![]);
-        given([deposited(1_000, "EUR"), declined("o-1", 5_000, DeclineReason::InsufficientFunds)])
+        given(&AccountDecider, vec![]).when(refund("o-1")).then(vec![]);
+        given(&AccountDecider, vec![deposited(1_000, "EUR")]).when(refund("o-1")).then(vec![]);
+        given(&AccountDecider, vec![deposited(1_000, "EUR"), declined("o-1", 5_000, DeclineReason::InsufficientFunds)])
             .when(refund("o-1"))
             .then(vec![]);
     }
 
     #[test]
     fn refund_must_be_well_formed() {
-        given([]).when(refund("")).then_invalid("order_id");
+        given(&AccountDecider, vec![]).when(refund("")).then_invalid("order_id");
         let no_customer = AccountCommand::RefundPayment { customer_id: String::new(), order_id: "o-1".into() };
-        given([]).when(no_customer).then_invalid("customer_id");
+        given(&AccountDecider, vec![]).when(no_customer).then_invalid("customer_id");
     }
 
     // evolve

@@ -40,21 +40,7 @@ impl Policy for PaymentFromOrders {
 mod tests {
     use super::*;
     use contracts::order::{Address, CancellationReason, OrderLine};
-
-    fn envelope(payload: OrderEvent) -> EventEnvelope<OrderEvent> {
-        EventEnvelope {
-            event_id: "e-1".into(),
-            aggregate_id: "o-1".into(),
-            version: 2,
-            previous_event_id: Some("e-0".into()),
-            occurred_at: 1_700_000_000_000,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::envelope;
 
     fn line() -> OrderLine {
         OrderLine { sku: "sku-1".into(), quantity: 2, unit_price_cents: 150 }
@@ -72,7 +58,7 @@ mod tests {
 
     #[test]
     fn stock_reserved_order_is_charged_its_total() {
-        let event = envelope(OrderEvent::OrderStockReserved { customer_id: "c-1".into(), total_cents: 300, currency: "EUR".into() });
+        let event = envelope("o-1", 2, OrderEvent::OrderStockReserved { customer_id: "c-1".into(), total_cents: 300, currency: "EUR".into() });
         assert_eq!(
             PaymentFromOrders.react(&event),
             vec![AccountCommand::CapturePayment {
@@ -86,7 +72,7 @@ mod tests {
 
     #[test]
     fn cancelled_order_is_refunded() {
-        let event = envelope(OrderEvent::OrderCancelled {
+        let event = envelope("o-1", 2, OrderEvent::OrderCancelled {
             customer_id: "c-1".into(),
             reason: CancellationReason::CustomerRequest,
             detail: String::new(),
@@ -121,7 +107,7 @@ mod tests {
             OrderEvent::OrderDelivered { customer_id: "c-1".into() },
         ];
         for payload in others {
-            assert_eq!(PaymentFromOrders.react(&envelope(payload.clone())), vec![], "{payload:?}");
+            assert_eq!(PaymentFromOrders.react(&envelope("o-1", 2, payload.clone())), vec![], "{payload:?}");
         }
     }
 }

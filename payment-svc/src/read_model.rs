@@ -145,21 +145,7 @@ mod tests {
     use super::*;
     use contracts::account::DeclineReason;
     use runtime::SqlValue::{self, Int, Null, Text};
-
-    fn envelope(payload: AccountEvent) -> EventEnvelope<AccountEvent> {
-        EventEnvelope {
-            event_id: "e-1".into(),
-            aggregate_id: "c-1".into(),
-            version: 1,
-            previous_event_id: None,
-            occurred_at: 1_700_000_000_000,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::envelope;
 
     fn text(value: &str) -> SqlValue {
         Text(value.into())
@@ -167,33 +153,33 @@ mod tests {
 
     #[test]
     fn deposit_upserts_the_account() {
-        let writes = project_account(&envelope(AccountEvent::FundsDeposited { amount_cents: 500, currency: "EUR".into() }));
+        let writes = project_account(&envelope("c-1", 1, AccountEvent::FundsDeposited { amount_cents: 500, currency: "EUR".into() }));
         assert_eq!(writes.len(), 1);
         assert!(writes[0].sql.starts_with("INSERT INTO accounts"));
         assert!(writes[0].sql.contains("ON CONFLICT (customer_id) DO UPDATE"));
-        assert_eq!(writes[0].params, vec![text("c-1"), text("EUR"), Int(500), Int(1_700_000_000_000)]);
+        assert_eq!(writes[0].params, vec![text("c-1"), text("EUR"), Int(500), Int(1_700_000_000_001)]);
     }
 
     #[test]
     fn capture_moves_the_balance_and_records_the_payment() {
-        let writes = project_account(&envelope(AccountEvent::PaymentCaptured {
+        let writes = project_account(&envelope("c-1", 1, AccountEvent::PaymentCaptured {
             order_id: "o-1".into(),
             amount_cents: 300,
             currency: "EUR".into(),
         }));
         assert_eq!(writes.len(), 2);
         assert!(writes[0].sql.starts_with("UPDATE accounts"));
-        assert_eq!(writes[0].params, vec![text("c-1"), Int(300), Int(1_700_000_000_000)]);
+        assert_eq!(writes[0].params, vec![text("c-1"), Int(300), Int(1_700_000_000_001)]);
         assert!(writes[1].sql.starts_with("INSERT INTO payments"));
         assert_eq!(
             writes[1].params,
-            vec![text("o-1"), text("c-1"), text("CAPTURED"), Int(300), text("EUR"), Null, Int(1_700_000_000_000)]
+            vec![text("o-1"), text("c-1"), text("CAPTURED"), Int(300), text("EUR"), Null, Int(1_700_000_000_001)]
         );
     }
 
     #[test]
     fn decline_records_only_the_payment() {
-        let writes = project_account(&envelope(AccountEvent::PaymentDeclined {
+        let writes = project_account(&envelope("c-1", 1, AccountEvent::PaymentDeclined {
             order_id: "o-1".into(),
             amount_cents: 300,
             reason: DeclineReason::AccountNotFound,
@@ -202,13 +188,13 @@ mod tests {
         assert!(writes[0].sql.starts_with("INSERT INTO payments"));
         assert_eq!(
             writes[0].params,
-            vec![text("o-1"), text("c-1"), text("DECLINED"), Int(300), Null, text("ACCOUNT_NOT_FOUND"), Int(1_700_000_000_000)]
+            vec![text("o-1"), text("c-1"), text("DECLINED"), Int(300), Null, text("ACCOUNT_NOT_FOUND"), Int(1_700_000_000_001)]
         );
     }
 
     #[test]
     fn refund_returns_the_balance_and_marks_the_payment() {
-        let writes = project_account(&envelope(AccountEvent::PaymentRefunded {
+        let writes = project_account(&envelope("c-1", 1, AccountEvent::PaymentRefunded {
             order_id: "o-1".into(),
             amount_cents: 300,
             currency: "EUR".into(),
@@ -227,7 +213,7 @@ mod tests {
             AccountEvent::PaymentRefunded { order_id: "o".into(), amount_cents: 1, currency: "EUR".into() },
         ];
         for event in events {
-            for write in project_account(&envelope(event)) {
+            for write in project_account(&envelope("c-1", 1, event)) {
                 let highest = (1..=20).rev().find(|n| write.sql.contains(&format!("${n}"))).unwrap_or(0);
                 assert_eq!(highest, write.params.len(), "{}", write.sql);
             }

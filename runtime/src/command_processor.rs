@@ -6,11 +6,17 @@
 //! log, then handles commands in batches: decide, append events (explicitly to partition p),
 //! wait for every acknowledgement, read the partition back to make sure the log holds exactly
 //! what it appended, and commit the command offsets once per batch. No Kafka transactions:
-//! duplicates are stopped by command ids and the resume offset kept in every event, and a
-//! writer that lost its partition notices on read-back and rebuilds from the log.
+//! a redelivered command is recognised by its id (explicit, or derived from its record
+//! position and pinned when forwarded), which every event carries; and a writer that lost its
+//! partition notices on read-back and rebuilds from the log.
+//!
+//! Commands are never skipped by offset: one batch produces to several partitions (events,
+//! forwards, dead letters), and a crash during the flush can leave a later command's events
+//! durable while an earlier command's forward was lost. Re-handling is always safe: commands
+//! already in the log are duplicates by id, the rest are decided again.
 use crate::{
     codec::EventCodec,
-    consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
+    consume::{LoopError, Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
     decider::{Decider, Rejection},
     event_log::read_to_end,
     history::HistoryTip,
@@ -32,21 +38,6 @@ pub const BATCH_LINGER: Duration = Duration::from_millis(5);
 /// Namespace of command ids the runtime derives (from a record position or a source event).
 pub const COMMAND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_7266_6c6f_775f_636d_645f_6964);
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProcessorError {
-    #[error(transparent)]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Setup(#[from] kafka::KafkaSetupError),
-    #[error(transparent)]
-    Delivery(#[from] crate::consume::DeliveryError),
-    #[error("encoding an event: {0}")]
-    Encode(#[from] crate::codec::CodecError),
-    #[error("{commands} has {commands_partitions} partitions but {events} has {events_partitions}: they must be co-partitioned")]
-    NotCoPartitioned { commands: String, commands_partitions: i32, events: String, events_partitions: i32 },
-    #[error("partition {partition} of {topic} holds records this writer did not append: another writer owns it now")]
-    LostOwnership { topic: String, partition: i32 },
-}
 
 struct Aggregate<St> {
     state: St,
@@ -57,15 +48,16 @@ struct Aggregate<St> {
 struct PartitionState<St> {
     aggregates: HashMap<String, Aggregate<St>>,
     handled_commands: HashSet<String>,
-    /// Commands below this offset already have their effect in the log.
-    resume_at: i64,
+    /// Highest command offset whose events are in the log (for the operator: where the
+    /// previous writer got to).
+    last_command_offset: i64,
     /// Event partition read up to here.
     log_end: i64,
 }
 
 impl<St: Default> PartitionState<St> {
     fn empty() -> Self {
-        PartitionState { aggregates: HashMap::new(), handled_commands: HashSet::new(), resume_at: 0, log_end: 0 }
+        PartitionState { aggregates: HashMap::new(), handled_commands: HashSet::new(), last_command_offset: -1, log_end: 0 }
     }
 }
 
@@ -85,7 +77,7 @@ impl<D: Decider> CommandProcessor<D> {
     }
 
     /// Runs until an error; the caller restarts it (a fresh consumer, so fresh state).
-    pub async fn run(&self) -> Result<(), ProcessorError> {
+    pub async fn run(&self) -> Result<(), LoopError> {
         let stream_commands = <D::Stream as Stream>::COMMANDS_TOPIC;
         let stream_events = <D::Stream as Stream>::EVENTS_TOPIC;
         let consumer = kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?;
@@ -94,7 +86,7 @@ impl<D: Decider> CommandProcessor<D> {
         let partitions = kafka::partition_count(&consumer, stream_commands)?;
         let event_partitions = kafka::partition_count(&consumer, stream_events)?;
         if partitions != event_partitions {
-            return Err(ProcessorError::NotCoPartitioned {
+            return Err(LoopError::NotCoPartitioned {
                 commands: stream_commands.into(),
                 commands_partitions: partitions,
                 events: stream_events.into(),
@@ -125,11 +117,11 @@ impl<D: Decider> CommandProcessor<D> {
             }
             outbox.flush().await?;
             for (partition, event_ids) in appended {
-                if let Some(state) = owned.get_mut(&partition) {
-                    if let Err(error) = self.verify_appended(reader.clone(), partition, state, event_ids).await {
-                        owned.remove(&partition);
-                        return Err(error);
-                    }
+                if let Some(state) = owned.get_mut(&partition)
+                    && let Err(error) = self.verify_appended(reader.clone(), partition, state, event_ids).await
+                {
+                    owned.remove(&partition);
+                    return Err(error);
                 }
             }
             commit_batch(&consumer, &groups)?;
@@ -137,7 +129,7 @@ impl<D: Decider> CommandProcessor<D> {
     }
 
     /// Rebuilds every aggregate of one partition from the event log.
-    async fn rehydrate(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32) -> Result<PartitionState<D::State>, ProcessorError> {
+    async fn rehydrate(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32) -> Result<PartitionState<D::State>, LoopError> {
         let topic = <D::Stream as Stream>::EVENTS_TOPIC;
         let started = std::time::Instant::now();
         let (records, end) = read_to_end(reader, topic.to_string(), partition, 0).await?;
@@ -160,7 +152,7 @@ impl<D: Decider> CommandProcessor<D> {
         }
         tracing::info!(
             topic, partition, events = records.len(), skipped, aggregates = state.aggregates.len(),
-            resume_at = state.resume_at, elapsed_ms = started.elapsed().as_millis() as u64,
+            last_command_offset = state.last_command_offset, elapsed_ms = started.elapsed().as_millis() as u64,
             "rehydrated partition"
         );
         Ok(state)
@@ -173,12 +165,9 @@ impl<D: Decider> CommandProcessor<D> {
         message: &OwnedMessage,
         partitions: i32,
         outbox: &mut Outbox<'_>,
-    ) -> Result<Vec<String>, ProcessorError> {
+    ) -> Result<Vec<String>, LoopError> {
         let partition = message.partition();
         let offset = message.offset();
-        if offset < state.resume_at {
-            return Ok(vec![]);
-        }
         let bytes = message.payload().unwrap_or_default();
         let envelope: CommandEnvelope<Command<D>> = match serde_json::from_slice(bytes) {
             Ok(envelope) => envelope,
@@ -292,7 +281,7 @@ impl<D: Decider> CommandProcessor<D> {
         partition: i32,
         state: &mut PartitionState<D::State>,
         appended: Vec<String>,
-    ) -> Result<(), ProcessorError> {
+    ) -> Result<(), LoopError> {
         let topic = <D::Stream as Stream>::EVENTS_TOPIC;
         let (records, end) = read_to_end(reader, topic.to_string(), partition, state.log_end).await?;
         let mut expected = appended.iter();
@@ -304,11 +293,11 @@ impl<D: Decider> CommandProcessor<D> {
             };
             if expected.next() != Some(&event_id) {
                 tracing::warn!(topic, partition, offset = record.offset, "event log diverged from this writer's appends");
-                return Err(ProcessorError::LostOwnership { topic: topic.into(), partition });
+                return Err(LoopError::LostOwnership { topic: topic.into(), partition });
             }
         }
         if expected.next().is_some() {
-            return Err(ProcessorError::LostOwnership { topic: topic.into(), partition });
+            return Err(LoopError::LostOwnership { topic: topic.into(), partition });
         }
         state.log_end = end;
         Ok(())
@@ -328,12 +317,12 @@ fn apply_logged<D: Decider>(state: &mut PartitionState<D::State>, event: &EventE
     aggregate.tip.advance(&metadata);
     aggregate.state = D::evolve(std::mem::take(&mut aggregate.state), &event.payload);
     state.handled_commands.insert(event.command_id.clone());
-    state.resume_at = state.resume_at.max(event.command_offset + 1);
+    state.last_command_offset = state.last_command_offset.max(event.command_offset);
     true
 }
 
 /// Sends the original record, untouched, to the dead-letter topic with the reason in headers.
-fn dead_letter(outbox: &mut Outbox<'_>, message: &OwnedMessage, kind: &str, reason: &str) -> Result<(), ProcessorError> {
+fn dead_letter(outbox: &mut Outbox<'_>, message: &OwnedMessage, kind: &str, reason: &str) -> Result<(), LoopError> {
     let topic = dead_letter_topic(message.topic());
     let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
     let partition = message.partition().to_string();

@@ -14,6 +14,28 @@ use std::{
     time::Duration,
 };
 
+/// Why a consuming loop (command processor, subscription, projection) stopped; its
+/// supervisor restarts it, which rebuilds whatever state it kept from the log.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Setup(#[from] crate::kafka::KafkaSetupError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    #[error("encoding an event: {0}")]
+    Encode(#[from] crate::codec::CodecError),
+    #[error("{commands} has {commands_partitions} partitions but {events} has {events_partitions}: they must be co-partitioned")]
+    NotCoPartitioned { commands: String, commands_partitions: i32, events: String, events_partitions: i32 },
+    #[error("partition {partition} of {topic} holds records this writer did not append: another writer owns it now")]
+    LostOwnership { topic: String, partition: i32 },
+    #[error("handler {name} failed on {topic}/{partition}@{offset}: {error}")]
+    Handler { name: String, topic: String, partition: i32, offset: i64, error: Box<dyn std::error::Error + Send + Sync> },
+}
+
 /// Remembers which partitions changed hands since the loop last looked, so the loop drops and
 /// rebuilds whatever it keeps per partition instead of trusting state from a past ownership.
 #[derive(Default)]

@@ -93,14 +93,14 @@ pub fn partition_count<X: rdkafka::consumer::ConsumerContext, C: Consumer<X>>(co
 }
 
 /// Creates topics that do not exist yet; existing ones are left as they are.
-pub async fn ensure_topics(brokers: &str, topics: &[(String, i32, Vec<(&str, &str)>)]) -> Result<(), KafkaSetupError> {
+pub async fn ensure_topics(brokers: &str, topics: &[crate::topology::TopicSpec]) -> Result<(), KafkaSetupError> {
     let admin = admin(brokers)?;
     let new_topics: Vec<NewTopic> = topics
         .iter()
-        .map(|(name, partitions, configs)| {
-            configs
+        .map(|spec| {
+            spec.configs
                 .iter()
-                .fold(NewTopic::new(name, *partitions, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v))
+                .fold(NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v))
         })
         .collect();
     let results = admin.create_topics(&new_topics, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT))).await?;

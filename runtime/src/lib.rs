@@ -14,6 +14,8 @@ pub mod projection_runner;
 pub mod service;
 pub mod subscription;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topology;
 
 pub use decider::{Decider, Rejection};

@@ -4,6 +4,7 @@
 //! range twice changes nothing; a crash mid-batch loses the whole batch, never half of it.
 use crate::{
     codec::{CodecError, EventCodec},
+    consume::LoopError,
     history::HistoryTip,
     kafka,
     projection::{Projector, SqlValue, SqlWrite},
@@ -68,15 +69,6 @@ impl Projection {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
-    #[error(transparent)]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Setup(#[from] kafka::KafkaSetupError),
-    #[error(transparent)]
-    Sql(#[from] sqlx::Error),
-}
 
 /// Progress a projection has committed: bumped after every batch, so readers can wait for a
 /// change without polling the database.
@@ -102,7 +94,7 @@ impl ProjectionRunner {
         self.projection.name
     }
 
-    pub async fn run(&self) -> Result<(), ProjectionError> {
+    pub async fn run(&self) -> Result<(), LoopError> {
         let name = self.projection.name;
         let consumer: StreamConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
@@ -216,7 +208,8 @@ async fn load_tip(tx: &mut Transaction<'_, Any>, projection: &str, topic: &str, 
     })
 }
 
-async fn execute(tx: &mut Transaction<'_, Any>, write: &SqlWrite) -> Result<(), sqlx::Error> {
+/// Runs one projected write with its parameters bound the way every projection's are.
+pub async fn execute(tx: &mut Transaction<'_, Any>, write: &SqlWrite) -> Result<(), sqlx::Error> {
     let mut query = sqlx::query(write.sql);
     for param in &write.params {
         query = match param {

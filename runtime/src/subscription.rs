@@ -6,7 +6,7 @@
 use crate::{
     codec::EventCodec,
     command_processor::{BATCH_LINGER, COMMAND_ID_NAMESPACE, MAX_BATCH},
-    consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
+    consume::{LoopError, Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
     event_log::read_to_end,
     history::HistoryGuard,
     kafka::{self, headers},
@@ -55,17 +55,6 @@ impl<P: Policy> EventHandler<P::Source> for PolicyHandler<P> {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SubscriptionError {
-    #[error(transparent)]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    Setup(#[from] kafka::KafkaSetupError),
-    #[error(transparent)]
-    Delivery(#[from] crate::consume::DeliveryError),
-    #[error("handler {name} failed on {topic}/{partition}@{offset}: {error}")]
-    Handler { name: String, topic: String, partition: i32, offset: i64, error: HandlerError },
-}
 
 pub struct Subscription<S: Stream, H: EventHandler<S>> {
     handler: H,
@@ -80,7 +69,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
         Subscription { handler, codec, brokers: brokers.to_string(), group_id }
     }
 
-    pub async fn run(&self) -> Result<(), SubscriptionError> {
+    pub async fn run(&self) -> Result<(), LoopError> {
         let consumer = kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?;
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
@@ -114,7 +103,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
                         tracing::debug!(event_id = %event.event_id, version = event.version, "event outside the accepted history skipped");
                         continue;
                     }
-                    let commands = self.handler.handle(&event).await.map_err(|error| SubscriptionError::Handler {
+                    let commands = self.handler.handle(&event).await.map_err(|error| LoopError::Handler {
                         name: self.handler.name().to_string(),
                         topic: S::EVENTS_TOPIC.to_string(),
                         partition: *partition,
@@ -151,7 +140,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
 
     /// The accepted history of a partition up to `offset`, so the version rule holds from the
     /// first event this member handles.
-    async fn history_before(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32, offset: i64) -> Result<HistoryGuard, SubscriptionError> {
+    async fn history_before(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32, offset: i64) -> Result<HistoryGuard, LoopError> {
         let mut guard = HistoryGuard::default();
         if offset == 0 {
             return Ok(guard);

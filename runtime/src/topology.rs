@@ -4,16 +4,30 @@ use contracts::{COMMAND_TOPICS, EVENT_SCHEMAS, dead_letter_topic, rejections_top
 
 pub const DEFAULT_PARTITIONS: i32 = 6;
 
-/// (topic, partitions, topic configs) for every topic of every stream.
-pub fn all_topics(partitions: i32) -> Vec<(String, i32, Vec<(&'static str, &'static str)>)> {
+/// A topic to create: name, partition count and topic-level configs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: Vec<(&'static str, &'static str)>,
+}
+
+impl TopicSpec {
+    fn new(name: impl Into<String>, partitions: i32, configs: &[(&'static str, &'static str)]) -> Self {
+        TopicSpec { name: name.into(), partitions, configs: configs.to_vec() }
+    }
+}
+
+/// Every topic of every stream.
+pub fn all_topics(partitions: i32) -> Vec<TopicSpec> {
     let mut topics = Vec::new();
     for ((events_topic, _), commands_topic) in EVENT_SCHEMAS.iter().zip(COMMAND_TOPICS) {
         let stream = events_topic.trim_end_matches(".events");
         // The event log is the source of truth: never delete it by age or size.
-        topics.push((events_topic.to_string(), partitions, vec![("retention.ms", "-1"), ("retention.bytes", "-1")]));
-        topics.push((commands_topic.to_string(), partitions, vec![]));
-        topics.push((dead_letter_topic(commands_topic), partitions, vec![]));
-        topics.push((rejections_topic(stream), partitions, vec![]));
+        topics.push(TopicSpec::new(*events_topic, partitions, &[("retention.ms", "-1"), ("retention.bytes", "-1")]));
+        topics.push(TopicSpec::new(commands_topic, partitions, &[]));
+        topics.push(TopicSpec::new(dead_letter_topic(commands_topic), partitions, &[]));
+        topics.push(TopicSpec::new(rejections_topic(stream), partitions, &[]));
     }
     topics
 }
@@ -30,9 +44,9 @@ mod tests {
     fn every_stream_has_four_co_partitioned_topics() {
         let topics = all_topics(3);
         assert_eq!(topics.len(), 20);
-        assert!(topics.iter().all(|(_, partitions, _)| *partitions == 3));
+        assert!(topics.iter().all(|t| t.partitions == 3));
         for name in ["order.events", "order.commands", "order.commands.dlq", "order.rejections", "notification.commands.dlq"] {
-            assert!(topics.iter().any(|(t, _, _)| t == name), "{name} missing");
+            assert!(topics.iter().any(|t| t.name == name), "{name} missing");
         }
     }
 }

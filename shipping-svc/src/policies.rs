@@ -38,21 +38,7 @@ impl Policy for ShippingFromOrders {
 mod tests {
     use super::*;
     use contracts::order::{Address, CancellationReason, OrderLine};
-
-    fn envelope(payload: OrderEvent) -> EventEnvelope<OrderEvent> {
-        EventEnvelope {
-            event_id: "e-1".into(),
-            aggregate_id: "o-1".into(),
-            version: 4,
-            previous_event_id: Some("e-0".into()),
-            occurred_at: 1_700_000_000_000,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::envelope;
 
     fn order_lines() -> Vec<OrderLine> {
         vec![
@@ -73,7 +59,7 @@ mod tests {
 
     #[test]
     fn paid_order_is_scheduled_to_its_address_country() {
-        let event = envelope(OrderEvent::OrderPaid {
+        let event = envelope("o-1", 4, OrderEvent::OrderPaid {
             customer_id: "c-1".into(),
             amount_cents: 1_299,
             currency: "EUR".into(),
@@ -96,7 +82,7 @@ mod tests {
 
     #[test]
     fn cancelled_order_cancels_its_shipment() {
-        let event = envelope(OrderEvent::OrderCancelled {
+        let event = envelope("o-1", 4, OrderEvent::OrderCancelled {
             customer_id: "c-1".into(),
             reason: CancellationReason::CustomerRequest,
             detail: String::new(),
@@ -122,7 +108,7 @@ mod tests {
             OrderEvent::OrderDelivered { customer_id: "c-1".into() },
         ];
         for payload in others {
-            assert_eq!(ShippingFromOrders.react(&envelope(payload.clone())), vec![], "{payload:?}");
+            assert_eq!(ShippingFromOrders.react(&envelope("o-1", 4, payload.clone())), vec![], "{payload:?}");
         }
     }
 }

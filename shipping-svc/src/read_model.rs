@@ -97,21 +97,7 @@ mod tests {
     use super::*;
     use contracts::shipment::ShipmentLine;
     use runtime::SqlValue::{self, Int, Null, Text};
-
-    fn envelope(payload: ShipmentEvent) -> EventEnvelope<ShipmentEvent> {
-        EventEnvelope {
-            event_id: "e-1".into(),
-            aggregate_id: "o-1".into(),
-            version: 1,
-            previous_event_id: None,
-            occurred_at: 1_700_000_000_000,
-            correlation_id: "corr".into(),
-            causation_id: "cause".into(),
-            command_id: "cmd".into(),
-            command_offset: 0,
-            payload,
-        }
-    }
+    use runtime::testing::envelope;
 
     fn text(value: &str) -> SqlValue {
         Text(value.into())
@@ -119,7 +105,7 @@ mod tests {
 
     #[test]
     fn scheduled_upserts_the_full_row() {
-        let writes = project_shipment(&envelope(ShipmentEvent::ShipmentScheduled {
+        let writes = project_shipment(&envelope("o-1", 1, ShipmentEvent::ShipmentScheduled {
             customer_id: "c-1".into(),
             carrier: "DHL".into(),
             tracking_number: "DHL0123456789AB".into(),
@@ -138,14 +124,14 @@ mod tests {
                 text("DHL0123456789AB"),
                 text("DE"),
                 Null,
-                Int(1_700_000_000_000)
+                Int(1_700_000_000_001)
             ]
         );
     }
 
     #[test]
     fn rejected_upserts_the_reason_without_carrier() {
-        let writes = project_shipment(&envelope(ShipmentEvent::ShipmentRejected {
+        let writes = project_shipment(&envelope("o-1", 1, ShipmentEvent::ShipmentRejected {
             customer_id: "c-1".into(),
             reason: "destination country JP is not served".into(),
             destination_country: "JP".into(),
@@ -160,7 +146,7 @@ mod tests {
                 Null,
                 text("JP"),
                 text("destination country JP is not served"),
-                Int(1_700_000_000_000)
+                Int(1_700_000_000_001)
             ]
         );
     }
@@ -173,10 +159,10 @@ mod tests {
             (ShipmentEvent::ShipmentDelivered { customer_id: "c-1".into() }, "DELIVERED"),
         ];
         for (event, status) in cases {
-            let writes = project_shipment(&envelope(event));
+            let writes = project_shipment(&envelope("o-1", 1, event));
             assert_eq!(writes.len(), 1);
             assert!(writes[0].sql.starts_with("UPDATE shipments"));
-            assert_eq!(writes[0].params, vec![text("o-1"), text(status), Int(1_700_000_000_000)]);
+            assert_eq!(writes[0].params, vec![text("o-1"), text(status), Int(1_700_000_000_001)]);
         }
     }
 }

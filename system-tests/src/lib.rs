@@ -135,10 +135,8 @@ impl Stack {
         let url = self.url(service, "/health");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(response) = reqwest::blocking_get_status(&url) {
-                if response == 200 {
-                    return;
-                }
+            if let Ok(200) = reqwest::blocking_get_status(&url) {
+                return;
             }
             assert!(Instant::now() < deadline, "{service} did not become healthy; see {}", self.dir.join("logs").display());
             std::thread::sleep(Duration::from_millis(100));

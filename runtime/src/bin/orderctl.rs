@@ -58,8 +58,8 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::CreateTopics { partitions } => {
             topology::ensure_all(&cli.brokers, partitions).await?;
-            for (topic, count, _) in topology::all_topics(partitions) {
-                println!("{topic}\t{count} partitions");
+            for topic in topology::all_topics(partitions) {
+                println!("{}\t{} partitions", topic.name, topic.partitions);
             }
         }
         Command::RegisterSchemas => {
