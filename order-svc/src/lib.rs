@@ -2,3 +2,4 @@
 pub mod order;
 pub mod policies;
 pub mod read_model;
+pub mod write_api;

@@ -82,7 +82,12 @@ pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaEr
 
 /// Number of partitions of an existing topic.
 pub fn partition_count<X: rdkafka::consumer::ConsumerContext, C: Consumer<X>>(consumer: &C, topic: &str) -> Result<i32, KafkaSetupError> {
-    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    partitions_of(consumer.client(), topic)
+}
+
+/// Number of partitions of an existing topic, asked through any client (consumer or producer).
+pub fn partitions_of<X: rdkafka::ClientContext>(client: &rdkafka::client::Client<X>, topic: &str) -> Result<i32, KafkaSetupError> {
+    let metadata = client.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let count = metadata
         .topics()
         .iter()

@@ -1,4 +1,5 @@
 pub mod codec;
+pub mod command_bus;
 pub mod command_processor;
 pub mod event_log;
 pub mod consume;

@@ -5,7 +5,8 @@ use crate::{
     codec::{CodecError, EventCodec},
     db::{self, DbError},
     decider::Decider,
-    http::{QueryRoutes, ReadDb},
+    command_bus::CommandBus,
+    http::{AppState, ProjectionProgress, QueryRoutes, ReadDb},
     kafka::KafkaSetupError,
     policy::Policy,
     projection_runner::{Progress, Projection, ProjectionRunner},
@@ -131,10 +132,15 @@ impl Service {
     /// Runs every loop and serves HTTP until SIGINT/SIGTERM.
     pub async fn run(self) -> Result<(), ServiceError> {
         let name = self.config.name;
+        let state = AppState {
+            db: ReadDb(self.pool.clone()),
+            progress: ProjectionProgress(Arc::new(self.progress)),
+            commands: CommandBus::new(&self.config.kafka_brokers).map_err(KafkaSetupError::from)?,
+        };
         let app = Router::new()
             .route("/health", get(move || async move { Json(serde_json::json!({ "status": "ok", "service": name })) }))
             .merge(self.routes)
-            .with_state(ReadDb(self.pool.clone()));
+            .with_state(state);
         let addr = self.config.http_addr.clone();
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServiceError::Http { addr: addr.clone(), source })?;
         tracing::info!(%addr, "http listening");

@@ -100,6 +100,11 @@ pub async fn apply(pool: &AnyPool, writes: &[SqlWrite]) {
 pub async fn serve(routes: crate::http::QueryRoutes, pool: AnyPool) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("local address");
-    tokio::spawn(async move { axum::serve(listener, routes.with_state(crate::http::ReadDb(pool))).await });
+    tokio::spawn(async move { axum::serve(listener, routes.with_state(crate::http::AppState {
+        db: crate::http::ReadDb(pool),
+        progress: Default::default(),
+        // Never used by query routes; a producer connects lazily, so no broker is needed.
+        commands: crate::command_bus::CommandBus::new("127.0.0.1:9").expect("producer"),
+    })).await });
     format!("http://{address}")
 }
