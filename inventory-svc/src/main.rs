@@ -1,7 +1,7 @@
 //! inventory-svc: owns the Stock aggregate (one per SKU). Reserves stock for placed orders,
 //! releases it for cancelled ones and ships it when a shipment is dispatched.
 use contracts::stock::Stock;
-use inventory_svc::{policies, read_model, stock::StockDecider};
+use inventory_svc::{policies, read_model, stock::StockDecider, write_api};
 use runtime::{Projection, Service};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -14,7 +14,8 @@ async fn main() -> anyhow::Result<()> {
         .policy(policies::InventoryFromOrders)?
         .policy(policies::InventoryFromShipments)?
         .projection(|registry| Projection::new("stock").from::<Stock>(registry, read_model::project_stock))?
-        .routes(read_model::routes());
+        .routes(read_model::routes())
+        .routes(write_api::routes());
     service.run().await?;
     Ok(())
 }

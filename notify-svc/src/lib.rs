@@ -5,3 +5,4 @@ pub mod notification;
 pub mod policies;
 pub mod read_model;
 pub mod sender;
+pub mod write_api;

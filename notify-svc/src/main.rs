@@ -2,7 +2,7 @@
 //! notification per order and kind, then delivers it (file by default, `NOTIFY_WEBHOOK_URL`
 //! for a webhook).
 use contracts::notification::Notification;
-use notify_svc::{delivery::DeliverNotifications, notification::NotificationDecider, policies, read_model, sender::sender_from_env};
+use notify_svc::{delivery::DeliverNotifications, notification::NotificationDecider, policies, read_model, sender::sender_from_env, write_api};
 use runtime::{Projection, Service};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -17,7 +17,8 @@ async fn main() -> anyhow::Result<()> {
         .policy(policies::NotifyFromAccounts)?
         .reactor::<Notification, _>(DeliverNotifications { sender })?
         .projection(|registry| Projection::new("notifications").from::<Notification>(registry, read_model::project_notification))?
-        .routes(read_model::routes());
+        .routes(read_model::routes())
+        .routes(write_api::routes());
     service.run().await?;
     Ok(())
 }

@@ -2,4 +2,5 @@
 pub mod order;
 pub mod policies;
 pub mod read_model;
+pub mod saga_metrics;
 pub mod write_api;

@@ -1,8 +1,13 @@
 //! order-svc: owns the Order aggregate. Places and cancels orders, and follows inventory,
 //! payment and shipping events to move each order through its saga.
 use contracts::order::Order;
-use order_svc::{order::OrderDecider, policies, read_model, write_api};
-use runtime::{Projection, Service};
+use order_svc::{
+    order::OrderDecider,
+    policies, read_model,
+    saga_metrics::{SagaMetrics, publish_order_counts},
+    write_api,
+};
+use runtime::Service;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
@@ -14,9 +19,11 @@ async fn main() -> anyhow::Result<()> {
         .policy(policies::OrderFromStock)?
         .policy(policies::OrderFromAccounts)?
         .policy(policies::OrderFromShipments)?
-        .projection(|registry| Projection::new("orders").from::<Order>(registry, read_model::project_order))?
+        .reactor::<Order, _>(SagaMetrics::default())?
+        .projection(read_model::projection)?
         .routes(read_model::routes())
         .routes(write_api::routes());
+    tokio::spawn(publish_order_counts(service.pool.clone(), std::time::Duration::from_secs(2)));
     service.run().await?;
     Ok(())
 }

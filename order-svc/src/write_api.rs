@@ -1,10 +1,9 @@
 //! The write side over HTTP: each route only produces a command on `order.commands` (the same
 //! path a kcat user takes) and answers 202 with the command id to look the outcome up.
-use axum::{Json, extract::{Path, State}, http::StatusCode, routing::post};
+use axum::{extract::{Path, State}, routing::post};
 use contracts::order::{Address, Order, OrderCommand, OrderLine};
-use runtime::{command_bus::CommandBus, http::{ApiError, QueryRoutes}};
+use runtime::{command_bus::CommandBus, http::{Accepted, ApiError, JsonBody, QueryRoutes, submit}};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 pub fn routes() -> QueryRoutes {
     QueryRoutes::new().route("/orders", post(place_order)).route("/orders/{id}/cancel", post(cancel_order))
@@ -26,7 +25,7 @@ struct CancelOrderRequest {
     reason: Option<String>,
 }
 
-async fn place_order(State(bus): State<CommandBus>, Json(request): Json<PlaceOrderRequest>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn place_order(State(bus): State<CommandBus>, JsonBody(request): JsonBody<PlaceOrderRequest>) -> Result<Accepted, ApiError> {
     let order_id = request.order_id.filter(|id| !id.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let command = OrderCommand::PlaceOrder {
         order_id: order_id.clone(),
@@ -35,17 +34,15 @@ async fn place_order(State(bus): State<CommandBus>, Json(request): Json<PlaceOrd
         currency: request.currency,
         shipping_address: request.shipping_address,
     };
-    let command_id = bus.send::<Order>(request.command_id, command).await.map_err(ApiError::unavailable)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "order_id": order_id, "command_id": command_id }))))
+    submit::<Order>(&bus, request.command_id, command, "order_id").await
 }
 
 async fn cancel_order(
     State(bus): State<CommandBus>,
     Path(order_id): Path<String>,
-    request: Option<Json<CancelOrderRequest>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request = request.map(|Json(r)| r).unwrap_or_default();
+    request: Option<JsonBody<CancelOrderRequest>>,
+) -> Result<Accepted, ApiError> {
+    let request = request.map(|JsonBody(r)| r).unwrap_or_default();
     let command = OrderCommand::CancelOrder { order_id: order_id.clone(), reason: request.reason };
-    let command_id = bus.send::<Order>(request.command_id, command).await.map_err(ApiError::unavailable)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "order_id": order_id, "command_id": command_id }))))
+    submit::<Order>(&bus, request.command_id, command, "order_id").await
 }

@@ -3,3 +3,4 @@
 pub mod account;
 pub mod policies;
 pub mod read_model;
+pub mod write_api;

@@ -1,7 +1,7 @@
 //! payment-svc: owns the Account aggregate (one per customer). Captures payment for orders
 //! whose stock is reserved and refunds captured payments of cancelled orders.
 use contracts::account::Account;
-use payment_svc::{account::AccountDecider, policies, read_model};
+use payment_svc::{account::AccountDecider, policies, read_model, write_api};
 use runtime::{Projection, Service};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -13,7 +13,8 @@ async fn main() -> anyhow::Result<()> {
         .aggregate(AccountDecider)?
         .policy(policies::PaymentFromOrders)?
         .projection(|registry| Projection::new("accounts").from::<Account>(registry, read_model::project_account))?
-        .routes(read_model::routes());
+        .routes(read_model::routes())
+        .routes(write_api::routes());
     service.run().await?;
     Ok(())
 }

@@ -15,21 +15,25 @@
 //! durable while an earlier command's forward was lost. Re-handling is always safe: commands
 //! already in the log are duplicates by id, the rest are decided again.
 use crate::{
+    admin::{LoopKind, wait_while_paused},
     codec::EventCodec,
     consume::{LoopError, Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
     decider::{Decider, Rejection},
     event_log::read_to_end,
     history::HistoryTip,
     kafka::{self, header, headers, headers_without},
+    metrics::{self as m, LagReporter, Outcome},
     partitioner::partition_for,
+    telemetry,
 };
 use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, EventType, Stream, dead_letter_topic, rejections_topic};
 use rdkafka::{Message, consumer::Consumer, message::OwnedMessage};
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
+use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
 pub const MAX_BATCH: usize = 500;
@@ -80,11 +84,12 @@ impl<D: Decider> CommandProcessor<D> {
     pub async fn run(&self) -> Result<(), LoopError> {
         let stream_commands = <D::Stream as Stream>::COMMANDS_TOPIC;
         let stream_events = <D::Stream as Stream>::EVENTS_TOPIC;
-        let consumer = kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?;
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
-        let partitions = kafka::partition_count(&consumer, stream_commands)?;
-        let event_partitions = kafka::partition_count(&consumer, stream_events)?;
+        let _lag = LagReporter::spawn(LoopKind::Command, self.group_id.clone(), consumer.clone(), Default::default(), None);
+        let partitions = crate::consume::partition_count(&consumer, stream_commands).await?;
+        let event_partitions = crate::consume::partition_count(&consumer, stream_events).await?;
         if partitions != event_partitions {
             return Err(LoopError::NotCoPartitioned {
                 commands: stream_commands.into(),
@@ -97,7 +102,9 @@ impl<D: Decider> CommandProcessor<D> {
         tracing::info!(topic = stream_commands, group = %self.group_id, "command processor started");
         let mut owned: HashMap<i32, PartitionState<D::State>> = HashMap::new();
         loop {
+            wait_while_paused(LoopKind::Command).await;
             let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            let started = Instant::now();
             for (_, partition) in consumer.context().take_changed() {
                 owned.remove(&partition);
             }
@@ -125,6 +132,7 @@ impl<D: Decider> CommandProcessor<D> {
                 }
             }
             commit_batch(&consumer, &groups)?;
+            m::batch_took(LoopKind::Command, &self.group_id, started.elapsed());
         }
     }
 
@@ -158,7 +166,8 @@ impl<D: Decider> CommandProcessor<D> {
         Ok(state)
     }
 
-    /// Handles one command record; returns the ids of the events it appended.
+    /// Handles one command record in its own span, which continues the trace of the record's
+    /// `traceparent` (or starts one); returns the ids of the events it appended.
     async fn handle(
         &self,
         state: &mut PartitionState<D::State>,
@@ -166,6 +175,33 @@ impl<D: Decider> CommandProcessor<D> {
         partitions: i32,
         outbox: &mut Outbox<'_>,
     ) -> Result<Vec<String>, LoopError> {
+        // The span's name must be known when it starts; the full parse comes later.
+        #[derive(serde::Deserialize)]
+        struct TypeOnly {
+            #[serde(rename = "type")]
+            command_type: Option<String>,
+        }
+        let stream = <D::Stream as Stream>::NAME;
+        let command_type = serde_json::from_slice::<TypeOnly>(message.payload().unwrap_or_default()).ok().and_then(|t| t.command_type);
+        let span = tracing::info_span!(
+            "command",
+            otel.name = %format!("{stream} {}", command_type.as_deref().unwrap_or("command")), otel.kind = "consumer", stream,
+            command_type = Empty, aggregate_id = Empty, command_id = Empty, trace_id = Empty, outcome = Empty,
+            partition = message.partition(), offset = message.offset(),
+        );
+        telemetry::continue_from_record(&span, message);
+        self.handle_in(state, message, partitions, outbox, &span).instrument(span.clone()).await
+    }
+
+    async fn handle_in(
+        &self,
+        state: &mut PartitionState<D::State>,
+        message: &OwnedMessage,
+        partitions: i32,
+        outbox: &mut Outbox<'_>,
+        span: &tracing::Span,
+    ) -> Result<Vec<String>, LoopError> {
+        let stream = <D::Stream as Stream>::NAME;
         let partition = message.partition();
         let offset = message.offset();
         let bytes = message.payload().unwrap_or_default();
@@ -173,18 +209,26 @@ impl<D: Decider> CommandProcessor<D> {
             Ok(envelope) => envelope,
             Err(error) => {
                 dead_letter(outbox, message, "unparseable", &format!("not a valid {} command: {error}", <D::Stream as Stream>::NAME))?;
+                span.record("outcome", "dead_lettered");
+                m::command_handled(stream, "unparseable", Outcome::DeadLettered);
                 return Ok(vec![]);
             }
         };
         let command_id = envelope.command_id.clone().unwrap_or_else(|| {
             Uuid::new_v5(&COMMAND_ID_NAMESPACE, format!("{}/{partition}/{offset}", message.topic()).as_bytes()).to_string()
         });
+        let command = &envelope.command;
+        let command_type = command.command_type();
+        let aggregate_id = command.aggregate_id().to_string();
+        span.record("command_type", command_type);
+        span.record("aggregate_id", aggregate_id.as_str());
+        span.record("command_id", command_id.as_str());
         if state.handled_commands.contains(&command_id) {
             tracing::debug!(%command_id, "duplicate command ignored");
+            span.record("outcome", "duplicate");
+            m::command_handled(stream, command_type, Outcome::Duplicate);
             return Ok(vec![]);
         }
-        let command = &envelope.command;
-        let aggregate_id = command.aggregate_id().to_string();
         let owner = partition_for(&aggregate_id, partitions);
         if owner != partition {
             // Sent with another partitioner or without a key: hand it to the partition that
@@ -203,10 +247,15 @@ impl<D: Decider> CommandProcessor<D> {
                 }),
             })?;
             tracing::debug!(%command_id, from = partition, to = owner, "command forwarded to its partition");
+            span.record("outcome", "forwarded");
+            m::command_handled(stream, command_type, Outcome::Forwarded);
             return Ok(vec![]);
         }
         let aggregate = state.aggregates.entry(aggregate_id.clone()).or_insert_with(|| Aggregate { state: D::State::default(), tip: HistoryTip::default() });
-        match self.decider.decide(&aggregate.state, command) {
+        let decided_at = Instant::now();
+        let decision = tracing::info_span!("decide", command_type, aggregate_id = %aggregate_id).in_scope(|| self.decider.decide(&aggregate.state, command));
+        m::decision_took(stream, decided_at.elapsed());
+        match decision {
             Ok(events) => {
                 let correlation_id = header(message, "correlation_id").unwrap_or_else(|| command_id.clone());
                 let causation_id = header(message, "causation_id").unwrap_or_else(|| command_id.clone());
@@ -231,22 +280,31 @@ impl<D: Decider> CommandProcessor<D> {
                         partition: Some(partition),
                         key: &aggregate_id,
                         payload: &bytes,
-                        headers: headers(&[
-                            ("event_type", event.payload.event_type()),
-                            ("correlation_id", &correlation_id),
-                            ("causation_id", &causation_id),
-                            ("command_id", &command_id),
-                        ]),
+                        headers: telemetry::with_trace(
+                            headers(&[
+                                ("event_type", event.payload.event_type()),
+                                ("correlation_id", &correlation_id),
+                                ("causation_id", &causation_id),
+                                ("command_id", &command_id),
+                            ]),
+                            span,
+                        ),
                     })?;
+                    m::event_appended(stream, event.payload.event_type());
                     aggregate.tip.advance(&event.metadata());
                     aggregate.state = D::evolve(std::mem::take(&mut aggregate.state), &event.payload);
                     appended.push(event.event_id);
                 }
                 state.handled_commands.insert(command_id);
+                span.record("outcome", "accepted");
+                m::command_handled(stream, command_type, Outcome::Accepted);
+                tracing::debug!(events = appended.len(), "command accepted");
                 Ok(appended)
             }
             Err(Rejection::Invalid(reason)) => {
                 dead_letter(outbox, message, "invalid", &reason)?;
+                span.record("outcome", "dead_lettered");
+                m::command_handled(stream, command_type, Outcome::DeadLettered);
                 Ok(vec![])
             }
             Err(Rejection::Refused(reason)) => {
@@ -265,8 +323,10 @@ impl<D: Decider> CommandProcessor<D> {
                     partition: Some(partition),
                     key: &aggregate_id,
                     payload: payload.as_bytes(),
-                    headers: headers(&[("command_id", &command_id), ("reason", &reason)]),
+                    headers: telemetry::with_trace(headers(&[("command_id", &command_id), ("reason", &reason)]), span),
                 })?;
+                span.record("outcome", "rejected");
+                m::command_handled(stream, command_type, Outcome::Rejected);
                 tracing::info!(%command_id, command_type = command.command_type(), %reason, "command rejected");
                 Ok(vec![])
             }

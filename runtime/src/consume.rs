@@ -32,6 +32,8 @@ pub enum LoopError {
     NotCoPartitioned { commands: String, commands_partitions: i32, events: String, events_partitions: i32 },
     #[error("partition {partition} of {topic} holds records this writer did not append: another writer owns it now")]
     LostOwnership { topic: String, partition: i32 },
+    #[error("blocking task: {0}")]
+    Join(#[from] tokio::task::JoinError),
     #[error("handler {name} failed on {topic}/{partition}@{offset}: {error}")]
     Handler { name: String, topic: String, partition: i32, offset: i64, error: Box<dyn std::error::Error + Send + Sync> },
 }
@@ -87,6 +89,14 @@ pub async fn next_batch(consumer: &GroupConsumer, max: usize, linger: Duration) 
         }
     }
     Ok(batch)
+}
+
+/// Partition count of `topic`, asked from a blocking thread: a metadata request can wait
+/// seconds for a broker (e.g. while it is down and loops restart), and the runtime's few
+/// worker threads must stay free for everything else, HTTP probes included.
+pub async fn partition_count<C: ConsumerContext + 'static>(consumer: &std::sync::Arc<StreamConsumer<C>>, topic: &str) -> Result<i32, LoopError> {
+    let (consumer, topic) = (consumer.clone(), topic.to_string());
+    Ok(tokio::task::spawn_blocking(move || crate::kafka::partition_count(&*consumer, &topic)).await??)
 }
 
 /// Splits a batch by (topic, partition), keeping each partition's order.

@@ -42,7 +42,7 @@ pub async fn connect(url: &str, migrator: Option<&Migrator>) -> Result<AnyPool, 
         sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
         sqlx::query("PRAGMA busy_timeout=10000").execute(&pool).await?;
     }
-    for ddl in RUNTIME_TABLES {
+    for ddl in RUNTIME_TABLES.into_iter().chain(crate::command_outcomes::TABLES) {
         sqlx::query(ddl).execute(&pool).await?;
     }
     if let Some(migrator) = migrator {

@@ -71,9 +71,55 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// Malformed or mistyped JSON bodies answer with the JSON error shape too (400 for syntax,
+/// 415 for a missing content type, 422 for well-formed JSON of the wrong shape).
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError { status: rejection.status(), message: rejection.body_text() }
+    }
+}
+
+/// A JSON request body whose rejection is an [`ApiError`], so write routes never answer
+/// with axum's plain-text errors.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = <Json<T> as axum::extract::FromRequest<S>>::from_request(request, state).await?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// An optional JSON body: no body (or no JSON content type) is `None`; a malformed one is an error.
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::OptionalFromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let body = <Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(request, state).await?;
+        Ok(body.map(|Json(value)| JsonBody(value)))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.message, "status": self.status.as_u16() });
         (self.status, Json(body)).into_response()
     }
+}
+
+/// What every write route answers: 202 with the aggregate id (under `id_field`, e.g.
+/// `"order_id"`) and the command id to look the outcome up at `GET /commands/{command_id}`.
+pub type Accepted = (StatusCode, Json<serde_json::Value>);
+
+/// Produces the command on its stream's command topic and builds the 202 answer.
+pub async fn submit<S: contracts::Stream>(
+    bus: &crate::command_bus::CommandBus,
+    command_id: Option<String>,
+    command: S::Command,
+    id_field: &str,
+) -> Result<Accepted, ApiError> {
+    use contracts::CommandTarget;
+    let aggregate_id = command.aggregate_id().to_string();
+    let command_id = bus.send::<S>(command_id, command).await.map_err(ApiError::unavailable)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ id_field: aggregate_id, "command_id": command_id }))))
 }

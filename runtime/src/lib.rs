@@ -1,12 +1,16 @@
+pub mod admin;
 pub mod codec;
 pub mod command_bus;
+pub mod command_outcomes;
 pub mod command_processor;
 pub mod event_log;
 pub mod consume;
 pub mod db;
 pub mod decider;
+pub mod health;
 pub mod history;
 pub mod kafka;
+pub mod metrics;
 pub mod partitioner;
 pub mod http;
 pub mod policy;

@@ -75,3 +75,54 @@ where
         self(event)
     }
 }
+
+/// A record of a topic that is not an Avro event stream (the JSON `*.rejections`, the raw
+/// `*.dlq`), as a [`RawProjector`] sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    /// Header values as (lossy) UTF-8; the last value wins for a repeated name.
+    pub headers: std::collections::HashMap<String, String>,
+}
+
+impl<'a> RawRecord<'a> {
+    pub fn of<M: rdkafka::Message>(message: &'a M) -> Self {
+        use rdkafka::message::Headers;
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_string(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        RawRecord {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key(),
+            payload: message.payload().unwrap_or_default(),
+            headers,
+        }
+    }
+}
+
+/// The part of a read model fed by a non-Avro topic. Such records have no aggregate history,
+/// so the version rule does not apply: the writes must be idempotent on their own (upserts).
+pub trait RawProjector: Send + Sync + 'static {
+    fn project(&self, record: &RawRecord<'_>) -> Vec<SqlWrite>;
+}
+
+impl<F> RawProjector for F
+where
+    F: Fn(&RawRecord<'_>) -> Vec<SqlWrite> + Send + Sync + 'static,
+{
+    fn project(&self, record: &RawRecord<'_>) -> Vec<SqlWrite> {
+        self(record)
+    }
+}

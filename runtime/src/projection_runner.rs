@@ -3,11 +3,14 @@
 //! rows together with the new checkpoints and history tips in one transaction. Replaying a
 //! range twice changes nothing; a crash mid-batch loses the whole batch, never half of it.
 use crate::{
+    admin::{LoopKind, wait_while_paused},
     codec::{CodecError, EventCodec},
     consume::LoopError,
     history::HistoryTip,
     kafka,
-    projection::{Projector, SqlValue, SqlWrite},
+    metrics::{self as m, LagReporter},
+    projection::{Projector, RawProjector, RawRecord, SqlValue, SqlWrite},
+    telemetry,
 };
 use contracts::{EventMetadata, Stream};
 use futures::future::BoxFuture;
@@ -16,11 +19,19 @@ use rdkafka::{
     consumer::{Consumer, StreamConsumer},
 };
 use sqlx::{Any, AnyPool, Row, Transaction};
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::{AtomicI64, Ordering}},
+    time::{Duration, Instant},
+};
 use tokio::sync::watch;
+use tracing::{Instrument, field::Empty};
 
 const MAX_BATCH: usize = 2000;
 const LINGER: Duration = Duration::from_millis(10);
+/// Events older than this get no span: rebuilding a read model from old history would add
+/// thousands of spans to traces that ended long ago (and flood the exporter).
+const TRACE_MAX_EVENT_AGE_MS: i64 = 5 * 60 * 1000;
 
 type Projected = Result<(EventMetadata, Vec<SqlWrite>), CodecError>;
 
@@ -47,15 +58,22 @@ impl<S: Stream, P: Projector<S>> Source for StreamSource<S, P> {
     }
 }
 
-/// A named read model fed by one or more streams.
+/// A non-Avro source topic (JSON or raw bytes) with the projector of its records.
+struct RawSource {
+    topic: String,
+    projector: Box<dyn RawProjector>,
+}
+
+/// A named read model fed by one or more streams (and optionally non-Avro topics).
 pub struct Projection {
     pub name: &'static str,
     sources: Vec<Box<dyn Source>>,
+    raw_sources: Vec<RawSource>,
 }
 
 impl Projection {
     pub fn new(name: &'static str) -> Self {
-        Projection { name, sources: Vec::new() }
+        Projection { name, sources: Vec::new(), raw_sources: Vec::new() }
     }
 
     /// Adds a source stream; `registry_url` is where its writer schemas are looked up.
@@ -64,8 +82,14 @@ impl Projection {
         Ok(self)
     }
 
-    pub fn topics(&self) -> Vec<&'static str> {
-        self.sources.iter().map(|s| s.topic()).collect()
+    /// Adds a topic whose records are not Avro events (e.g. `<stream>.rejections`, `*.dlq`).
+    pub fn from_raw(mut self, topic: impl Into<String>, projector: impl RawProjector) -> Self {
+        self.raw_sources.push(RawSource { topic: topic.into(), projector: Box::new(projector) });
+        self
+    }
+
+    pub fn topics(&self) -> Vec<&str> {
+        self.sources.iter().map(|s| s.topic()).chain(self.raw_sources.iter().map(|s| s.topic.as_str())).collect()
     }
 }
 
@@ -96,28 +120,35 @@ impl ProjectionRunner {
 
     pub async fn run(&self) -> Result<(), LoopError> {
         let name = self.projection.name;
-        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        let consumer: Arc<StreamConsumer> = Arc::new(rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("projection.{name}"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10")
-            .create()?;
+            .create()?);
         let checkpoints = self.load_checkpoints().await?;
         let mut assignment = TopicPartitionList::new();
+        let mut seed = m::Seed::new();
         for topic in self.projection.topics() {
-            for partition in 0..kafka::partition_count(&consumer, topic)? {
+            for partition in 0..crate::consume::partition_count(&consumer, topic).await? {
                 let next = checkpoints.get(&(topic.to_string(), partition)).copied().unwrap_or(0);
                 assignment.add_partition_offset(topic, partition, Offset::Offset(next))?;
+                seed.insert((topic.to_string(), partition), next);
             }
         }
         consumer.assign(&assignment)?;
+        let last_commit_ms = Arc::new(AtomicI64::new(crate::command_processor::now_millis()));
+        let _lag = LagReporter::spawn(LoopKind::Projection, name.to_string(), consumer.clone(), seed, Some(last_commit_ms.clone()));
         tracing::info!(projection = name, topics = ?self.projection.topics(), "projection started");
         let sources: HashMap<&str, &dyn Source> = self.projection.sources.iter().map(|s| (s.topic(), s.as_ref())).collect();
+        let raw_sources: HashMap<&str, &dyn RawProjector> = self.projection.raw_sources.iter().map(|s| (s.topic.as_str(), s.projector.as_ref())).collect();
         let mut tips: HashMap<(String, String), HistoryTip> = HashMap::new();
         loop {
+            wait_while_paused(LoopKind::Projection).await;
             let mut batch = vec![consumer.recv().await?.detach()];
+            let started = Instant::now();
             let deadline = tokio::time::Instant::now() + LINGER;
             while batch.len() < MAX_BATCH {
                 match tokio::time::timeout_at(deadline, consumer.recv()).await {
@@ -130,6 +161,13 @@ impl ProjectionRunner {
             let mut next_offsets: HashMap<(String, i32), i64> = HashMap::new();
             for message in &batch {
                 next_offsets.insert((message.topic().to_string(), message.partition()), message.offset() + 1);
+                if let Some(projector) = raw_sources.get(message.topic()) {
+                    // No aggregate history to check: raw projectors write idempotent upserts.
+                    for write in projector.project(&RawRecord::of(message)) {
+                        execute(&mut tx, &write).await?;
+                    }
+                    continue;
+                }
                 let (Some(source), Some(bytes)) = (sources.get(message.topic()), message.payload()) else { continue };
                 let (metadata, writes) = match source.project(bytes).await {
                     Ok(projected) => projected,
@@ -138,20 +176,43 @@ impl ProjectionRunner {
                         continue;
                     }
                 };
-                let key = (message.topic().to_string(), metadata.aggregate_id.clone());
-                let tip = match changed_tips.get(&key).or_else(|| tips.get(&key)) {
-                    Some(tip) => tip.clone(),
-                    None => load_tip(&mut tx, name, &key.0, &key.1).await?,
+                // One span per event write, in the trace of the command that appended the event.
+                let event_type = kafka::header(message, "event_type").unwrap_or_default();
+                let now = crate::command_processor::now_millis();
+                let recent = message.timestamp().to_millis().is_some_and(|at| now - at < TRACE_MAX_EVENT_AGE_MS);
+                let span = if recent {
+                    tracing::info_span!(
+                        "projection.write",
+                        otel.name = %format!("project {name} {event_type}"), otel.kind = "consumer",
+                        projection = name, event_type = %event_type, aggregate_id = %metadata.aggregate_id, trace_id = Empty,
+                    )
+                } else {
+                    tracing::Span::none()
                 };
-                if !tip.accepts(&metadata) {
-                    continue;
+                telemetry::continue_from_record(&span, message);
+                let key = (message.topic().to_string(), metadata.aggregate_id.clone());
+                let known = changed_tips.get(&key).or_else(|| tips.get(&key)).cloned();
+                let applied = async {
+                    let tip = match known {
+                        Some(tip) => tip,
+                        None => load_tip(&mut tx, name, &key.0, &key.1).await?,
+                    };
+                    if !tip.accepts(&metadata) {
+                        tracing::debug!("event outside the accepted history skipped");
+                        return Ok::<_, sqlx::Error>(None);
+                    }
+                    for write in &writes {
+                        execute(&mut tx, write).await?;
+                    }
+                    let mut tip = tip;
+                    tip.advance(&metadata);
+                    Ok(Some(tip))
                 }
-                for write in &writes {
-                    execute(&mut tx, write).await?;
+                .instrument(span)
+                .await?;
+                if let Some(tip) = applied {
+                    changed_tips.insert(key, tip);
                 }
-                let mut tip = tip;
-                tip.advance(&metadata);
-                changed_tips.insert(key, tip);
             }
             for ((topic, aggregate_id), tip) in &changed_tips {
                 sqlx::query(
@@ -179,6 +240,8 @@ impl ProjectionRunner {
                 .await?;
             }
             tx.commit().await?;
+            last_commit_ms.store(crate::command_processor::now_millis(), Ordering::Relaxed);
+            m::batch_took(LoopKind::Projection, name, started.elapsed());
             tips.extend(changed_tips);
             self.progress.send_modify(|n| *n += 1);
         }

@@ -14,7 +14,7 @@ use crate::{
     command_processor::CommandProcessor,
     topology,
 };
-use axum::{Json, Router, routing::get};
+use axum::Router;
 use contracts::Stream;
 use futures::future::BoxFuture;
 use sqlx::{AnyPool, migrate::Migrator};
@@ -76,6 +76,7 @@ impl Service {
     /// topic exists.
     pub async fn start(name: &'static str, default_port: u16, migrator: &'static Migrator) -> Result<Self, ServiceError> {
         crate::telemetry::init(name);
+        crate::metrics::install(name);
         let config = ServiceConfig::from_env(name, default_port);
         tracing::info!(?config, "starting");
         let pool = db::connect(&config.database_url, Some(migrator)).await?;
@@ -92,6 +93,9 @@ impl Service {
             let processor = processor.clone();
             async move { processor.run().await }
         })));
+        // Every aggregate's commands can be looked up: `GET /commands/{command_id}`.
+        self.projection(crate::command_outcomes::projection::<D::Stream>)?;
+        self.routes(crate::command_outcomes::routes());
         Ok(self)
     }
 
@@ -132,14 +136,16 @@ impl Service {
     /// Runs every loop and serves HTTP until SIGINT/SIGTERM.
     pub async fn run(self) -> Result<(), ServiceError> {
         let name = self.config.name;
+        let readiness = crate::health::Readiness::new(name, &self.config.schema_registry_url, self.progress.keys().copied().collect());
         let state = AppState {
             db: ReadDb(self.pool.clone()),
             progress: ProjectionProgress(Arc::new(self.progress)),
             commands: CommandBus::new(&self.config.kafka_brokers).map_err(KafkaSetupError::from)?,
         };
         let app = Router::new()
-            .route("/health", get(move || async move { Json(serde_json::json!({ "status": "ok", "service": name })) }))
+            .merge(crate::health::routes(readiness))
             .merge(self.routes)
+            .layer(axum::middleware::from_fn(crate::metrics::track_http))
             .with_state(state);
         let addr = self.config.http_addr.clone();
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServiceError::Http { addr: addr.clone(), source })?;
@@ -147,11 +153,19 @@ impl Service {
         for task in self.tasks {
             tokio::spawn(task);
         }
+        tokio::spawn(async {
+            let mut ticker = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                ticker.tick().await;
+                crate::metrics::upkeep();
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|source| ServiceError::Http { addr, source })?;
         tracing::info!("stopped");
+        crate::telemetry::shutdown();
         Ok(())
     }
 }

@@ -4,18 +4,22 @@
 //! version rule; what slips through (a crash before the commit) yields commands with the same
 //! derived ids, which the command processor ignores.
 use crate::{
+    admin::{LoopKind, wait_while_paused},
     codec::EventCodec,
     command_processor::{BATCH_LINGER, COMMAND_ID_NAMESPACE, MAX_BATCH},
     consume::{LoopError, Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
     event_log::read_to_end,
     history::HistoryGuard,
     kafka::{self, headers},
+    metrics::{self as m, LagReporter},
     partitioner::partition_for,
     policy::Policy,
+    telemetry,
 };
-use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, Stream};
+use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, EventType, Stream};
 use rdkafka::{Message, consumer::Consumer};
-use std::{collections::HashMap, future::Future, sync::Arc};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Instant};
+use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -70,15 +74,18 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
     }
 
     pub async fn run(&self) -> Result<(), LoopError> {
-        let consumer = kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?;
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
+        let _lag = LagReporter::spawn(LoopKind::Policy, self.group_id.clone(), consumer.clone(), Default::default(), None);
         let mut target_partitions: HashMap<&'static str, i32> = HashMap::new();
         consumer.subscribe(&[S::EVENTS_TOPIC])?;
         tracing::info!(topic = S::EVENTS_TOPIC, group = %self.group_id, "subscription started");
         let mut guards: HashMap<i32, HistoryGuard> = HashMap::new();
         loop {
+            wait_while_paused(LoopKind::Policy).await;
             let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            let started = Instant::now();
             for (_, partition) in consumer.context().take_changed() {
                 guards.remove(&partition);
             }
@@ -103,7 +110,17 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
                         tracing::debug!(event_id = %event.event_id, version = event.version, "event outside the accepted history skipped");
                         continue;
                     }
-                    let commands = self.handler.handle(&event).await.map_err(|error| LoopError::Handler {
+                    // One span per handled event, continuing the trace of the command that
+                    // caused it; the commands it produces carry this span as their parent.
+                    let event_type = event.payload.event_type();
+                    let span = tracing::info_span!(
+                        "event",
+                        otel.name = %format!("{} {event_type}", self.handler.name()), otel.kind = "consumer",
+                        handler = self.handler.name(), event_type, aggregate_id = %event.aggregate_id,
+                        event_id = %event.event_id, trace_id = Empty,
+                    );
+                    telemetry::continue_from_record(&span, message);
+                    let commands = self.handler.handle(&event).instrument(span.clone()).await.map_err(|error| LoopError::Handler {
                         name: self.handler.name().to_string(),
                         topic: S::EVENTS_TOPIC.to_string(),
                         partition: *partition,
@@ -114,7 +131,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
                         let partitions = match target_partitions.get(command.topic) {
                             Some(count) => *count,
                             None => {
-                                let count = kafka::partition_count(&consumer, command.topic)?;
+                                let count = crate::consume::partition_count(&consumer, command.topic).await?;
                                 target_partitions.insert(command.topic, count);
                                 count
                             }
@@ -124,17 +141,22 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
                             partition: Some(partition_for(&command.aggregate_id, partitions)),
                             key: &command.aggregate_id,
                             payload: &command.json,
-                            headers: headers(&[
-                                ("correlation_id", &event.correlation_id),
-                                ("causation_id", &event.event_id),
-                                ("command_id", &command.command_id),
-                            ]),
+                            headers: telemetry::with_trace(
+                                headers(&[
+                                    ("correlation_id", &event.correlation_id),
+                                    ("causation_id", &event.event_id),
+                                    ("command_id", &command.command_id),
+                                ]),
+                                &span,
+                            ),
                         })?;
+                        span.in_scope(|| tracing::debug!(topic = command.topic, command_id = %command.command_id, "command produced"));
                     }
                 }
             }
             outbox.flush().await?;
             commit_batch(&consumer, &groups)?;
+            m::batch_took(LoopKind::Policy, &self.group_id, started.elapsed());
         }
     }
 

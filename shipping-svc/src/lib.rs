@@ -3,3 +3,4 @@
 pub mod policies;
 pub mod read_model;
 pub mod shipment;
+pub mod write_api;

@@ -3,7 +3,7 @@
 //! takes dispatch and delivery confirmations.
 use contracts::shipment::Shipment;
 use runtime::{Projection, Service};
-use shipping_svc::{policies, read_model, shipment::{ShipmentDecider, shipping_countries_from_env}};
+use shipping_svc::{policies, read_model, shipment::{ShipmentDecider, shipping_countries_from_env}, write_api};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
@@ -16,7 +16,8 @@ async fn main() -> anyhow::Result<()> {
         .aggregate(ShipmentDecider { shipping_countries })?
         .policy(policies::ShippingFromOrders)?
         .projection(|registry| Projection::new("shipments").from::<Shipment>(registry, read_model::project_shipment))?
-        .routes(read_model::routes());
+        .routes(read_model::routes())
+        .routes(write_api::routes());
     service.run().await?;
     Ok(())
 }

@@ -30,11 +30,14 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-fn free_port() -> u16 {
+pub mod infra;
+pub mod otlp;
+
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     // tests run as target/<profile>/deps/<test>-<hash>
     let exe = std::env::current_exe().expect("test executable path");
     exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").to_path_buf()
@@ -57,7 +60,7 @@ fn spawner() -> &'static Spawner {
     })
 }
 
-fn spawn(mut command: Command) -> Child {
+pub(crate) fn spawn(mut command: Command) -> Child {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and only affects the child being set up.
     unsafe {
@@ -85,9 +88,15 @@ pub struct Stack {
 impl Stack {
     /// Starts all five services and waits until each answers `/health`.
     pub fn start(name: &str, extra_env: &[(&str, &str)]) -> Stack {
+        Stack::start_on(name, &env("KAFKA_BROKERS"), &env("SCHEMA_REGISTRY_URL"), &SERVICES, extra_env)
+    }
+
+    /// Starts `services` against the given broker and registry (e.g. a test's own, see
+    /// [`infra`]) and waits until each answers `/health`.
+    pub fn start_on(name: &str, brokers: &str, registry: &str, services: &[&'static str], extra_env: &[(&str, &str)]) -> Stack {
         let dir = std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name));
         std::fs::create_dir_all(dir.join("logs")).expect("stack folder");
-        let brokers = env("KAFKA_BROKERS");
+        let brokers = brokers.to_string();
         let producer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             // kcat's default: not the Java partitioner; the services must cope.
@@ -95,22 +104,41 @@ impl Stack {
             .create()
             .expect("producer");
         let stack = Stack {
-            registry: env("SCHEMA_REGISTRY_URL"),
+            registry: registry.to_string(),
             brokers,
-            ports: SERVICES.iter().map(|s| (*s, free_port())).collect(),
+            ports: services.iter().map(|s| (*s, free_port())).collect(),
             children: Mutex::new(HashMap::new()),
             extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             dir,
             producer,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client"),
         };
-        for service in SERVICES {
+        for service in services {
             stack.launch(service);
         }
-        for service in SERVICES {
+        for service in services {
             stack.wait_healthy(service);
         }
         stack
+    }
+
+    /// POST a JSON body → (status, JSON body or Null).
+    pub async fn post(&self, service: &str, path: &str, body: &Value) -> (u16, Value) {
+        match self.http.post(self.url(service, path)).json(body).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// GET → (status, body as text), for non-JSON endpoints such as `/metrics`.
+    pub async fn get_text(&self, service: &str, path: &str) -> (u16, String) {
+        match self.http.get(self.url(service, path)).send().await {
+            Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
     }
 
     fn launch(&self, service: &'static str) {
