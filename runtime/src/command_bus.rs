@@ -51,7 +51,7 @@ impl CommandBus {
 
     async fn produce<S: Stream>(&self, command_id: String, aggregate_id: String, command: S::Command, span: &tracing::Span) -> Result<String, SendCommandError> {
         let json = serde_json::to_vec(&CommandEnvelope { command_id: Some(command_id.clone()), command })?;
-        let partition = partition_for(&aggregate_id, self.partition_count(S::COMMANDS_TOPIC)?);
+        let partition = partition_for(&aggregate_id, self.partition_count(S::COMMANDS_TOPIC).await?);
         let headers = crate::telemetry::with_trace(kafka::headers(&[("command_id", &command_id), ("correlation_id", &command_id)]), span);
         self.producer
             .send(
@@ -76,11 +76,16 @@ impl CommandBus {
         }
     }
 
-    fn partition_count(&self, topic: &'static str) -> Result<i32, kafka::KafkaSetupError> {
+    /// Cached per topic; the first lookup is a blocking metadata call, so it runs off the
+    /// async workers (a broker that does not answer must not stall HTTP).
+    async fn partition_count(&self, topic: &'static str) -> Result<i32, SendCommandError> {
         if let Some(count) = self.partitions.lock().unwrap_or_else(|p| p.into_inner()).get(topic) {
             return Ok(*count);
         }
-        let count = kafka::partitions_of(self.producer.client(), topic)?;
+        let producer = self.producer.clone();
+        let count = tokio::task::spawn_blocking(move || kafka::partitions_of(producer.client(), topic))
+            .await
+            .map_err(|_| SendCommandError::Kafka(rdkafka::error::KafkaError::Canceled))??;
         self.partitions.lock().unwrap_or_else(|p| p.into_inner()).insert(topic, count);
         Ok(count)
     }

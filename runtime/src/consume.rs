@@ -77,7 +77,7 @@ impl ConsumerContext for RebalanceTracker {
 pub type GroupConsumer = StreamConsumer<RebalanceTracker>;
 
 /// Waits for one message, then takes whatever else arrives within `linger`, up to `max`.
-pub async fn next_batch(consumer: &GroupConsumer, max: usize, linger: Duration) -> Result<Vec<OwnedMessage>, KafkaError> {
+pub async fn next_batch<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, max: usize, linger: Duration) -> Result<Vec<OwnedMessage>, KafkaError> {
     let first = consumer.recv().await?.detach();
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + linger;

@@ -147,15 +147,8 @@ impl ProjectionRunner {
         let mut tips: HashMap<(String, String), HistoryTip> = HashMap::new();
         loop {
             wait_while_paused(LoopKind::Projection).await;
-            let mut batch = vec![consumer.recv().await?.detach()];
+            let batch = crate::consume::next_batch(&consumer, MAX_BATCH, LINGER).await?;
             let started = Instant::now();
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while batch.len() < MAX_BATCH {
-                match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                    Ok(message) => batch.push(message?.detach()),
-                    Err(_) => break,
-                }
-            }
             let mut tx = self.pool.begin().await?;
             let mut changed_tips: HashMap<(String, String), HistoryTip> = HashMap::new();
             let mut next_offsets: HashMap<(String, i32), i64> = HashMap::new();

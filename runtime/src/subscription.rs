@@ -8,7 +8,7 @@ use crate::{
     codec::EventCodec,
     command_processor::{BATCH_LINGER, COMMAND_ID_NAMESPACE, MAX_BATCH},
     consume::{LoopError, Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
-    event_log::read_to_end,
+    event_log::read_records,
     history::HistoryGuard,
     kafka::{self, headers},
     metrics::{self as m, LagReporter},
@@ -167,8 +167,8 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
         if offset == 0 {
             return Ok(guard);
         }
-        let (records, _) = read_to_end(reader, S::EVENTS_TOPIC.to_string(), partition, 0).await?;
-        for record in records.iter().take_while(|r| r.offset < offset) {
+        let (records, _) = read_records(reader, S::EVENTS_TOPIC.to_string(), partition, 0, Some(offset)).await?;
+        for record in &records {
             if let Some(bytes) = &record.value
                 && let Ok(event) = self.codec.decode(bytes).await
             {
