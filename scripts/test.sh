@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): installs what is missing, builds, starts its
-# own broker (nisshi, memory storage, free port) and its own schema registry (free port),
-# runs `cargo test --workspace "$@"` against them, and stops both on exit, also on
-# failure. Exit code = the test exit code.
+# own broker (nisshi, memory storage, free port), its own schema registry (free port) and
+# its own PostgreSQL server (free port, data under the run folder), then runs
+# `cargo test --workspace "$@"` twice: pass 1 with the read models on SQLite
+# (READ_MODEL_DB=sqlite), pass 2 on PostgreSQL (READ_MODEL_DB=postgres: every test and every
+# service of the system tests gets its own fresh database on that server). Stops all three
+# on exit, also on failure. Exit code: 0 only when every pass passed.
 #
 # Exported to the tests:
 #   KAFKA_BROKERS        127.0.0.1:<port> of this run's broker
@@ -10,9 +13,14 @@
 #   TEST_RUN_DIR         a folder for this run (logs of broker and registry, scratch space)
 #   KCAT                 path of kcat (librdkafka 2.12.1)
 #   K6                   path of k6 (when installed)
+#   TEST_POSTGRES_URL    postgres://orders_test:<pw>@127.0.0.1:<port>/postgres (a superuser)
+#   READ_MODEL_DB        sqlite or postgres: the pass running
 #
 # Env: TEST_RUN_DIR (default run/test-<timestamp>), NO_INSTALL=1, NO_BUILD=1,
-#      KEEP_TEST_RUN_DIR=0 (delete the run folder when the tests pass).
+#      KEEP_TEST_RUN_DIR=0 (delete the run folder when the tests pass),
+#      READ_MODEL_DBS="sqlite postgres" (the passes to run, in order; e.g. "postgres").
+# The PostgreSQL data folder (one database per test) is deleted when the run ends; its
+# log stays in <run folder>/postgres/postgres.log.
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -28,6 +36,13 @@ export TEST_RUN_DIR
 export LOG_DIR="$TEST_RUN_DIR/logs" PID_DIR="$TEST_RUN_DIR/pids"
 mkdir -p "$LOG_DIR" "$PID_DIR"
 
+READ_MODEL_DBS="${READ_MODEL_DBS:-sqlite postgres}"
+for db in $READ_MODEL_DBS; do
+  [[ "$db" == sqlite || "$db" == postgres ]] || die "READ_MODEL_DBS: unknown database '$db' (sqlite, postgres)"
+done
+[[ -n "${READ_MODEL_DBS// /}" ]] || die "READ_MODEL_DBS is empty"
+PG_DIR="$TEST_RUN_DIR/postgres"
+
 test_rc=1
 tests_ran=0
 cleanup() {
@@ -35,15 +50,19 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   if ((tests_ran)) && ((test_rc != 0)) || ((!tests_ran && rc != 0)); then
-    for name in nisshi schema-registry; do
-      if [[ -f "$LOG_DIR/$name.log" ]]; then
-        echo "----- last 50 lines of $LOG_DIR/$name.log -----" >&2
-        tail -n 50 "$LOG_DIR/$name.log" >&2
+    for f in "$LOG_DIR/nisshi.log" "$LOG_DIR/schema-registry.log" "$PG_DIR/postgres.log"; do
+      if [[ -f "$f" ]]; then
+        echo "----- last 50 lines of $f -----" >&2
+        tail -n 50 "$f" >&2
       fi
     done
   fi
   stop_pidfile "$PID_DIR/schema-registry.pid" 10
   stop_pidfile "$PID_DIR/nisshi.pid" 10
+  if [[ -e "$PG_DIR" ]]; then
+    stop_test_postgres "$PG_DIR"
+    rm -rf "$(readlink -f "$PG_DIR")/data"
+  fi
   if ((tests_ran)) && ((test_rc == 0)) && [[ "${KEEP_TEST_RUN_DIR:-1}" == 0 ]]; then
     rm -rf "$TEST_RUN_DIR"
   fi
@@ -63,36 +82,72 @@ if [[ "${NO_BUILD:-0}" != 1 ]]; then
 fi
 
 # ------------------------------------------------------------------ broker + registry
-KAFKA_PORT=$(free_port)
-start_broker nisshi "$KAFKA_PORT" "memory://nisshi/" "$TEST_RUN_DIR"
-wait_for_tcp 127.0.0.1 "$KAFKA_PORT" 60 "$BG_PID" || die "broker did not start"
-export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+# Each pass gets a fresh (empty, in-memory) broker and registry, so both passes start from the
+# same state: a stack's projections read every event already on the broker.
+start_broker_and_registry() {
+  KAFKA_PORT=$(free_port)
+  start_broker nisshi "$KAFKA_PORT" "memory://nisshi/" "$TEST_RUN_DIR"
+  wait_for_tcp 127.0.0.1 "$KAFKA_PORT" 60 "$BG_PID" || die "broker did not start"
+  export KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 
-REGISTRY_PORT=$(free_port)
-REGISTRY_BIN=$(target_bin debug schema-registry)
-[[ -x "$REGISTRY_BIN" ]] || die "$REGISTRY_BIN not built"
-start_bg schema-registry "$TEST_RUN_DIR" env \
-  KAFKA_BROKERS="$KAFKA_BROKERS" \
-  HTTP_ADDR="127.0.0.1:$REGISTRY_PORT" \
-  SCHEMAS_TOPIC=_schemas \
-  "$REGISTRY_BIN"
-export SCHEMA_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
-wait_for_http "$SCHEMA_REGISTRY_URL/subjects" 60 "$BG_PID" || die "schema registry did not become ready"
+  REGISTRY_PORT=$(free_port)
+  REGISTRY_BIN=$(target_bin debug schema-registry)
+  [[ -x "$REGISTRY_BIN" ]] || die "$REGISTRY_BIN not built"
+  start_bg schema-registry "$TEST_RUN_DIR" env \
+    KAFKA_BROKERS="$KAFKA_BROKERS" \
+    HTTP_ADDR="127.0.0.1:$REGISTRY_PORT" \
+    SCHEMAS_TOPIC=_schemas \
+    "$REGISTRY_BIN"
+  export SCHEMA_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
+  wait_for_http "$SCHEMA_REGISTRY_URL/subjects" 60 "$BG_PID" || die "schema registry did not become ready"
+  log "broker   $KAFKA_BROKERS (memory, log $LOG_DIR/nisshi.log)"
+  log "registry $SCHEMA_REGISTRY_URL (log $LOG_DIR/schema-registry.log)"
+}
+
+stop_broker_and_registry() {
+  stop_pidfile "$PID_DIR/schema-registry.pid" 10
+  stop_pidfile "$PID_DIR/nisshi.pid" 10
+}
 
 KCAT="$(kcat_bin)"
 export KCAT
 K6="$(k6_bin)"
 export K6
-
-log "broker   $KAFKA_BROKERS (memory, log $LOG_DIR/nisshi.log)"
-log "registry $SCHEMA_REGISTRY_URL (log $LOG_DIR/schema-registry.log)"
 log "KCAT=$KCAT TEST_RUN_DIR=$TEST_RUN_DIR"
 
+# ------------------------------------------------------------------------- PostgreSQL
+if [[ " $READ_MODEL_DBS " == *" postgres "* ]]; then
+  start_test_postgres "$PG_DIR" || die "PostgreSQL for the READ_MODEL_DB=postgres pass did not start"
+fi
+
 # ------------------------------------------------------------------------------ tests
-tests_ran=1
-set +e
-cargo test --workspace "$@"
-test_rc=$?
-set -e
+# One pass per read-model database, the same command each time. (While a pass's broker and
+# registry start, tests_ran=0: a failure there exits with its own code.)
+test_rc=0
+read -r -a passes <<<"$READ_MODEL_DBS"
+summary=()
+for i in "${!passes[@]}"; do
+  db=${passes[$i]}
+  label="pass $((i + 1))/${#passes[@]} READ_MODEL_DB=$db"
+  log "===== $label: cargo test --workspace $* ====="
+  pass_start=$(now_s)
+  tests_ran=0
+  ((i == 0)) || stop_broker_and_registry
+  start_broker_and_registry
+  tests_ran=1
+  set +e
+  READ_MODEL_DB=$db cargo test --workspace "$@"
+  rc=$?
+  set -e
+  took=$(($(now_s) - pass_start))
+  if ((rc == 0)); then
+    summary+=("$label: passed in ${took}s ($(fmt_duration "$took"))")
+  else
+    summary+=("$label: FAILED (exit $rc) after ${took}s ($(fmt_duration "$took"))")
+    ((test_rc != 0)) || test_rc=$rc
+  fi
+  log "===== ${summary[-1]} ====="
+done
+for line in "${summary[@]}"; do log "[test] $line"; done
 log "cargo test exit code: $test_rc"
 exit "$test_rc"

@@ -13,9 +13,10 @@ async fn main() -> anyhow::Result<()> {
         .aggregate(StockDecider)?
         .policy(policies::InventoryFromOrders)?
         .policy(policies::InventoryFromShipments)?
-        .projection(|registry| Projection::new("stock").from::<Stock>(registry, read_model::project_stock))?
+        .projection(|registry| Projection::new("stock", &["stock", "reservations"]).from::<Stock>(registry, read_model::project_stock))?
         .routes(read_model::routes())
-        .routes(write_api::routes());
+        .routes(write_api::routes())
+        .routes(runtime::openapi::routes(write_api::openapi()));
     service.run().await?;
     Ok(())
 }

@@ -1,18 +1,21 @@
 //! The stock view: `stock` (one row per sku) and `reservations` (one row per order and sku),
-//! migration `migrations/0001_stock.sql`, projected from `stock.events`; and its query route.
+//! migration `migrations/0001_stock.sql`, projected from `stock.events`; and its query routes.
 //!
-//! `updated_at` is epoch milliseconds taken from the events' `occurred_at`.
+//! `updated_at` is epoch milliseconds taken from the events' `occurred_at`. A SKU's
+//! `available` quantity is `on_hand - reserved`, in every answer and in `GET /stock?below=N`.
 use axum::{
-    Json, Router,
-    extract::{Path, State},
-    routing::get,
+    Json,
+    extract::{Path, Query, State, rejection::QueryRejection},
 };
 use contracts::EventEnvelope;
 use contracts::stock::StockEvent;
 use runtime::http::{ApiError, QueryRoutes, ReadDb};
+use runtime::openapi::ApiRoutes;
 use runtime::{SqlWrite, params};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use sqlx::any::AnyRow;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::stock::ReservationStatus;
 
@@ -124,19 +127,46 @@ pub fn project_stock(event: &EventEnvelope<StockEvent>) -> Vec<SqlWrite> {
         .collect()
 }
 
-/// `GET /stock/{sku}`.
+/// `GET /stock/{sku}`, `GET /stock?below=N&limit=` and `GET /reservations/{order_id}`.
 pub fn routes() -> QueryRoutes {
-    Router::new().route("/stock/{sku}", get(get_stock))
+    api().into()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// [`routes`] with their OpenAPI documentation.
+pub fn api() -> ApiRoutes {
+    ApiRoutes::new()
+        .routes(utoipa_axum::routes!(get_stock))
+        .routes(utoipa_axum::routes!(list_stock_below))
+        .routes(utoipa_axum::routes!(get_reservation))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StockView {
     pub sku: String,
     pub on_hand: i64,
+    /// Units reserved for orders and not shipped or released yet.
     pub reserved: i64,
+    /// `on_hand - reserved`.
     pub available: i64,
 }
 
+fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
+    let on_hand: i64 = row.try_get("on_hand")?;
+    let reserved: i64 = row.try_get("reserved")?;
+    Ok(StockView {
+        sku: row.try_get("sku")?,
+        on_hand,
+        reserved,
+        available: on_hand - reserved,
+    })
+}
+
+/// One SKU's stock. A SKU that was only ever asked for (a rejected reservation) has zeros.
+#[utoipa::path(get, path = "/stock/{sku}", tag = "queries",
+    params(("sku" = String, Path, description = "The SKU")),
+    responses(
+        (status = 200, description = "The SKU's stock", body = StockView),
+        (status = 404, description = "No event about this SKU yet", body = ApiError)))]
 pub async fn get_stock(
     State(ReadDb(pool)): State<ReadDb>,
     Path(sku): Path<String>,
@@ -149,20 +179,97 @@ pub async fn get_stock(
     else {
         return Err(ApiError::not_found("sku", &sku));
     };
-    let on_hand: i64 = row.try_get("on_hand")?;
-    let reserved: i64 = row.try_get("reserved")?;
-    Ok(Json(StockView {
-        sku: row.try_get("sku")?,
-        on_hand,
-        reserved,
-        available: on_hand - reserved,
-    }))
+    Ok(Json(stock_view(&row)?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StockBelowParams {
+    /// Lists the SKUs whose available quantity (`on_hand - reserved`) is below this.
+    #[param(minimum = 0)]
+    pub below: i64,
+    /// At most this many SKUs: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// The SKUs whose available quantity is below `below`, ordered by sku (the first `limit`).
+#[utoipa::path(get, path = "/stock", tag = "queries",
+    params(StockBelowParams),
+    responses(
+        (status = 200, description = "The SKUs below the threshold, by sku", body = Vec<StockView>),
+        (status = 400, description = "`below` missing, negative or not an integer, or `limit` out of range", body = ApiError)))]
+pub async fn list_stock_below(
+    State(ReadDb(pool)): State<ReadDb>,
+    params: Result<Query<StockBelowParams>, QueryRejection>,
+) -> Result<Json<Vec<StockView>>, ApiError> {
+    let Query(params) = params?;
+    if params.below < 0 {
+        return Err(ApiError::bad_request("below must be a non-negative integer"));
+    }
+    let limit = runtime::http::limit(params.limit)?;
+    const QUERY: &str =
+        "SELECT sku, on_hand, reserved FROM stock WHERE on_hand - reserved < $1 ORDER BY sku LIMIT $2";
+    let rows = sqlx::query(QUERY)
+        .bind(params.below)
+        .bind(limit)
+        .fetch_all(&pool)
+        .await?;
+    Ok(Json(rows.iter().map(stock_view).collect::<Result<_, _>>()?))
+}
+
+/// An order's reservation: one line per SKU of the order that inventory has handled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReservationView {
+    pub order_id: String,
+    /// The lines' status when they all have the same one, else `MIXED` (e.g. one line
+    /// `REJECTED` and the others `RELEASED`).
+    #[schema(example = "RESERVED")]
+    pub status: String,
+    /// By sku.
+    pub lines: Vec<ReservationLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReservationLine {
+    pub sku: String,
+    /// The reserved quantity, or the requested one for a rejection.
+    pub quantity: i64,
+    /// `RESERVED`, `REJECTED`, `RELEASED` or `SHIPPED`.
+    #[schema(example = "RESERVED")]
+    pub status: String,
+}
+
+/// `status` of a reservation whose lines differ.
+pub const MIXED: &str = "MIXED";
+
+/// The order's reservation, from the `reservations` rows of its SKUs.
+#[utoipa::path(get, path = "/reservations/{order_id}", tag = "queries",
+    params(("order_id" = String, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The order's reservation lines, by sku", body = ReservationView),
+        (status = 404, description = "No reservation event about this order yet", body = ApiError)))]
+pub async fn get_reservation(
+    State(ReadDb(pool)): State<ReadDb>,
+    Path(order_id): Path<String>,
+) -> Result<Json<ReservationView>, ApiError> {
+    let lines: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT sku, quantity, status FROM reservations WHERE order_id = $1 ORDER BY sku")
+            .bind(&order_id)
+            .fetch_all(&pool)
+            .await?;
+    let Some((_, _, first_status)) = lines.first() else {
+        return Err(ApiError::not_found("reservation for order", &order_id));
+    };
+    let status = if lines.iter().all(|(_, _, status)| status == first_status) { first_status.clone() } else { MIXED.into() };
+    let lines = lines.into_iter().map(|(sku, quantity, status)| ReservationLine { sku, quantity, status }).collect();
+    Ok(Json(ReservationView { order_id, status, lines }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runtime::testing::{apply, envelope, read_model_db};
+    use runtime::testing::{apply, envelope, read_model_db, serve};
 
     #[test]
     fn a_restock_adds_to_on_hand_and_the_restocked_total_only() {
@@ -338,5 +445,132 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.status, axum::http::StatusCode::NOT_FOUND);
+    }
+
+    async fn get(url: String) -> (u16, serde_json::Value) {
+        let response = reqwest::get(url).await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// Ids unique to one test run, for a shared `TEST_DATABASE_URL`.
+    fn run_prefix() -> String {
+        uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+    }
+
+    #[track_caller]
+    fn assert_bad_request((status, body): (u16, serde_json::Value)) {
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["status"], 400, "{body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn stock_below_a_threshold_lists_the_skus_with_less_available_by_sku() {
+        let (pool, _db) = read_model_db(&MIGRATOR).await;
+        let run = run_prefix();
+        let sku = |name: &str| format!("{run}-{name}");
+        let histories = [
+            // available 10 - 7 = 3
+            ("a", vec![StockEvent::StockRestocked { quantity: 10 }, StockEvent::StockReserved { order_id: "o1".into(), quantity: 7 }]),
+            // available 5
+            ("b", vec![StockEvent::StockRestocked { quantity: 5 }]),
+            // only asked for: available 0
+            ("c", vec![StockEvent::StockReservationRejected { order_id: "o1".into(), requested: 1, available: 0 }]),
+            // available 20 - 2 = 18 after a shipment
+            ("d", vec![
+                StockEvent::StockRestocked { quantity: 20 },
+                StockEvent::StockReserved { order_id: "o2".into(), quantity: 2 },
+                StockEvent::StockShipped { order_id: "o2".into(), quantity: 2 },
+            ]),
+        ];
+        // Projected in reverse name order: the answer's order is the sku's, not the rows'.
+        for (name, history) in histories.into_iter().rev() {
+            for (version, event) in (1..).zip(history) {
+                apply(&pool, &project_stock(&envelope(&sku(name), version, event))).await;
+            }
+        }
+        let base = serve(routes(), pool).await;
+        let ours = |list: &serde_json::Value| -> Vec<(String, i64)> {
+            list.as_array()
+                .expect("a JSON array")
+                .iter()
+                .filter_map(|stock| {
+                    let name = stock["sku"].as_str()?.strip_prefix(&format!("{run}-"))?;
+                    Some((name.to_string(), stock["available"].as_i64()?))
+                })
+                .collect()
+        };
+        let below = |query: &str| get(format!("{base}/stock?{query}"));
+
+        let (status, list) = below("below=5").await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(ours(&list), [("a".to_string(), 3), ("c".to_string(), 0)]);
+        let first = list.as_array().unwrap().iter().find(|stock| stock["sku"] == sku("a")).unwrap();
+        assert_eq!(first, &serde_json::json!({ "sku": sku("a"), "on_hand": 10, "reserved": 7, "available": 3 }));
+        assert_eq!(ours(&below("below=6").await.1), [("a".into(), 3), ("b".into(), 5), ("c".into(), 0)]);
+        assert_eq!(ours(&below("below=1000").await.1).len(), 4);
+        assert_eq!(below("below=0").await, (200, serde_json::json!([])));
+        let (status, limited) = below("below=6&limit=1").await;
+        assert_eq!(status, 200);
+        assert_eq!(limited.as_array().unwrap().len(), 1);
+
+        for query in ["", "below=", "below=-1", "below=abc", "below=2.5", "below=5&limit=0", "below=5&limit=1001", "below=5&limit=x"] {
+            assert_bad_request(below(query).await);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_orders_reservation_has_its_lines_by_sku_and_their_common_status() {
+        let (pool, _db) = read_model_db(&MIGRATOR).await;
+        let run = run_prefix();
+        let (shipped, mixed) = (format!("{run}-o1"), format!("{run}-o2"));
+        let (sku_a, sku_b) = (format!("{run}-a"), format!("{run}-b"));
+        let a_history = [
+            StockEvent::StockRestocked { quantity: 10 },
+            StockEvent::StockReserved { order_id: shipped.clone(), quantity: 2 },
+            StockEvent::StockShipped { order_id: shipped.clone(), quantity: 2 },
+            StockEvent::StockReserved { order_id: mixed.clone(), quantity: 3 },
+            StockEvent::StockReleased { order_id: mixed.clone(), quantity: 3 },
+        ];
+        let b_history = [
+            StockEvent::StockRestocked { quantity: 1 },
+            StockEvent::StockReserved { order_id: shipped.clone(), quantity: 1 },
+            StockEvent::StockShipped { order_id: shipped.clone(), quantity: 1 },
+            StockEvent::StockReservationRejected { order_id: mixed.clone(), requested: 4, available: 0 },
+        ];
+        for (sku, history) in [(&sku_b, b_history.to_vec()), (&sku_a, a_history.to_vec())] {
+            for (version, event) in (1..).zip(history) {
+                apply(&pool, &project_stock(&envelope(sku, version, event))).await;
+            }
+        }
+        let base = serve(routes(), pool).await;
+
+        let (status, reservation) = get(format!("{base}/reservations/{shipped}")).await;
+        assert_eq!(status, 200, "{reservation}");
+        assert_eq!(
+            reservation,
+            serde_json::json!({
+                "order_id": shipped,
+                "status": "SHIPPED",
+                "lines": [
+                    { "sku": sku_a, "quantity": 2, "status": "SHIPPED" },
+                    { "sku": sku_b, "quantity": 1, "status": "SHIPPED" },
+                ],
+            })
+        );
+        let (_, reservation) = get(format!("{base}/reservations/{mixed}")).await;
+        assert_eq!(reservation["status"], MIXED);
+        assert_eq!(
+            reservation["lines"],
+            serde_json::json!([
+                { "sku": sku_a, "quantity": 3, "status": "RELEASED" },
+                { "sku": sku_b, "quantity": 4, "status": "REJECTED" },
+            ])
+        );
+
+        let (status, error) = get(format!("{base}/reservations/{run}-unknown")).await;
+        assert_eq!(status, 404, "{error}");
+        assert_eq!(error["status"], 404);
+        assert!(error["error"].as_str().unwrap().contains("unknown"), "{error}");
     }
 }

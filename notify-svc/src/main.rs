@@ -16,9 +16,10 @@ async fn main() -> anyhow::Result<()> {
         .policy(policies::NotifyFromOrders)?
         .policy(policies::NotifyFromAccounts)?
         .reactor::<Notification, _>(DeliverNotifications { sender })?
-        .projection(|registry| Projection::new("notifications").from::<Notification>(registry, read_model::project_notification))?
+        .projection(|registry| Projection::new("notifications", &["notifications"]).from::<Notification>(registry, read_model::project_notification))?
         .routes(read_model::routes())
-        .routes(write_api::routes());
+        .routes(write_api::routes())
+        .routes(runtime::openapi::routes(write_api::openapi()));
     service.run().await?;
     Ok(())
 }

@@ -3,13 +3,14 @@
 //!
 //! `sent_at` is epoch millis taken from the event's `occurred_at`.
 use axum::{
-    Json, Router,
+    Json,
     extract::{Query, State, rejection::QueryRejection},
-    routing::get,
 };
 use contracts::EventEnvelope;
 use contracts::notification::NotificationEvent;
 use runtime::http::{ApiError, QueryRoutes, ReadDb};
+use runtime::openapi::ApiRoutes;
+use utoipa::{IntoParams, ToSchema};
 use runtime::{SqlWrite, params};
 use serde::{Deserialize, Serialize};
 
@@ -34,17 +35,25 @@ pub fn project_notification(event: &EventEnvelope<NotificationEvent>) -> Vec<Sql
     }
 }
 
+/// `GET /notifications?order_id=&customer_id=`.
 pub fn routes() -> QueryRoutes {
-    Router::new().route("/notifications", get(list_notifications))
+    api().into()
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// [`routes`] with their OpenAPI documentation.
+pub fn api() -> ApiRoutes {
+    ApiRoutes::new().routes(utoipa_axum::routes!(list_notifications))
+}
+
+/// At least one of the two, non-empty.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationFilter {
     pub order_id: Option<String>,
     pub customer_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationView {
     pub event_id: String,
     pub customer_id: String,
@@ -59,11 +68,17 @@ pub struct NotificationView {
 
 type NotificationRow = (String, String, String, String, String, String, String, i64);
 
+/// The notifications sent about an order and/or to a customer, in the order sent.
+#[utoipa::path(get, path = "/notifications", tag = "queries",
+    params(NotificationFilter),
+    responses(
+        (status = 200, description = "The notifications, by `sent_at`", body = Vec<NotificationView>),
+        (status = 400, description = "Neither `order_id` nor `customer_id` given", body = ApiError)))]
 async fn list_notifications(
     State(ReadDb(pool)): State<ReadDb>,
     filter: Result<Query<NotificationFilter>, QueryRejection>,
 ) -> Result<Json<Vec<NotificationView>>, ApiError> {
-    let Query(filter) = filter.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let Query(filter) = filter?;
     let present = |value: Option<String>| value.filter(|value| !value.is_empty());
     let rows: Vec<NotificationRow> = match (present(filter.order_id), present(filter.customer_id)) {
         (Some(order_id), Some(customer_id)) => {

@@ -22,7 +22,8 @@ async fn main() -> anyhow::Result<()> {
         .reactor::<Order, _>(SagaMetrics::default())?
         .projection(read_model::projection)?
         .routes(read_model::routes())
-        .routes(write_api::routes());
+        .routes(write_api::routes())
+        .routes(runtime::openapi::routes(write_api::openapi()));
     tokio::spawn(publish_order_counts(service.pool.clone(), std::time::Duration::from_secs(2)));
     service.run().await?;
     Ok(())

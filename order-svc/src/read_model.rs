@@ -4,10 +4,9 @@
 //! Timestamps (`created_at`, `updated_at`) are epoch milliseconds taken from the events'
 //! `occurred_at`, both in the table and in the JSON answers.
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, Query, State, rejection::QueryRejection},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use contracts::account::{Account, AccountEvent};
 use contracts::notification::{Notification, NotificationEvent};
@@ -17,6 +16,8 @@ use contracts::stock::{Stock, StockEvent};
 use contracts::{EventEnvelope, EventType, Stream};
 use runtime::codec::CodecError;
 use runtime::http::{ApiError, ProjectionProgress, QueryRoutes, ReadDb};
+use runtime::openapi::ApiRoutes;
+use utoipa::{IntoParams, ToSchema};
 use runtime::{Projection, SqlWrite, params};
 use sqlx::AnyPool;
 use serde::{Deserialize, Serialize};
@@ -234,7 +235,7 @@ pub fn project_stock(event: &EventEnvelope<StockEvent>) -> Vec<SqlWrite> {
 
 /// The `orders` projection: the order view joined with every other stream.
 pub fn projection(registry_url: &str) -> Result<Projection, CodecError> {
-    Projection::new(PROJECTION)
+    Projection::new(PROJECTION, &["orders", "order_payments", "order_shipments", "order_notifications", "order_timeline"])
         .from::<Order>(registry_url, project_order_view)?
         .from::<Account>(registry_url, project_payment)?
         .from::<Shipment>(registry_url, project_shipment)?
@@ -249,13 +250,28 @@ pub const PROJECTION: &str = "orders";
 /// `GET /orders/{id}[?wait_for=..&timeout_ms=..]`, `GET /orders?customer_id=&status=&limit=&cursor=`
 /// and `GET /orders/{id}/timeline`.
 pub fn routes() -> QueryRoutes {
-    Router::new()
-        .route("/orders/{id}", get(get_order))
-        .route("/orders/{id}/timeline", get(get_timeline))
-        .route("/orders", get(list_orders))
+    api().into()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// [`routes`] with their OpenAPI documentation.
+pub fn api() -> ApiRoutes {
+    ApiRoutes::new()
+        .routes(utoipa_axum::routes!(get_order))
+        .routes(utoipa_axum::routes!(get_timeline))
+        .routes(utoipa_axum::routes!(list_orders))
+}
+
+// The schema of `contracts::order::OrderLine`: contracts has no OpenAPI derives.
+#[derive(ToSchema)]
+#[schema(as = OrderLine)]
+#[allow(dead_code)]
+pub struct OrderLineSchema {
+    sku: String,
+    quantity: i32,
+    unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OrderView {
     pub order_id: String,
     pub customer_id: String,
@@ -264,6 +280,7 @@ pub struct OrderView {
     pub cancellation_detail: Option<String>,
     pub currency: String,
     pub total_cents: i64,
+    #[schema(value_type = Vec<OrderLineSchema>)]
     pub lines: Vec<OrderLine>,
     /// From payment-svc's events; absent until a payment is attempted.
     pub payment: Option<PaymentView>,
@@ -278,14 +295,14 @@ pub struct OrderView {
     pub version: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentView {
     /// `CAPTURED`, `DECLINED` or `REFUNDED`.
     pub status: String,
     pub amount_cents: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ShipmentView {
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
@@ -294,8 +311,6 @@ pub struct ShipmentView {
     pub status: String,
 }
 
-pub const DEFAULT_LIST_LIMIT: i64 = 100;
-pub const MAX_LIST_LIMIT: i64 = 1000;
 pub const DEFAULT_WAIT_MS: u64 = 5000;
 pub const MAX_WAIT_MS: u64 = 60_000;
 
@@ -305,23 +320,35 @@ const SELECT_VIEW: &str = "SELECT o.order_id, o.customer_id, o.status, o.cancell
     s.status AS shipment_status, s.carrier AS shipment_carrier, s.tracking_number AS shipment_tracking_number \
     FROM orders o LEFT JOIN order_payments p ON p.order_id = o.order_id LEFT JOIN order_shipments s ON s.order_id = o.order_id";
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetOrderParams {
     /// Comma-separated statuses to wait for, e.g. `CONFIRMED,CANCELLED`.
     pub wait_for: Option<String>,
+    /// How long to wait for them: at most 60000, default 5000.
+    #[param(maximum = 60000)]
     pub timeout_ms: Option<u64>,
 }
 
 /// Header set on a `wait_for` answer when the view did not reach a wanted status in time.
 pub const WAIT_TIMED_OUT_HEADER: &str = "x-wait-timed-out";
 
+/// The order view. With `wait_for`, blocks until the view reaches one of those statuses or
+/// `timeout_ms` passes; on timeout it answers 200 with the view as it is and `x-wait-timed-out: true`.
+#[utoipa::path(get, path = "/orders/{id}", tag = "queries",
+    params(("id" = String, Path, description = "The order"), GetOrderParams),
+    responses(
+        (status = 200, description = "The order view", body = OrderView,
+            headers(("x-wait-timed-out" = String, description = "`true` when `wait_for` timed out"))),
+        (status = 400, description = "Unknown status in `wait_for`, or `timeout_ms` too long", body = ApiError),
+        (status = 404, description = "No such order (yet, when the wait timed out)", body = ApiError)))]
 pub async fn get_order(
     State(ReadDb(pool)): State<ReadDb>,
     State(progress): State<ProjectionProgress>,
     Path(order_id): Path<String>,
     params: Result<Query<GetOrderParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let Query(params) = params?;
     let Some(wanted) = params.wait_for.as_deref().map(parse_statuses).transpose()? else {
         return match load_order(&pool, &order_id).await? {
             Some(view) => Ok(Json(view).into_response()),
@@ -387,16 +414,20 @@ pub async fn load_order(pool: &AnyPool, order_id: &str) -> Result<Option<OrderVi
     Ok(Some(view))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListOrdersParams {
     pub customer_id: Option<String>,
+    /// One order status, e.g. `CONFIRMED`.
     pub status: Option<String>,
+    /// Orders per page: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OrderPage {
     pub orders: Vec<OrderView>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -405,20 +436,22 @@ pub struct OrderPage {
 
 /// Orders oldest first, filtered by customer and/or status, one keyset page at a time
 /// (`created_at, order_id` after the cursor), so pages stay stable while orders are added.
+#[utoipa::path(get, path = "/orders", tag = "queries",
+    params(ListOrdersParams),
+    responses(
+        (status = 200, description = "One page of orders, oldest first", body = OrderPage),
+        (status = 400, description = "Unknown status, `limit` out of range or invalid cursor", body = ApiError)))]
 pub async fn list_orders(
     State(ReadDb(pool)): State<ReadDb>,
     params: Result<Query<ListOrdersParams>, QueryRejection>,
 ) -> Result<Json<OrderPage>, ApiError> {
-    let Query(params) = params.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let Query(params) = params?;
     let present = |value: Option<String>| value.filter(|v| !v.is_empty());
     let (customer_id, status) = (present(params.customer_id), present(params.status));
     if let Some(status) = &status {
         parse_statuses(status)?;
     }
-    let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
-    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
-    }
+    let limit = runtime::http::limit(params.limit)?;
     let after = present(params.cursor).map(|cursor| decode_cursor(&cursor)).transpose()?;
     // Absent filters compare a NULL parameter: `$1 IS NULL OR ...` keeps one portable query.
     let query = format!(
@@ -510,7 +543,7 @@ fn order_view(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
     })
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TimelineEntry {
     pub event_id: String,
     pub service: String,
@@ -531,6 +564,11 @@ type TimelineRow = (String, String, String, String, String, i64, i64, String, St
 /// Every event about the order from every topic, in causal order: by time, then topic and
 /// version, and an event never before the event that caused it (clocks of equal milliseconds
 /// would otherwise order a reaction before its cause).
+#[utoipa::path(get, path = "/orders/{id}/timeline", tag = "queries",
+    params(("id" = String, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The order's events from every topic, in causal order", body = Vec<TimelineEntry>),
+        (status = 404, description = "No event about this order yet", body = ApiError)))]
 pub async fn get_timeline(State(ReadDb(pool)): State<ReadDb>, Path(order_id): Path<String>) -> Result<Json<Vec<TimelineEntry>>, ApiError> {
     let rows: Vec<TimelineRow> = sqlx::query_as(
         "SELECT event_id, service, topic, event_type, aggregate_id, version, occurred_at, correlation_id, causation_id, command_id \

@@ -75,6 +75,8 @@ pub const ORDERS_NOW: &str = "orderflow_orders";
 /// of events is not.
 pub async fn publish_order_counts(pool: sqlx::AnyPool, every: std::time::Duration) {
     let mut ticker = tokio::time::interval(every);
+    // A status no order is in any more must read 0, not its last count.
+    let mut published: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     loop {
         ticker.tick().await;
         let rows: Result<Vec<(String, String, i64)>, sqlx::Error> = sqlx::query_as(
@@ -84,9 +86,15 @@ pub async fn publish_order_counts(pool: sqlx::AnyPool, every: std::time::Duratio
         .await;
         match rows {
             Ok(rows) => {
+                let mut now = std::collections::HashSet::new();
                 for (status, reason, count) in rows {
-                    metrics::gauge!(ORDERS_NOW, "status" => status, "cancellation_reason" => reason).set(count as f64);
+                    metrics::gauge!(ORDERS_NOW, "status" => status.clone(), "cancellation_reason" => reason.clone()).set(count as f64);
+                    now.insert((status, reason));
                 }
+                for (status, reason) in published.difference(&now) {
+                    metrics::gauge!(ORDERS_NOW, "status" => status.clone(), "cancellation_reason" => reason.clone()).set(0.0);
+                }
+                published.extend(now);
             }
             Err(error) => tracing::warn!(%error, "could not count orders by status"),
         }

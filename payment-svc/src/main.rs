@@ -12,9 +12,10 @@ async fn main() -> anyhow::Result<()> {
     service
         .aggregate(AccountDecider)?
         .policy(policies::PaymentFromOrders)?
-        .projection(|registry| Projection::new("accounts").from::<Account>(registry, read_model::project_account))?
+        .projection(|registry| Projection::new("accounts", &["accounts", "payments"]).from::<Account>(registry, read_model::project_account))?
         .routes(read_model::routes())
-        .routes(write_api::routes());
+        .routes(write_api::routes())
+        .routes(runtime::openapi::routes(write_api::openapi()));
     service.run().await?;
     Ok(())
 }

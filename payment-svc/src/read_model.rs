@@ -3,13 +3,14 @@
 //!
 //! Amounts are cents; `updated_at` is epoch millis taken from the event's `occurred_at`.
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::get,
 };
 use contracts::EventEnvelope;
 use contracts::account::AccountEvent;
 use runtime::http::{ApiError, QueryRoutes, ReadDb};
+use runtime::openapi::ApiRoutes;
+use utoipa::ToSchema;
 use runtime::{SqlWrite, params};
 use serde::Serialize;
 
@@ -65,13 +66,17 @@ pub fn project_account(event: &EventEnvelope<AccountEvent>) -> Vec<SqlWrite> {
     }
 }
 
+/// `GET /accounts/{customer_id}` and `GET /payments/{order_id}`.
 pub fn routes() -> QueryRoutes {
-    Router::new()
-        .route("/accounts/{customer_id}", get(get_account))
-        .route("/payments/{order_id}", get(get_payment))
+    api().into()
 }
 
-#[derive(Debug, Serialize)]
+/// [`routes`] with their OpenAPI documentation.
+pub fn api() -> ApiRoutes {
+    ApiRoutes::new().routes(utoipa_axum::routes!(get_account)).routes(utoipa_axum::routes!(get_payment))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AccountView {
     pub customer_id: String,
     pub balance_cents: i64,
@@ -85,6 +90,12 @@ pub struct AccountView {
 
 type AccountRow = (String, String, i64, i64, i64, i64, i64);
 
+/// A customer's account: balance and what was deposited, captured and refunded.
+#[utoipa::path(get, path = "/accounts/{customer_id}", tag = "queries",
+    params(("customer_id" = String, Path, description = "The customer")),
+    responses(
+        (status = 200, description = "The account", body = AccountView),
+        (status = 404, description = "No deposit by this customer yet", body = ApiError)))]
 async fn get_account(
     State(ReadDb(pool)): State<ReadDb>,
     Path(customer_id): Path<String>,
@@ -109,7 +120,7 @@ async fn get_account(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentView {
     pub order_id: String,
     pub customer_id: String,
@@ -124,6 +135,12 @@ pub struct PaymentView {
 
 type PaymentRow = (String, String, String, i64, Option<String>, Option<String>, i64);
 
+/// The payment of one order.
+#[utoipa::path(get, path = "/payments/{order_id}", tag = "queries",
+    params(("order_id" = String, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The order's payment", body = PaymentView),
+        (status = 404, description = "No payment event about this order yet", body = ApiError)))]
 async fn get_payment(
     State(ReadDb(pool)): State<ReadDb>,
     Path(order_id): Path<String>,

@@ -16,7 +16,7 @@ use crate::{
     projection::{RawRecord, SqlWrite},
     projection_runner::Projection,
 };
-use axum::{Json, extract::{Path, State}, routing::get};
+use axum::{Json, extract::{Path, State}};
 use contracts::{EventEnvelope, EventType, Stream, dead_letter_topic, rejections_topic};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -35,28 +35,37 @@ pub const TABLES: [&str; 2] = [
         PRIMARY KEY (command_id, event_id))",
 ];
 
+/// The row must not depend on the order in which its records are projected: events,
+/// rejections and dead letters are on different topics, and a command id reused for several
+/// aggregates spans partitions, so a replay meets them in another interleaving than the live
+/// run did. Accepted beats rejected, and among accepted records the earliest
+/// (recorded_at, aggregate_id) wins.
 const RECORD_ACCEPTED: &str = "INSERT INTO command_outcomes \
     (command_id, status, command_type, aggregate_id, reason, rejection_kind, recorded_at) \
     VALUES ($1, 'ACCEPTED', NULL, $2, NULL, NULL, $3) \
-    ON CONFLICT (command_id) DO UPDATE SET status = 'ACCEPTED', aggregate_id = excluded.aggregate_id, \
-    reason = NULL, rejection_kind = NULL";
+    ON CONFLICT (command_id) DO UPDATE SET status = 'ACCEPTED', command_type = NULL, aggregate_id = excluded.aggregate_id, \
+    reason = NULL, rejection_kind = NULL, recorded_at = excluded.recorded_at \
+    WHERE command_outcomes.status <> 'ACCEPTED' \
+    OR (excluded.recorded_at, COALESCE(excluded.aggregate_id, '')) < (command_outcomes.recorded_at, COALESCE(command_outcomes.aggregate_id, ''))";
 
 const RECORD_EVENT: &str = "INSERT INTO command_outcome_events (command_id, event_id, event_type, version) \
     VALUES ($1, $2, $3, $4) ON CONFLICT (command_id, event_id) DO NOTHING";
 
 /// An accepted outcome is final: a later dead letter with the same id (a malformed redelivery)
-/// does not turn it into a rejection.
+/// does not turn it into a rejection. Among rejections the earliest wins (see above).
 const RECORD_REJECTED: &str = "INSERT INTO command_outcomes \
     (command_id, status, command_type, aggregate_id, reason, rejection_kind, recorded_at) \
     VALUES ($1, 'REJECTED', $2, $3, $4, $5, $6) \
     ON CONFLICT (command_id) DO UPDATE SET status = 'REJECTED', command_type = excluded.command_type, \
     aggregate_id = excluded.aggregate_id, reason = excluded.reason, rejection_kind = excluded.rejection_kind, \
     recorded_at = excluded.recorded_at \
-    WHERE command_outcomes.status <> 'ACCEPTED'";
+    WHERE command_outcomes.status <> 'ACCEPTED' \
+    AND (excluded.recorded_at, COALESCE(excluded.aggregate_id, ''), COALESCE(excluded.reason, '')) \
+    < (command_outcomes.recorded_at, COALESCE(command_outcomes.aggregate_id, ''), COALESCE(command_outcomes.reason, ''))";
 
 /// The command-outcome projection of stream `S`: its events, rejections and dead letters.
 pub fn projection<S: Stream>(registry_url: &str) -> Result<Projection, CodecError> {
-    Ok(Projection::new(PROJECTION)
+    Ok(Projection::new(PROJECTION, &["command_outcomes", "command_outcome_events"])
         .from::<S>(registry_url, accepted::<S>)?
         .from_raw(rejections_topic(S::NAME), refused)
         .from_raw(dead_letter_topic(S::COMMANDS_TOPIC), dead_lettered))
@@ -118,10 +127,15 @@ fn derived_command_id(record: &RawRecord<'_>) -> Option<String> {
 
 /// `GET /commands/{command_id}`.
 pub fn routes() -> QueryRoutes {
-    QueryRoutes::new().route("/commands/{command_id}", get(get_command))
+    api().into()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// [`routes`] with their OpenAPI documentation.
+pub fn api() -> crate::openapi::ApiRoutes {
+    crate::openapi::ApiRoutes::new().routes(utoipa_axum::routes!(get_command))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandOutcome {
     pub command_id: String,
     /// `PENDING`, `ACCEPTED` or `REJECTED`.
@@ -141,7 +155,7 @@ pub struct CommandOutcome {
     pub events: Vec<OutcomeEvent>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutcomeEvent {
     pub event_id: String,
     #[serde(rename = "type")]
@@ -149,6 +163,13 @@ pub struct OutcomeEvent {
     pub version: i64,
 }
 
+/// What became of a command: `PENDING` (unknown or in flight), `ACCEPTED` with its events, or
+/// `REJECTED` with the reason. Works for commands sent over HTTP and with kcat alike.
+#[utoipa::path(get, path = "/commands/{command_id}", tag = "runtime",
+    params(("command_id" = String, Path, description = "The `command_id` a write route answered with, or the one a kcat command carried")),
+    responses(
+        (status = 200, description = "The command's outcome so far", body = CommandOutcome),
+        (status = 500, description = "Read-model database error", body = ApiError)))]
 pub async fn get_command(State(ReadDb(pool)): State<ReadDb>, Path(command_id): Path<String>) -> Result<Json<CommandOutcome>, ApiError> {
     let row = sqlx::query("SELECT status, command_type, aggregate_id, reason, rejection_kind FROM command_outcomes WHERE command_id = $1")
         .bind(&command_id)
@@ -183,4 +204,55 @@ pub async fn get_command(State(ReadDb(pool)): State<ReadDb>, Path(command_id): P
         event_ids: events.iter().map(|e| e.event_id.clone()).collect(),
         events,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn outcome_after(writes: &[&SqlWrite]) -> (String, Option<String>, Option<String>, i64) {
+        let path = std::env::temp_dir().join(format!("outcomes-{}.db", uuid::Uuid::new_v4()));
+        let pool = crate::db::connect(&format!("sqlite://{}?mode=rwc", path.display()), None).await.expect("database");
+        let mut tx = pool.begin().await.expect("begin");
+        for write in writes {
+            crate::projection_runner::execute(&mut tx, write).await.expect("write");
+        }
+        tx.commit().await.expect("commit");
+        let row = sqlx::query("SELECT status, aggregate_id, reason, recorded_at FROM command_outcomes WHERE command_id = 'c'")
+            .fetch_one(&pool)
+            .await
+            .expect("outcome row");
+        let outcome = (row.get(0), row.get(1), row.get(2), row.get(3));
+        pool.close().await;
+        let _ = std::fs::remove_file(path);
+        outcome
+    }
+
+    #[tokio::test]
+    async fn the_outcome_is_the_same_in_every_order_the_records_are_projected() {
+        let accepted_late = SqlWrite::new(RECORD_ACCEPTED, params!["c", "agg-a", 5_i64]);
+        let accepted_early = SqlWrite::new(RECORD_ACCEPTED, params!["c", "agg-b", 3_i64]);
+        let rejected = SqlWrite::new(RECORD_REJECTED, params!["c", "PlaceOrder", "agg-c", "no stock", "REJECTED", 1_i64]);
+        let dead_letter = SqlWrite::new(RECORD_REJECTED, params!["c", "PlaceOrder", "agg-c", "not JSON", "DEAD_LETTER", 1_i64]);
+        let all = [&accepted_late, &accepted_early, &rejected, &dead_letter];
+        let mut outcomes = std::collections::HashSet::new();
+        for a in 0..4 {
+            for b in 0..4 {
+                for c in 0..4 {
+                    for d in 0..4 {
+                        let order = [a, b, c, d];
+                        if (0..4).all(|i| order.contains(&i)) {
+                            outcomes.insert(outcome_after(&order.map(|i| all[i])).await);
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(outcomes.into_iter().collect::<Vec<_>>(), vec![("ACCEPTED".to_string(), Some("agg-b".to_string()), None, 3)]);
+
+        let mut rejections = std::collections::HashSet::new();
+        rejections.insert(outcome_after(&[&rejected, &dead_letter]).await);
+        rejections.insert(outcome_after(&[&dead_letter, &rejected]).await);
+        assert_eq!(rejections.into_iter().collect::<Vec<_>>(), vec![("REJECTED".to_string(), Some("agg-c".to_string()), Some("no stock".to_string()), 1)]);
+    }
 }

@@ -11,17 +11,32 @@ pub enum DbError {
     Sql(#[from] sqlx::Error),
 }
 
-/// Tables the runtime owns in every service database: projection checkpoints and the tip of
+/// Tables the runtime owns in every service database: projection checkpoints, the tip of
 /// each aggregate's accepted history per projection (the version rule, persisted with the rows
-/// it guards).
-const RUNTIME_TABLES: [&str; 2] = [
+/// it guards), and the generation of each projection's live tables (bumped when a replay swaps
+/// in rebuilt tables, which fences the live run's next batch).
+const RUNTIME_TABLES: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS projection_checkpoints (
         projection TEXT NOT NULL, topic TEXT NOT NULL, partition_id BIGINT NOT NULL, next_offset BIGINT NOT NULL,
         PRIMARY KEY (projection, topic, partition_id))",
     "CREATE TABLE IF NOT EXISTS projection_tips (
         projection TEXT NOT NULL, topic TEXT NOT NULL, aggregate_id TEXT NOT NULL, version BIGINT NOT NULL, event_id TEXT NOT NULL,
         PRIMARY KEY (projection, topic, aggregate_id))",
+    "CREATE TABLE IF NOT EXISTS projection_generations (projection TEXT NOT NULL PRIMARY KEY, generation BIGINT NOT NULL)",
 ];
+
+/// Which database a URL names: the SQL is portable, but schema introspection is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Backend {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") { Backend::Postgres } else { Backend::Sqlite }
+    }
+}
 
 pub async fn connect(url: &str, migrator: Option<&Migrator>) -> Result<AnyPool, DbError> {
     sqlx::any::install_default_drivers();
@@ -35,13 +50,24 @@ pub async fn connect(url: &str, migrator: Option<&Migrator>) -> Result<AnyPool, 
     let pool = AnyPoolOptions::new()
         // SQLite allows one writer; more connections only add lock waits for writers.
         .max_connections(if is_sqlite { 4 } else { 10 })
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if is_sqlite {
+                    // Per connection: a writer waits for another (the service and a replay share
+                    // the file) instead of failing. In WAL mode NORMAL syncs at WAL checkpoints,
+                    // not at every commit: a power cut (not a process crash) can lose the last
+                    // commits but never splits one, and rows and checkpoints commit together,
+                    // so the projection resumes exactly where the surviving rows end.
+                    for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=10000", "PRAGMA synchronous=NORMAL"] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
         .connect(url)
         .await
         .map_err(|source| DbError::Connect { url: url.to_string(), source })?;
-    if is_sqlite {
-        sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
-        sqlx::query("PRAGMA busy_timeout=10000").execute(&pool).await?;
-    }
     for ddl in RUNTIME_TABLES.into_iter().chain(crate::command_outcomes::TABLES) {
         sqlx::query(ddl).execute(&pool).await?;
     }

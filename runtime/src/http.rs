@@ -4,7 +4,6 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 
 /// Handle to the service's read-model database.
 #[derive(Clone)]
@@ -71,6 +70,14 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// Query strings that do not deserialize (a missing required parameter, a number that is not one)
+/// answer 400 with the JSON error shape.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError { status: rejection.status(), message: rejection.body_text() }
+    }
+}
+
 /// Malformed or mistyped JSON bodies answer with the JSON error shape too (400 for syntax,
 /// 415 for a missing content type, 422 for well-formed JSON of the wrong shape).
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
@@ -102,24 +109,54 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::OptionalFrom
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.message, "status": self.status.as_u16() });
+        let body = ErrorBody { error: self.message, status: self.status.as_u16() };
         (self.status, Json(body)).into_response()
     }
 }
 
-/// What every write route answers: 202 with the aggregate id (under `id_field`, e.g.
-/// `"order_id"`) and the command id to look the outcome up at `GET /commands/{command_id}`.
-pub type Accepted = (StatusCode, Json<serde_json::Value>);
+/// The JSON body of every error answer (the `ApiError` schema).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ErrorBody {
+    /// What went wrong, e.g. `sku "x" not found`.
+    error: String,
+    /// The HTTP status code again.
+    status: u16,
+}
 
-/// Produces the command on its stream's command topic and builds the 202 answer.
-pub async fn submit<S: contracts::Stream>(
+impl utoipa::PartialSchema for ApiError {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <ErrorBody as utoipa::PartialSchema>::schema()
+    }
+}
+impl utoipa::ToSchema for ApiError {}
+
+/// `limit` of list routes: 100 when absent, at most 1000.
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
+
+/// Checks a list route's `limit` parameter (1..=[`MAX_LIMIT`], default [`DEFAULT_LIMIT`]).
+pub fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
+    let limit = requested.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    Ok(limit)
+}
+
+/// What every write route answers: 202 with a body `B` holding the aggregate id (under its
+/// name, e.g. `order_id`) and the command id to look the outcome up at `GET /commands/{command_id}`.
+pub type Accepted<B> = (StatusCode, Json<B>);
+
+/// Produces the command on its stream's command topic and builds the 202 answer from the
+/// aggregate id and the command id: `body(aggregate_id, command_id)`.
+pub async fn submit<S: contracts::Stream, B>(
     bus: &crate::command_bus::CommandBus,
     command_id: Option<String>,
     command: S::Command,
-    id_field: &str,
-) -> Result<Accepted, ApiError> {
+    body: impl FnOnce(String, String) -> B,
+) -> Result<Accepted<B>, ApiError> {
     use contracts::CommandTarget;
     let aggregate_id = command.aggregate_id().to_string();
     let command_id = bus.send::<S>(command_id, command).await.map_err(ApiError::unavailable)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ id_field: aggregate_id, "command_id": command_id }))))
+    Ok((StatusCode::ACCEPTED, Json(body(aggregate_id, command_id))))
 }

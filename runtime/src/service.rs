@@ -10,6 +10,7 @@ use crate::{
     kafka::KafkaSetupError,
     policy::Policy,
     projection_runner::{Progress, Projection, ProjectionRunner},
+    replay::{self, ReplayError},
     subscription::{EventHandler, PolicyHandler, Subscription},
     command_processor::CommandProcessor,
     topology,
@@ -59,6 +60,37 @@ pub enum ServiceError {
     Codec(#[from] CodecError),
     #[error("http {addr}: {source}")]
     Http { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("no projection named {0} (this service has: {1})")]
+    UnknownProjection(String, String),
+}
+
+/// The service binary's command line: `<service>` serves; `<service> replay [--verify]`
+/// rebuilds its read models from the topics, next to a running instance or without one.
+#[derive(Debug, clap::Parser)]
+#[command(about = "An order-system service: serves its aggregate, policies, read models and HTTP API (default), or replays its read models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Mode>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+enum Mode {
+    /// Run the service (the default).
+    Serve,
+    /// Rebuild the read models from offset 0 of every topic they read, into fresh tables that
+    /// replace the live ones in one transaction (a running instance keeps serving meanwhile);
+    /// prints events/s and the duration.
+    Replay {
+        /// Rebuild into scratch tables up to where the live tables are and compare checksums
+        /// instead of swapping; exits non-zero naming the first differing table and key.
+        #[arg(long)]
+        verify: bool,
+        /// Only these projections (repeatable); all of the service's by default.
+        #[arg(long = "projection", value_name = "NAME")]
+        projections: Vec<String>,
+    },
 }
 
 type Task = BoxFuture<'static, ()>;
@@ -66,22 +98,25 @@ type Task = BoxFuture<'static, ()>;
 pub struct Service {
     pub config: ServiceConfig,
     pub pool: AnyPool,
+    mode: Mode,
     tasks: Vec<Task>,
     routes: QueryRoutes,
     progress: HashMap<&'static str, Progress>,
+    projections: Vec<Arc<ProjectionRunner>>,
 }
 
 impl Service {
     /// Reads the config, sets up logging, opens and migrates the database, makes sure every
     /// topic exists.
     pub async fn start(name: &'static str, default_port: u16, migrator: &'static Migrator) -> Result<Self, ServiceError> {
+        let mode = <Cli as clap::Parser>::parse().command.unwrap_or(Mode::Serve);
         crate::telemetry::init(name);
         crate::metrics::install(name);
         let config = ServiceConfig::from_env(name, default_port);
         tracing::info!(?config, "starting");
         let pool = db::connect(&config.database_url, Some(migrator)).await?;
         topology::ensure_all(&config.kafka_brokers, config.partitions).await?;
-        Ok(Service { config, pool, tasks: Vec::new(), routes: Router::new(), progress: HashMap::new() })
+        Ok(Service { config, pool, mode, tasks: Vec::new(), routes: Router::new(), progress: HashMap::new(), projections: Vec::new() })
     }
 
     /// The service's aggregate: its command processor (the single writer of its stream).
@@ -120,6 +155,7 @@ impl Service {
     pub fn projection(&mut self, build: impl FnOnce(&str) -> Result<Projection, CodecError>) -> Result<&mut Self, ServiceError> {
         let runner = Arc::new(ProjectionRunner::new(build(&self.config.schema_registry_url)?, self.pool.clone(), &self.config.kafka_brokers));
         self.progress.insert(runner.name(), runner.progress());
+        self.projections.push(runner.clone());
         let label = format!("projection {}", runner.name());
         self.tasks.push(Box::pin(supervise(label, move || {
             let runner = runner.clone();
@@ -133,8 +169,13 @@ impl Service {
         self
     }
 
-    /// Runs every loop and serves HTTP until SIGINT/SIGTERM.
+    /// Runs every loop and serves HTTP until SIGINT/SIGTERM (or replays, when asked to).
     pub async fn run(self) -> Result<(), ServiceError> {
+        if let Mode::Replay { verify, projections } = self.mode.clone() {
+            let outcome = self.replay(verify, &projections).await;
+            crate::telemetry::shutdown();
+            return outcome;
+        }
         let name = self.config.name;
         let readiness = crate::health::Readiness::new(name, &self.config.schema_registry_url, self.progress.keys().copied().collect());
         let state = AppState {
@@ -167,6 +208,46 @@ impl Service {
         tracing::info!("stopped");
         crate::telemetry::shutdown();
         Ok(())
+    }
+}
+
+impl Service {
+    /// Rebuilds (or verifies) the chosen projections one after the other, printing a report
+    /// for each and a total.
+    async fn replay(&self, verify: bool, only: &[String]) -> Result<(), ServiceError> {
+        let known: Vec<&str> = self.projections.iter().map(|p| p.name()).collect();
+        if let Some(unknown) = only.iter().find(|name| !known.contains(&name.as_str())) {
+            return Err(ServiceError::UnknownProjection(unknown.clone(), known.join(", ")));
+        }
+        let chosen = self.projections.iter().filter(|p| only.is_empty() || only.iter().any(|name| name == p.name()));
+        let backend = db::Backend::of(&self.config.database_url);
+        let brokers = &self.config.kafka_brokers;
+        let started = std::time::Instant::now();
+        let mut events = 0;
+        let mut first_difference = None;
+        for runner in chosen {
+            if verify {
+                let report = replay::verify(runner.projection(), &self.pool, backend, brokers).await?;
+                print!("{report}");
+                events += report.events;
+                first_difference = first_difference.or(report.result().err());
+            } else {
+                let report = replay::rebuild(runner.projection(), &self.pool, backend, brokers).await?;
+                println!("{report}");
+                events += report.events;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{} {}: {events} events in {seconds:.2} s ({:.0} events/s)",
+            if verify { "verify" } else { "replay" },
+            self.config.name,
+            events as f64 / seconds.max(1e-9)
+        );
+        match first_difference {
+            Some(difference) => Err(difference.into()),
+            None => Ok(()),
+        }
     }
 }
 

@@ -40,10 +40,11 @@ pub fn init(service: &str) {
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_string()));
     let _ = PROVIDER.set(provider);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let result = if std::io::stdout().is_terminal() {
-        registry.with(fmt::layer()).try_init()
+    // Logs go to stderr: stdout carries what a command prints (the replay reports).
+    let result = if std::io::stderr().is_terminal() {
+        registry.with(fmt::layer().with_writer(std::io::stderr)).try_init()
     } else {
-        registry.with(fmt::layer().json().with_current_span(true)).try_init()
+        registry.with(fmt::layer().json().with_current_span(true).with_writer(std::io::stderr)).try_init()
     };
     if result.is_ok() {
         tracing::debug!(service, exporting, "logging initialised");

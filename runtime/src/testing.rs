@@ -78,13 +78,84 @@ impl<D: Decider> Decision<D> {
     }
 }
 
-/// A fresh, migrated read-model database: `TEST_DATABASE_URL` when set (e.g. PostgreSQL),
-/// else a new SQLite file in a temporary folder that lives as long as the returned guard.
+/// A fresh, migrated read-model database:
+/// * `TEST_DATABASE_URL` when set (one database for every test that asks: tests use unique ids),
+/// * else, with `READ_MODEL_DB=postgres` (the second pass of `scripts/test.sh`), a new, uniquely
+///   named database on the PostgreSQL server of `TEST_POSTGRES_URL`,
+/// * else a new SQLite file in a temporary folder that lives as long as the returned guard.
 pub async fn read_model_db(migrator: &sqlx::migrate::Migrator) -> (AnyPool, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| format!("sqlite://{}/read-model.db?mode=rwc", dir.path().display()));
-    let pool = crate::db::connect(&url, Some(migrator)).await.expect("read-model database");
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ if read_model_db_is_postgres() => create_postgres_database(&unique_database_name("read_model")).await,
+        _ => format!("sqlite://{}/read-model.db?mode=rwc", dir.path().display()),
+    };
+    let pool = crate::db::connect(&url, Some(migrator)).await.unwrap_or_else(|error| panic!("read-model database: {error}"));
     (pool, dir)
+}
+
+/// Whether the tests run their read models on PostgreSQL: `READ_MODEL_DB=postgres` (or
+/// `postgresql`); unset, empty or `sqlite` means SQLite. Any other value panics.
+pub fn read_model_db_is_postgres() -> bool {
+    match std::env::var("READ_MODEL_DB").unwrap_or_default().trim().to_ascii_lowercase().as_str() {
+        "" | "sqlite" => false,
+        "postgres" | "postgresql" => true,
+        other => panic!("READ_MODEL_DB={other:?}: expected `sqlite` or `postgres`"),
+    }
+}
+
+/// `TEST_POSTGRES_URL`: a superuser URL of the tests' PostgreSQL server (`scripts/test.sh`
+/// starts one). Panics with a clear message when unset.
+pub fn test_postgres_url() -> String {
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "READ_MODEL_DB=postgres but TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh, which starts a \
+             PostgreSQL server for them, or set TEST_POSTGRES_URL=postgres://<superuser>:<password>@<host>:<port>/postgres"
+        ),
+    }
+}
+
+/// `<prefix>_<12 hex digits>`: lower case, `[a-z0-9_]` only, short enough for PostgreSQL (63 bytes).
+pub fn unique_database_name(prefix: &str) -> String {
+    let prefix: String = prefix.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The URL of database `name` on the server of `server_url` (same credentials and options).
+pub fn postgres_database_url(server_url: &str, name: &str) -> String {
+    let (scheme, rest) = server_url.split_once("://").unwrap_or(("postgres", server_url));
+    let (before_query, query) = rest.split_once('?').map_or((rest, None), |(b, q)| (b, Some(q)));
+    let authority = before_query.split_once('/').map_or(before_query, |(authority, _)| authority);
+    match query {
+        Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
+        None => format!("{scheme}://{authority}/{name}"),
+    }
+}
+
+/// Runs one statement on the tests' PostgreSQL server (its `postgres` database).
+async fn on_test_server(sql: String) -> Result<(), String> {
+    use sqlx::Connection;
+    let server = test_postgres_url();
+    let mut connection = sqlx::postgres::PgConnection::connect(&server)
+        .await
+        .map_err(|error| format!("connecting to the tests' PostgreSQL server (TEST_POSTGRES_URL): {error}"))?;
+    let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&mut connection).await.map_err(|error| format!("{sql}: {error}"));
+    let _ = connection.close().await;
+    result.map(drop)
+}
+
+/// Creates the empty database `name` (see [`unique_database_name`]) on the tests' PostgreSQL
+/// server and returns its URL. Panics when that fails.
+pub async fn create_postgres_database(name: &str) -> String {
+    on_test_server(format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""))).await.unwrap_or_else(|error| panic!("{error}"));
+    postgres_database_url(&test_postgres_url(), name)
+}
+
+/// Drops database `name` on the tests' PostgreSQL server, closing its connections first; no
+/// error when it does not exist.
+pub async fn drop_postgres_database(name: &str) -> Result<(), String> {
+    on_test_server(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', "\"\""))).await
 }
 
 /// Applies projected writes in one transaction, as the projection runner does.

@@ -15,9 +15,10 @@ async fn main() -> anyhow::Result<()> {
     service
         .aggregate(ShipmentDecider { shipping_countries })?
         .policy(policies::ShippingFromOrders)?
-        .projection(|registry| Projection::new("shipments").from::<Shipment>(registry, read_model::project_shipment))?
+        .projection(|registry| Projection::new("shipments", &["shipments"]).from::<Shipment>(registry, read_model::project_shipment))?
         .routes(read_model::routes())
-        .routes(write_api::routes());
+        .routes(write_api::routes())
+        .routes(runtime::openapi::routes(write_api::openapi()));
     service.run().await?;
     Ok(())
 }

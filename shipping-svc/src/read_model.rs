@@ -1,18 +1,20 @@
-//! Read model of `shipment.events`: table `shipments` (`migrations/0001_shipments.sql`) and
-//! `GET /shipments/{order_id}`.
+//! Read model of `shipment.events`: table `shipments` (`migrations/0001_shipments.sql`, index
+//! by status in `0002_shipments_by_status.sql`), `GET /shipments/{order_id}` and
+//! `GET /shipments?status=&limit=`.
 //!
 //! `status` is one of `SCHEDULED`, `REJECTED`, `CANCELLED`, `DISPATCHED`, `DELIVERED`;
 //! `updated_at` is epoch millis taken from the event's `occurred_at`.
 use axum::{
-    Json, Router,
-    extract::{Path, State},
-    routing::get,
+    Json,
+    extract::{Path, Query, State, rejection::QueryRejection},
 };
 use contracts::EventEnvelope;
 use contracts::shipment::ShipmentEvent;
 use runtime::http::{ApiError, QueryRoutes, ReadDb};
+use runtime::openapi::ApiRoutes;
 use runtime::{SqlWrite, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 const UPSERT_SHIPMENT: &str = "INSERT INTO shipments \
      (order_id, customer_id, status, carrier, tracking_number, destination_country, reason, updated_at) \
@@ -25,36 +27,68 @@ const UPSERT_SHIPMENT: &str = "INSERT INTO shipments \
 // Later lifecycle events always follow a ShipmentScheduled of the same order, so the row exists.
 const UPDATE_STATUS: &str = "UPDATE shipments SET status = $2, updated_at = $3 WHERE order_id = $1";
 
+/// A shipment's status in the read model (and the `status` filter of `GET /shipments`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = ShipmentStatus)]
+pub enum Status {
+    Scheduled,
+    Rejected,
+    Cancelled,
+    Dispatched,
+    Delivered,
+}
+
+impl Status {
+    /// The name the table stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Scheduled => "SCHEDULED",
+            Status::Rejected => "REJECTED",
+            Status::Cancelled => "CANCELLED",
+            Status::Dispatched => "DISPATCHED",
+            Status::Delivered => "DELIVERED",
+        }
+    }
+}
+
 /// SQL writes for one `shipment.events` event (aggregate id = order id).
 pub fn project_shipment(event: &EventEnvelope<ShipmentEvent>) -> Vec<SqlWrite> {
     let order_id = &event.aggregate_id;
     let at = event.occurred_at;
-    let status_change = |status: &str| vec![SqlWrite::new(UPDATE_STATUS, params![order_id, status, at])];
+    let status_change = |status: Status| vec![SqlWrite::new(UPDATE_STATUS, params![order_id, status.as_str(), at])];
     match &event.payload {
         ShipmentEvent::ShipmentScheduled { customer_id, carrier, tracking_number, destination_country, .. } => {
             vec![SqlWrite::new(
                 UPSERT_SHIPMENT,
-                params![order_id, customer_id, "SCHEDULED", carrier, tracking_number, destination_country, None::<String>, at],
+                params![order_id, customer_id, Status::Scheduled.as_str(), carrier, tracking_number, destination_country, None::<String>, at],
             )]
         }
         ShipmentEvent::ShipmentRejected { customer_id, reason, destination_country } => vec![SqlWrite::new(
             UPSERT_SHIPMENT,
-            params![order_id, customer_id, "REJECTED", None::<String>, None::<String>, destination_country, reason, at],
+            params![order_id, customer_id, Status::Rejected.as_str(), None::<String>, None::<String>, destination_country, reason, at],
         )],
-        ShipmentEvent::ShipmentCancelled { .. } => status_change("CANCELLED"),
-        ShipmentEvent::ShipmentDispatched { .. } => status_change("DISPATCHED"),
-        ShipmentEvent::ShipmentDelivered { .. } => status_change("DELIVERED"),
+        ShipmentEvent::ShipmentCancelled { .. } => status_change(Status::Cancelled),
+        ShipmentEvent::ShipmentDispatched { .. } => status_change(Status::Dispatched),
+        ShipmentEvent::ShipmentDelivered { .. } => status_change(Status::Delivered),
     }
 }
 
+/// `GET /shipments/{order_id}` and `GET /shipments?status=&limit=`.
 pub fn routes() -> QueryRoutes {
-    Router::new().route("/shipments/{order_id}", get(get_shipment))
+    api().into()
 }
 
-#[derive(Debug, Serialize)]
+/// [`routes`] with their OpenAPI documentation.
+pub fn api() -> ApiRoutes {
+    ApiRoutes::new().routes(utoipa_axum::routes!(get_shipment)).routes(utoipa_axum::routes!(list_shipments))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ShipmentView {
     pub order_id: String,
     pub customer_id: String,
+    #[schema(value_type = Status)]
     pub status: String,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
@@ -67,29 +101,61 @@ pub struct ShipmentView {
 
 type ShipmentRow = (String, String, String, Option<String>, Option<String>, String, Option<String>, i64);
 
+const SELECT_SHIPMENT: &str =
+    "SELECT order_id, customer_id, status, carrier, tracking_number, destination_country, reason, updated_at FROM shipments";
+
+impl From<ShipmentRow> for ShipmentView {
+    fn from((order_id, customer_id, status, carrier, tracking_number, destination_country, reason, updated_at): ShipmentRow) -> Self {
+        ShipmentView { order_id, customer_id, status, carrier, tracking_number, destination_country, reason, updated_at }
+    }
+}
+
+/// The shipment of one order.
+#[utoipa::path(get, path = "/shipments/{order_id}", tag = "queries",
+    params(("order_id" = String, Path, description = "The order the shipment is for")),
+    responses(
+        (status = 200, description = "The order's shipment", body = ShipmentView),
+        (status = 404, description = "No shipment event about this order yet", body = ApiError)))]
 async fn get_shipment(
     State(ReadDb(pool)): State<ReadDb>,
     Path(order_id): Path<String>,
 ) -> Result<Json<ShipmentView>, ApiError> {
-    let row: Option<ShipmentRow> = sqlx::query_as(
-        "SELECT order_id, customer_id, status, carrier, tracking_number, destination_country, reason, updated_at \
-         FROM shipments WHERE order_id = $1",
-    )
-    .bind(&order_id)
-    .fetch_optional(&pool)
-    .await?;
-    let (order_id_found, customer_id, status, carrier, tracking_number, destination_country, reason, updated_at) =
-        row.ok_or_else(|| ApiError::not_found("shipment for order", &order_id))?;
-    Ok(Json(ShipmentView {
-        order_id: order_id_found,
-        customer_id,
-        status,
-        carrier,
-        tracking_number,
-        destination_country,
-        reason,
-        updated_at,
-    }))
+    let row: Option<ShipmentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_SHIPMENT} WHERE order_id = $1")))
+        .bind(&order_id)
+        .fetch_optional(&pool)
+        .await?;
+    Ok(Json(row.ok_or_else(|| ApiError::not_found("shipment for order", &order_id))?.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ShipmentListParams {
+    /// Only shipments in this status.
+    pub status: Status,
+    /// At most this many shipments: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// The shipments in one status, those longest in it first (`updated_at`, then `order_id`).
+#[utoipa::path(get, path = "/shipments", tag = "queries",
+    params(ShipmentListParams),
+    responses(
+        (status = 200, description = "The shipments in that status, oldest change first", body = Vec<ShipmentView>),
+        (status = 400, description = "`status` missing or unknown, or `limit` out of range", body = ApiError)))]
+async fn list_shipments(
+    State(ReadDb(pool)): State<ReadDb>,
+    params: Result<Query<ShipmentListParams>, QueryRejection>,
+) -> Result<Json<Vec<ShipmentView>>, ApiError> {
+    let Query(params) = params?;
+    let limit = runtime::http::limit(params.limit)?;
+    let rows: Vec<ShipmentRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_SHIPMENT} WHERE status = $1 ORDER BY updated_at, order_id LIMIT $2")))
+            .bind(params.status.as_str())
+            .bind(limit)
+            .fetch_all(&pool)
+            .await?;
+    Ok(Json(rows.into_iter().map(ShipmentView::from).collect()))
 }
 
 #[cfg(test)]
@@ -164,5 +230,81 @@ mod tests {
             assert!(writes[0].sql.starts_with("UPDATE shipments"));
             assert_eq!(writes[0].params, vec![text("o-1"), text(status), Int(1_700_000_000_001)]);
         }
+    }
+
+    static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+    async fn get(url: String) -> (u16, serde_json::Value) {
+        let response = reqwest::get(url).await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn shipments_are_listed_by_status_longest_in_it_first() {
+        use runtime::testing::{apply, read_model_db, serve};
+        let (pool, _db) = read_model_db(&MIGRATOR).await;
+        // Unique ids, for a shared TEST_DATABASE_URL.
+        let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let order = |name: &str| format!("{run}-{name}");
+        let scheduled = |country: &str| ShipmentEvent::ShipmentScheduled {
+            customer_id: "c-1".into(),
+            carrier: "DHL".into(),
+            tracking_number: "T1".into(),
+            destination_country: country.into(),
+            lines: vec![],
+        };
+        let events = [
+            ("a", 1, 30, scheduled("DE")),
+            ("b", 1, 10, scheduled("FR")),
+            // Same time as b: the order id decides.
+            ("c", 1, 10, scheduled("AT")),
+            ("d", 1, 5, scheduled("DE")),
+            ("d", 2, 40, ShipmentEvent::ShipmentDispatched { customer_id: "c-1".into(), lines: vec![] }),
+            ("e", 1, 1, ShipmentEvent::ShipmentRejected {
+                customer_id: "c-1".into(),
+                reason: "destination country JP is not served".into(),
+                destination_country: "JP".into(),
+            }),
+        ];
+        for (name, version, occurred_at, payload) in events {
+            apply(&pool, &project_shipment(&EventEnvelope { occurred_at, ..envelope(&order(name), version, payload) })).await;
+        }
+        let base = serve(routes(), pool).await;
+        let list = |query: &str| get(format!("{base}/shipments?{query}"));
+        let ours = |list: &serde_json::Value| -> Vec<String> {
+            list.as_array()
+                .expect("a JSON array")
+                .iter()
+                .filter_map(|shipment| Some(shipment["order_id"].as_str()?.strip_prefix(&format!("{run}-"))?.to_string()))
+                .collect()
+        };
+
+        let (status, shipments) = list("status=SCHEDULED").await;
+        assert_eq!(status, 200, "{shipments}");
+        assert_eq!(ours(&shipments), ["b", "c", "a"]);
+        let b = shipments.as_array().unwrap().iter().find(|s| s["order_id"] == order("b")).unwrap();
+        assert_eq!(
+            b,
+            &serde_json::json!({
+                "order_id": order("b"), "customer_id": "c-1", "status": "SCHEDULED", "carrier": "DHL", "tracking_number": "T1",
+                "destination_country": "FR", "reason": null, "updated_at": 10,
+            })
+        );
+        assert_eq!(ours(&list("status=DISPATCHED").await.1), ["d"]);
+        let (_, rejected) = list("status=REJECTED&limit=1000").await;
+        assert_eq!(ours(&rejected), ["e"]);
+        assert_eq!(list("status=DELIVERED").await, (200, serde_json::json!([])));
+        let (status, first) = list("status=SCHEDULED&limit=1").await;
+        assert_eq!(status, 200);
+        assert_eq!(first.as_array().unwrap().len(), 1);
+
+        for query in ["", "status=", "status=NOPE", "status=scheduled", "status=SCHEDULED&limit=0", "status=SCHEDULED&limit=1001", "status=SCHEDULED&limit=x"] {
+            let (status, error) = list(query).await;
+            assert_eq!(status, 400, "{query}: {error}");
+            assert_eq!(error["status"], 400, "{error}");
+            assert!(error["error"].is_string(), "{error}");
+        }
+        let (status, error) = get(format!("{base}/shipments/{run}-unknown")).await;
+        assert_eq!((status, &error["status"]), (404, &serde_json::json!(404)), "{error}");
     }
 }

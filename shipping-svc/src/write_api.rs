@@ -2,39 +2,91 @@
 //! and `POST /shipments/{order_id}/deliver` only produce `DispatchShipment` / `ConfirmDelivery` on
 //! `shipment.commands` (the same path a kcat user takes) and answer 202 with the command id to
 //! look the outcome up at `GET /commands/{command_id}`. The body is optional.
-use axum::{extract::{Path, State}, routing::post};
+use axum::extract::{Path, State};
 use contracts::shipment::{Shipment, ShipmentCommand};
-use runtime::{command_bus::CommandBus, http::{Accepted, ApiError, JsonBody, QueryRoutes, submit}};
-use serde::Deserialize;
+use runtime::{command_bus::CommandBus, http::{Accepted, ApiError, JsonBody, QueryRoutes, submit}, openapi::{ApiRoutes, CommandErrors}};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub fn routes() -> QueryRoutes {
-    QueryRoutes::new().route("/shipments/{order_id}/dispatch", post(dispatch)).route("/shipments/{order_id}/deliver", post(deliver))
+    api().into()
 }
 
-#[derive(Deserialize, Default)]
+/// [`routes`] with their OpenAPI documentation.
+pub fn api() -> ApiRoutes {
+    ApiRoutes::new().routes(utoipa_axum::routes!(dispatch)).routes(utoipa_axum::routes!(deliver))
+}
+
+/// The service's OpenAPI document: its queries, its commands and the runtime's shared routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    runtime::openapi::document(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"), [crate::read_model::api(), api()])
+}
+
+#[derive(Deserialize, Default, ToSchema)]
 struct ShipmentActionRequest {
+    /// Optional; an id of your own makes a retried request one command.
     command_id: Option<String>,
 }
 
+/// 202: the command is on `shipment.commands`; its outcome is at `GET /commands/{command_id}`.
+#[derive(Serialize, ToSchema)]
+struct ShipmentCommandAccepted {
+    order_id: String,
+    command_id: String,
+}
+
+/// The warehouse handed the order's shipment to the carrier: produces a `DispatchShipment` command.
+#[utoipa::path(post, path = "/shipments/{order_id}/dispatch", tag = "commands",
+    params(("order_id" = String, Path, description = "The order the shipment is for")),
+    request_body(content = Option<ShipmentActionRequest>, description = "Optional"),
+    responses((status = 202, description = "Command queued", body = ShipmentCommandAccepted), CommandErrors))]
 async fn dispatch(
     State(bus): State<CommandBus>,
     Path(order_id): Path<String>,
     request: Option<JsonBody<ShipmentActionRequest>>,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted<ShipmentCommandAccepted>, ApiError> {
     let command = ShipmentCommand::DispatchShipment { order_id: order_id.clone() };
     send(&bus, request, command).await
 }
 
+/// The carrier delivered the order's shipment: produces a `ConfirmDelivery` command.
+#[utoipa::path(post, path = "/shipments/{order_id}/deliver", tag = "commands",
+    params(("order_id" = String, Path, description = "The order the shipment is for")),
+    request_body(content = Option<ShipmentActionRequest>, description = "Optional"),
+    responses((status = 202, description = "Command queued", body = ShipmentCommandAccepted), CommandErrors))]
 async fn deliver(
     State(bus): State<CommandBus>,
     Path(order_id): Path<String>,
     request: Option<JsonBody<ShipmentActionRequest>>,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted<ShipmentCommandAccepted>, ApiError> {
     let command = ShipmentCommand::ConfirmDelivery { order_id: order_id.clone() };
     send(&bus, request, command).await
 }
 
-async fn send(bus: &CommandBus, request: Option<JsonBody<ShipmentActionRequest>>, command: ShipmentCommand) -> Result<Accepted, ApiError> {
+async fn send(bus: &CommandBus, request: Option<JsonBody<ShipmentActionRequest>>, command: ShipmentCommand) -> Result<Accepted<ShipmentCommandAccepted>, ApiError> {
     let request = request.map(|JsonBody(r)| r).unwrap_or_default();
-    submit::<Shipment>(bus, request.command_id, command, "order_id").await
+    submit::<Shipment, _>(bus, request.command_id, command, |order_id, command_id| ShipmentCommandAccepted { order_id, command_id }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+    #[tokio::test]
+    async fn openapi_json_lists_exactly_the_routes_the_service_serves() {
+        let (pool, _db) = runtime::testing::read_model_db(&MIGRATOR).await;
+        let service_routes = crate::read_model::routes().merge(routes());
+        let expected = [
+            "GET /commands/{command_id}",
+            "GET /openapi.json",
+            "GET /shipments",
+            "GET /shipments/{order_id}",
+            "POST /shipments/{order_id}/deliver",
+            "POST /shipments/{order_id}/dispatch",
+        ];
+        let name_and_version = ("shipping-svc", env!("CARGO_PKG_VERSION"));
+        runtime::openapi::testing::assert_documents_exactly(service_routes, openapi(), pool, name_and_version, &expected).await;
+    }
 }

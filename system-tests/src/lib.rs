@@ -1,7 +1,9 @@
 //! A running copy of the whole system for end-to-end tests: the five service binaries from
 //! this workspace's target folder, started against the broker and registry that
 //! `scripts/test.sh` provides (`KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`), each with its own HTTP
-//! port and SQLite database in a fresh folder. Commands go in as JSON on the command topics
+//! port and its own read-model database: a SQLite file in a fresh folder (the services' default
+//! under `RUN_DIR`), or with `READ_MODEL_DB=postgres` a fresh database on the PostgreSQL server of
+//! `TEST_POSTGRES_URL` (`scripts/test.sh` starts one). Commands go in as JSON on the command topics
 //! through a producer configured like kcat's (its default partitioner, so the services must
 //! forward what lands on the wrong partition); outcomes are read over HTTP only.
 use rdkafka::{
@@ -74,11 +76,19 @@ pub(crate) fn spawn(mut command: Command) -> Child {
     reply_rx.recv().expect("spawner replies").expect("service starts")
 }
 
+/// Runs a future to completion on a thread of its own: the stack's API is blocking and may be
+/// called from inside a tokio runtime, where `block_on` is not allowed.
+fn block_on<T: Send + 'static>(future: impl std::future::Future<Output = T> + Send + 'static) -> std::thread::Result<T> {
+    std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(future)).join()
+}
+
 pub struct Stack {
     pub brokers: String,
     pub registry: String,
     pub dir: PathBuf,
     ports: HashMap<&'static str, u16>,
+    /// With `READ_MODEL_DB=postgres`: each service's database (name, URL) on the test server.
+    postgres: HashMap<&'static str, (String, String)>,
     children: Mutex<HashMap<&'static str, Child>>,
     extra_env: Vec<(String, String)>,
     producer: FutureProducer,
@@ -103,10 +113,27 @@ impl Stack {
             .set("partitioner", "consistent_random")
             .create()
             .expect("producer");
+        let postgres = if runtime::testing::read_model_db_is_postgres() {
+            let stack_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string());
+            let names: Vec<(&'static str, String)> =
+                services.iter().map(|service| (*service, runtime::testing::unique_database_name(&format!("{stack_name}_{service}")))).collect();
+            block_on(async move {
+                let mut databases = HashMap::new();
+                for (service, name) in names {
+                    let url = runtime::testing::create_postgres_database(&name).await;
+                    databases.insert(service, (name, url));
+                }
+                databases
+            })
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        } else {
+            HashMap::new()
+        };
         let stack = Stack {
             registry: registry.to_string(),
             brokers,
             ports: services.iter().map(|s| (*s, free_port())).collect(),
+            postgres,
             children: Mutex::new(HashMap::new()),
             extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             dir,
@@ -141,22 +168,62 @@ impl Stack {
         }
     }
 
-    fn launch(&self, service: &'static str) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("logs").join(format!("{service}.log"))).expect("log file");
+    /// The environment `service` runs with: `KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`, `RUN_DIR`,
+    /// `DATABASE_URL` (PostgreSQL only; SQLite is the service's default under `RUN_DIR`),
+    /// `HTTP_ADDR`, then the stack's extra variables. A one-shot run of the service binary with
+    /// it (see [`Stack::service_command`]) works on the same database as the service.
+    pub fn service_env(&self, service: &str) -> Vec<(String, String)> {
+        let port = *self.ports.get(service).unwrap_or_else(|| panic!("{service} is not part of this stack"));
+        let mut env = vec![
+            ("KAFKA_BROKERS".to_string(), self.brokers.clone()),
+            ("SCHEMA_REGISTRY_URL".to_string(), self.registry.clone()),
+            ("RUN_DIR".to_string(), self.dir.display().to_string()),
+        ];
+        if let Some((_, url)) = self.postgres.get(service) {
+            env.push(("DATABASE_URL".to_string(), url.clone()));
+        }
+        env.push(("HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")));
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+
+    /// The service binary (`target/<profile>/<service>`) with [`Stack::service_env`] and stdin
+    /// from /dev/null, for one-shot subcommands (e.g. `replay ...`): add arguments and run it.
+    /// `DATABASE_URL` and `OTEL_EXPORTER_OTLP_ENDPOINT` of the test process are not inherited.
+    pub fn service_command(&self, service: &str) -> Command {
         let mut command = Command::new(target_dir().join(service));
         command
-            .env("KAFKA_BROKERS", &self.brokers)
-            .env("SCHEMA_REGISTRY_URL", &self.registry)
-            .env("HTTP_ADDR", format!("127.0.0.1:{}", self.ports[service]))
-            .env("RUN_DIR", &self.dir)
             .env_remove("DATABASE_URL")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log);
+            .envs(self.service_env(service))
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn launch(&self, service: &'static str) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("logs").join(format!("{service}.log"))).expect("log file");
+        let mut command = self.service_command(service);
+        command.stdout(log.try_clone().expect("log handle")).stderr(log);
         let child = spawn(command);
         self.children.lock().unwrap_or_else(|p| p.into_inner()).insert(service, child);
+    }
+
+    /// The `&'static` name of one of this stack's services.
+    fn service_name(&self, service: &str) -> &'static str {
+        self.ports.keys().copied().find(|s| *s == service).unwrap_or_else(|| panic!("{service} is not part of this stack"))
+    }
+
+    /// Whether `service` has a live process (one that exited is forgotten).
+    fn running(&self, service: &str) -> bool {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        match children.get_mut(service).map(|child| child.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                children.remove(service);
+                false
+            }
+            None => false,
+        }
     }
 
     fn wait_healthy(&self, service: &str) {
@@ -183,6 +250,65 @@ impl Stack {
         self.kill(service);
         self.launch(service);
         self.wait_healthy(service);
+    }
+
+    /// Graceful stop: SIGTERM, then waits for the process to exit (SIGKILL after 30 s).
+    pub fn stop(&self, service: &str) {
+        let Some(mut child) = self.children.lock().unwrap_or_else(|p| p.into_inner()).remove(service) else { return };
+        if let Ok(None) = child.try_wait() {
+            // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while let Ok(None) = child.try_wait() {
+                if Instant::now() > deadline {
+                    eprintln!("{service} still running 30 s after SIGTERM: SIGKILL");
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = child.wait();
+    }
+
+    /// Starts `service` (after [`Stack::stop`] or [`Stack::kill`]) and waits until it answers
+    /// `/health`. Panics when it is still running.
+    pub fn start_service(&self, service: &str) {
+        let service = self.service_name(service);
+        assert!(!self.running(service), "{service} is already running; stop or kill it first");
+        self.launch(service);
+        self.wait_healthy(service);
+    }
+
+    /// Empties `service`'s read-model database; the service must be stopped. SQLite: removes
+    /// `<RUN_DIR>/data/<service>.db` and its `-wal`/`-shm` files. PostgreSQL: drops the database
+    /// (`WITH (FORCE)`) and creates it again, empty, under the same name.
+    pub fn delete_database(&self, service: &str) {
+        let service = self.service_name(service);
+        assert!(!self.running(service), "{service} is running: stop it before deleting its database");
+        match self.postgres.get(service) {
+            Some((name, _)) => {
+                let name = name.clone();
+                block_on(async move {
+                    runtime::testing::drop_postgres_database(&name).await.unwrap_or_else(|error| panic!("{error}"));
+                    runtime::testing::create_postgres_database(&name).await;
+                })
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            }
+            None => {
+                let db = self.dir.join("data").join(format!("{service}.db"));
+                for suffix in ["", "-wal", "-shm"] {
+                    let path = PathBuf::from(format!("{}{suffix}", db.display()));
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(error) => panic!("removing {}: {error}", path.display()),
+                    }
+                }
+            }
+        }
     }
 
     pub fn url(&self, service: &str, path: &str) -> String {
@@ -235,6 +361,24 @@ impl Stack {
         }
     }
 
+    /// Restocks `skus` new SKUs with `units` each and opens one account per entry of
+    /// `deposits` with that many cents, through the command topics; returns (skus, customers)
+    /// once every balance shows.
+    pub async fn stock_and_accounts(&self, prefix: &str, skus: usize, units: i64, deposits: &[i64]) -> (Vec<String>, Vec<String>) {
+        let skus: Vec<String> = (0..skus).map(|_| unique(&format!("{prefix}-sku"))).collect();
+        let customers: Vec<String> = deposits.iter().map(|_| unique(&format!("{prefix}-cust"))).collect();
+        for sku in &skus {
+            self.send("stock.commands", sku, &commands::restock(sku, units)).await;
+        }
+        for (customer, amount) in customers.iter().zip(deposits) {
+            self.send("account.commands", customer, &commands::deposit(customer, *amount, "EUR")).await;
+        }
+        for (customer, amount) in customers.iter().zip(deposits) {
+            self.eventually("payment-svc", &format!("/accounts/{customer}"), Duration::from_secs(120), |a| a["balance_cents"] == *amount).await;
+        }
+        (skus, customers)
+    }
+
     /// Waits until the order reaches `status` and returns its view.
     pub async fn order_reaches(&self, order_id: &str, status: &str) -> Value {
         self.eventually("order-svc", &format!("/orders/{order_id}"), Duration::from_secs(60), |o| o["status"] == status).await
@@ -246,6 +390,17 @@ impl Drop for Stack {
         for (_, mut child) in self.children.lock().unwrap_or_else(|p| p.into_inner()).drain() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // Best effort: the server goes away with the test run anyway.
+        let names: Vec<String> = self.postgres.values().map(|(name, _)| name.clone()).collect();
+        if !names.is_empty() {
+            let _ = block_on(async move {
+                for name in names {
+                    if let Err(error) = runtime::testing::drop_postgres_database(&name).await {
+                        eprintln!("dropping test database {name}: {error}");
+                    }
+                }
+            });
         }
     }
 }
@@ -377,5 +532,45 @@ pub fn id_on_partition(prefix: &str, partition: i32, partitions: i32) -> String 
         if runtime::partitioner::partition_for(&candidate, partitions) == partition {
             return candidate;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stack's one-shot helpers on this pass's database (SQLite or PostgreSQL): a stopped
+    /// service whose database was deleted starts on an empty one and rebuilds its read model
+    /// from the topics.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_deleted_database_is_rebuilt_from_the_topics() {
+        const SVC: &str = "inventory-svc";
+        let stack = Stack::start_on("helpers", &env("KAFKA_BROKERS"), &env("SCHEMA_REGISTRY_URL"), &[SVC], &[]);
+        let service_env = stack.service_env(SVC);
+        let database_url = service_env.iter().find(|(k, _)| k == "DATABASE_URL").map(|(_, v)| v.clone());
+        assert_eq!(database_url.is_some(), runtime::testing::read_model_db_is_postgres(), "{service_env:?}");
+        let help = stack.service_command(SVC).arg("--help").output().expect("service binary runs");
+        assert!(help.status.success(), "{help:?}");
+
+        let sku = unique("sku");
+        let path = format!("/stock/{sku}");
+        stack.send("stock.commands", &sku, &commands::restock(&sku, 7)).await;
+        stack.eventually(SVC, &path, Duration::from_secs(60), |stock| stock["on_hand"] == 7).await;
+
+        stack.stop(SVC);
+        assert_eq!(stack.get(SVC, "/health").await.0, 0, "stopped");
+        stack.delete_database(SVC);
+        match &database_url {
+            Some(url) => {
+                let pool = runtime::db::connect(url, None).await.expect("the recreated database");
+                let checkpoints: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projection_checkpoints").fetch_one(&pool).await.expect("count");
+                assert_eq!(checkpoints, 0, "the database was emptied");
+                pool.close().await;
+            }
+            None => assert!(!stack.dir.join("data").join(format!("{SVC}.db")).exists(), "the SQLite file was removed"),
+        }
+
+        stack.start_service(SVC);
+        stack.eventually(SVC, &path, Duration::from_secs(60), |stock| stock["on_hand"] == 7).await;
     }
 }

@@ -25,19 +25,9 @@ struct Planned {
 async fn every_order_settles_and_everything_adds_up_after_kill_9_of_each_service() {
     let stack = Stack::start("crash", &[]);
     let started = Instant::now();
-    let skus: Vec<String> = (0..SKUS).map(|_| unique("crash-sku")).collect();
-    let customers: Vec<String> = (0..CUSTOMERS).map(|_| unique("crash-cust")).collect();
     // Four customers cannot pay; demand (250 units) exceeds stock (150): every branch happens.
     let deposits: Vec<i64> = (0..CUSTOMERS).map(|c| if c % 5 == 4 { 300 } else { 50_000 }).collect();
-    for sku in &skus {
-        stack.send("stock.commands", sku, &restock(sku, UNITS_PER_SKU)).await;
-    }
-    for (customer, amount) in customers.iter().zip(&deposits) {
-        stack.send("account.commands", customer, &deposit(customer, *amount, "EUR")).await;
-    }
-    for (customer, amount) in customers.iter().zip(&deposits) {
-        stack.eventually("payment-svc", &format!("/accounts/{customer}"), SETTLE, |a| a["balance_cents"] == *amount).await;
-    }
+    let (skus, customers) = stack.stock_and_accounts("crash", SKUS, UNITS_PER_SKU, &deposits).await;
 
     let plan: Vec<Planned> = (0..ORDERS)
         .map(|i| Planned {
