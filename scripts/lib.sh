@@ -299,6 +299,24 @@ target_bin() {
   esac
 }
 
+# service_database_url SVC: where SVC keeps its read models: its SQLite file under
+# $RUN_DIR/data, or, when POSTGRES_URL=postgres://user:password@host:port (a server, no
+# database) is set, the database orderflow_<svc> there, created with psql when missing.
+service_database_url() {
+  local svc=$1 db server
+  if [[ -z "${POSTGRES_URL:-}" ]]; then
+    echo "sqlite://$RUN_DIR/data/$svc.db?mode=rwc"
+    return 0
+  fi
+  server="${POSTGRES_URL%/}"
+  db="orderflow_${svc//-/_}"
+  command -v psql >/dev/null 2>&1 || die "POSTGRES_URL is set but psql is missing (scripts/install.sh postgres)"
+  if [[ "$(psql "$server/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]]; then
+    psql "$server/postgres" -q -c "CREATE DATABASE $db" >&2 || die "could not create database $db on $server"
+  fi
+  echo "$server/$db"
+}
+
 # built_bin NAME PACKAGE: path of binary NAME, built from PACKAGE when no profile has it yet.
 # PROFILE=release|debug picks the profile; by default whichever exists (release first), else
 # release is built. Build output goes to stderr.

@@ -12,7 +12,9 @@
 #   --no-build      do not run cargo build
 #   --no-install    do not run scripts/install.sh
 # Env: PROFILE (release | debug, default release), PARTITIONS (6), KAFKA_PORT (9092),
-#      REGISTRY_PORT (8081), READY_TIMEOUT (seconds, 120).
+#      REGISTRY_PORT (8081), READY_TIMEOUT (seconds, 120),
+#      POSTGRES_URL (postgres://user:password@host:port: read models in PostgreSQL, one
+#      database orderflow_<svc> per service, created when missing; default SQLite files).
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -120,7 +122,7 @@ for svc in "${SERVICES[@]}"; do
     KAFKA_BROKERS="$KAFKA_BROKERS" \
     SCHEMA_REGISTRY_URL="$SCHEMA_REGISTRY_URL" \
     HTTP_ADDR="127.0.0.1:$port" \
-    DATABASE_URL="sqlite://$DATA_DIR/$svc.db?mode=rwc" \
+    DATABASE_URL="$(service_database_url "$svc")" \
     RUN_DIR="$RUN_DIR" \
     "$(bin "$svc")"
   SVC_PID[$svc]=$BG_PID
