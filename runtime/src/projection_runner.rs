@@ -251,7 +251,8 @@ impl<'p> BatchWriter<'p> {
         let mut changed_tips: HashMap<(String, String), HistoryTip> = HashMap::new();
         let mut next_offsets: HashMap<(String, i32), i64> = HashMap::new();
         for message in batch {
-            if stop.get(&(message.topic().to_string(), message.partition())).is_some_and(|stop| message.offset() >= *stop) {
+            // Live runs pass no stops: they skip building a key per record.
+            if !stop.is_empty() && stop.get(&(message.topic().to_string(), message.partition())).is_some_and(|stop| message.offset() >= *stop) {
                 continue;
             }
             next_offsets.insert((message.topic().to_string(), message.partition()), message.offset() + 1);

@@ -282,6 +282,20 @@ impl Stack {
         self.wait_healthy(service);
     }
 
+    /// The read-model database `service` runs on: its PostgreSQL database in a
+    /// READ_MODEL_DB=postgres pass, else its SQLite file (the service's own default).
+    pub fn database_url(&self, service: &str) -> String {
+        match self.postgres.get(service) {
+            Some((_, url)) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.sqlite_file(service).display()),
+        }
+    }
+
+    /// `<RUN_DIR>/data/<service>.db`, where a service keeps its read models on SQLite.
+    pub fn sqlite_file(&self, service: &str) -> PathBuf {
+        self.dir.join("data").join(format!("{service}.db"))
+    }
+
     /// Empties `service`'s read-model database; the service must be stopped. SQLite: removes
     /// `<RUN_DIR>/data/<service>.db` and its `-wal`/`-shm` files. PostgreSQL: drops the database
     /// (`WITH (FORCE)`) and creates it again, empty, under the same name.
@@ -298,7 +312,7 @@ impl Stack {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             }
             None => {
-                let db = self.dir.join("data").join(format!("{service}.db"));
+                let db = self.sqlite_file(service);
                 for suffix in ["", "-wal", "-shm"] {
                     let path = PathBuf::from(format!("{}{suffix}", db.display()));
                     match std::fs::remove_file(&path) {
@@ -567,7 +581,7 @@ mod tests {
                 assert_eq!(checkpoints, 0, "the database was emptied");
                 pool.close().await;
             }
-            None => assert!(!stack.dir.join("data").join(format!("{SVC}.db")).exists(), "the SQLite file was removed"),
+            None => assert!(!stack.sqlite_file(SVC).exists(), "the SQLite file was removed"),
         }
 
         stack.start_service(SVC);

@@ -53,7 +53,7 @@ async fn read_models_rebuilt_from_the_topics_equal_the_live_ones() {
     //    in correct tables while the service keeps answering, and the live run goes on.
     let before = digests(&stack).await;
     let sku = before["inventory-svc"]["stock"].rows.keys().next().expect("a stock row").clone();
-    let pool = db::connect(&database_url(&stack, "inventory-svc"), None).await.expect("inventory database");
+    let pool = db::connect(&stack.database_url("inventory-svc"), None).await.expect("inventory database");
     sqlx::query("UPDATE stock SET on_hand = on_hand + 1 WHERE sku = $1").bind(&sku).execute(&pool).await.expect("tamper");
     pool.close().await;
     let output = replay(&stack, "inventory-svc", &["--verify"]);
@@ -76,7 +76,7 @@ async fn read_models_rebuilt_from_the_topics_equal_the_live_ones() {
     let settled = digests(&stack).await;
     for service in SERVICES {
         stack.stop(service);
-        let pool = db::connect(&database_url(&stack, service), None).await.expect("service database");
+        let pool = db::connect(&stack.database_url(service), None).await.expect("service database");
         sqlx::query("UPDATE projection_checkpoints SET next_offset = 0").execute(&pool).await.expect("rewind");
         pool.close().await;
         stack.start_service(service);
@@ -197,7 +197,7 @@ async fn replay_while_querying(stack: &Stack, service: &str) -> (Output, usize) 
 
 /// Kills `service` once its projections have written some but not all rows, then restarts it.
 async fn kill_while_catching_up(stack: &Stack, service: &'static str, expected: &Digests) {
-    let url = database_url(stack, service);
+    let url = stack.database_url(service);
     let total: usize = expected[service].values().map(|d| d.rows.len()).sum();
     let deadline = Instant::now() + SETTLE;
     loop {
@@ -258,7 +258,7 @@ fn assert_tables_equal(expected: &Digests, actual: &Digests, when: &str) {
 async fn digests(stack: &Stack) -> Digests {
     let mut all = Digests::new();
     for service in SERVICES {
-        let url = database_url(stack, service);
+        let url = stack.database_url(service);
         let backend = Backend::of(&url);
         let pool: AnyPool = db::connect(&url, None).await.expect("service database");
         let mut conn = pool.acquire().await.expect("connection");
@@ -290,7 +290,7 @@ async fn digests(stack: &Stack) -> Digests {
 /// indexes have the names the migrations gave them.
 async fn assert_no_replay_leftovers(stack: &Stack) {
     for service in SERVICES {
-        let url = database_url(stack, service);
+        let url = stack.database_url(service);
         let pool = db::connect(&url, None).await.expect("service database");
         let sql = match Backend::of(&url) {
             Backend::Sqlite => "SELECT name FROM sqlite_master WHERE name LIKE '%\\_\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
@@ -302,14 +302,6 @@ async fn assert_no_replay_leftovers(stack: &Stack) {
         pool.close().await;
         assert!(leftovers.is_empty(), "{service}: replay left {leftovers:?} behind");
     }
-}
-
-fn database_url(stack: &Stack, service: &str) -> String {
-    stack
-        .service_env(service)
-        .into_iter()
-        .find_map(|(key, value)| (key == "DATABASE_URL").then_some(value))
-        .unwrap_or_else(|| format!("sqlite://{}/data/{service}.db?mode=rwc", stack.dir.display()))
 }
 
 fn text(output: &Output) -> String {
