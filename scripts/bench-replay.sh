@@ -11,8 +11,8 @@
 # Starts the system with scripts/up.sh when it is not running (same ports, run/ folder), so
 # it also works on a fresh machine. Traffic goes only to 127.0.0.1; the run is bounded by
 # ORDERS and by SETTLE_TIMEOUT (seconds, default 900) and stops by itself.
-# Env: KAFKA_PORT (9092), PROFILE (release), SETTLE_TIMEOUT, REPLAY_SERVICES ("order-svc
-#      inventory-svc payment-svc shipping-svc notify-svc").
+# Env: KAFKA_PORT (9092), PROFILE (release), SETTLE_TIMEOUT, REPLAY_SERVICES (the services to
+#      rebuild, space-separated; default every service of services.tsv, in its order).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -32,12 +32,16 @@ done
 [[ "$ORDERS" =~ ^[0-9]+$ ]] && ((ORDERS > 0)) || die "ORDERS must be a positive number"
 KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT:-9092}"
 SETTLE_TIMEOUT="${SETTLE_TIMEOUT:-900}"
-REPLAY_SERVICES="${REPLAY_SERVICES:-order-svc inventory-svc payment-svc shipping-svc notify-svc}"
+# Service names and ports: services.tsv (SERVICES, SERVICE_PORT: scripts/lib/services.sh).
+REPLAY_SERVICES="${REPLAY_SERVICES:-${SERVICES[*]}}"
 export PROFILE="${PROFILE:-release}"
-PORTS=(8001 8002 8003 8004 8005)
+PORTS=()
+for svc in "${SERVICES[@]}"; do PORTS+=("${SERVICE_PORT[$svc]}"); done
+# order-svc: the system is up when it answers; it serves the orderflow_orders gauge.
+ORDER_SVC_URL=$(service_url order-svc)
 
 bench_start=$(now_s)
-if ! http_status "http://127.0.0.1:8001/health" | grep -q 200; then
+if ! http_status "$ORDER_SVC_URL/health" | grep -q 200; then
   timed "[bench] scripts/up.sh" "$REPO_ROOT/scripts/up.sh" "${UP_ARGS[@]}"
 fi
 KCAT="$(kcat_bin)"
@@ -98,7 +102,7 @@ while ((zero < 2)); do
 done
 settled_s=$(($(now_s) - settle_start))
 log "[bench] all services caught up $(fmt_duration "$settled_s") after the last command was produced"
-curl -s "http://127.0.0.1:8001/metrics" | grep '^orderflow_orders{' | sed 's/^/    /' >&2 || true
+curl -s "$ORDER_SVC_URL/metrics" | grep '^orderflow_orders{' | sed 's/^/    /' >&2 || true
 
 # ------------------------------------------------------------------------------ replay
 for svc in $REPLAY_SERVICES; do

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stops exactly the processes whose pid files are in run/pids (env RUN_DIR), in the
-# reverse order of scripts/up.sh: services, then the schema registry, then the broker.
+# reverse order of scripts/up.sh: services (services.tsv, last line first), then the schema
+# registry, then the broker.
 # Each gets TERM, then KILL after STOP_TIMEOUT seconds (default 15).
 set -euo pipefail
 
@@ -9,7 +10,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PID_DIR="$RUN_DIR/pids"
 STOP_TIMEOUT="${STOP_TIMEOUT:-15}"
-ORDER=(notify-svc shipping-svc payment-svc inventory-svc order-svc schema-registry nisshi)
+# The services in reverse start order (SERVICES: services.tsv), then registry and broker.
+ORDER=()
+for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do ORDER+=("${SERVICES[i]}"); done
+ORDER+=(schema-registry nisshi)
 
 if [[ ! -d "$PID_DIR" ]]; then
   log "nothing to stop ($PID_DIR does not exist)"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts the whole system in the background, on 127.0.0.1 only:
 #   nisshi broker :9092 -> schema-registry :8081 -> topics + schemas (orderctl)
-#   -> order-svc :8001, inventory-svc :8002, payment-svc :8003, shipping-svc :8004,
-#      notify-svc :8005
+#   -> every service listed in services.tsv (name, port, crate), in the file's order, each
+#      started with HTTP_ADDR=127.0.0.1:<its port from the file>
 # Installs what is missing and builds first. Logs, pid files and data live under run/
 # (env RUN_DIR). Re-running is safe: what already runs (live pid file) is left alone.
 # Stop with scripts/down.sh.
@@ -41,7 +41,6 @@ PARTITIONS="${PARTITIONS:-6}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 REGISTRY_PORT="${REGISTRY_PORT:-8081}"
 READY_TIMEOUT="${READY_TIMEOUT:-120}"
-SERVICES=(order-svc inventory-svc payment-svc shipping-svc notify-svc)
 KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 SCHEMA_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
 export LOG_DIR="$RUN_DIR/logs" PID_DIR="$RUN_DIR/pids"
@@ -114,9 +113,10 @@ timed "[up] orderctl create-topics" "$ORDERCTL" create-topics
 timed "[up] orderctl register-schemas" "$ORDERCTL" register-schemas
 
 # ---------------------------------------------------------------------------- services
+# Names and ports from services.tsv (SERVICES, SERVICE_PORT: scripts/lib/services.sh).
 declare -A SVC_PID
-port=8001
 for svc in "${SERVICES[@]}"; do
+  port=${SERVICE_PORT[$svc]}
   check_port_free "$svc" "$port"
   start_bg "$svc" "$RUN_DIR" env \
     KAFKA_BROKERS="$KAFKA_BROKERS" \
@@ -126,18 +126,15 @@ for svc in "${SERVICES[@]}"; do
     RUN_DIR="$RUN_DIR" \
     "$(bin "$svc")"
   SVC_PID[$svc]=$BG_PID
-  port=$((port + 1))
 done
 
 failed=0
-port=8001
 for svc in "${SERVICES[@]}"; do
-  if ! wait_for_ready "http://127.0.0.1:$port" "$READY_TIMEOUT" "${SVC_PID[$svc]}"; then
+  if ! wait_for_ready "http://127.0.0.1:${SERVICE_PORT[$svc]}" "$READY_TIMEOUT" "${SVC_PID[$svc]}"; then
     warn "$svc is not ready; last log lines:"
     tail -n 30 "$LOG_DIR/$svc.log" >&2 || true
     failed=1
   fi
-  port=$((port + 1))
 done
 
 # ------------------------------------------------------------------------------ report
@@ -147,10 +144,8 @@ kcat=$(kcat_bin)
   printf '%-16s %-8s %-28s %s\n' COMPONENT PID ADDRESS LOG
   printf '%-16s %-8s %-28s %s\n' nisshi "$(cat "$PID_DIR/nisshi.pid")" "$KAFKA_BROKERS" "$LOG_DIR/nisshi.log"
   printf '%-16s %-8s %-28s %s\n' schema-registry "$(cat "$PID_DIR/schema-registry.pid")" "$SCHEMA_REGISTRY_URL" "$LOG_DIR/schema-registry.log"
-  port=8001
   for svc in "${SERVICES[@]}"; do
-    printf '%-16s %-8s %-28s %s\n' "$svc" "$(cat "$PID_DIR/$svc.pid" 2>/dev/null || echo -)" "http://127.0.0.1:$port" "$LOG_DIR/$svc.log"
-    port=$((port + 1))
+    printf '%-16s %-8s %-28s %s\n' "$svc" "$(cat "$PID_DIR/$svc.pid" 2>/dev/null || echo -)" "http://127.0.0.1:${SERVICE_PORT[$svc]}" "$LOG_DIR/$svc.log"
   done
   echo
   echo "storage:  $storage_desc"
@@ -162,7 +157,7 @@ kcat=$(kcat_bin)
   echo "  scripts/kcat -b $KAFKA_BROKERS -L"
   echo "  scripts/consume --help        # Avro event topics as JSON (orderctl consume)"
   echo "  curl -s $SCHEMA_REGISTRY_URL/subjects"
-  echo "  curl -s http://127.0.0.1:8001/ready"
+  echo "  curl -s http://127.0.0.1:${SERVICE_PORT[${SERVICES[0]}]}/ready"
   echo "  scripts/down.sh"
   echo
   echo "up.sh took $(fmt_duration $(($(now_s) - up_start)))"

@@ -5,6 +5,9 @@
 //!   the branches of the `payload` union. Append new variants at the end only.
 //! * Commands are JSON objects tagged by `"type"` (what a user types into kcat), wrapped in a
 //!   [`CommandEnvelope`] that carries the optional `command_id`.
+//! * [`validate`] holds the field rules (ids, currency codes) every decider applies.
+//! * With the `openapi` feature, the contract types that appear in HTTP bodies and views
+//!   (`OrderLine`, `Address`, `Channel`) derive their utoipa `ToSchema`.
 //!
 //! Nothing in here does I/O; the runtime crate moves these types over Kafka.
 
@@ -14,6 +17,7 @@ pub mod notification;
 pub mod order;
 pub mod shipment;
 pub mod stock;
+pub mod validate;
 
 pub use envelope::{CommandEnvelope, EventEnvelope, EventMetadata};
 
@@ -86,8 +90,7 @@ macro_rules! stream {
             const NAME: &'static str = $name;
             const EVENTS_TOPIC: &'static str = concat!($name, ".events");
             const COMMANDS_TOPIC: &'static str = concat!($name, ".commands");
-            const EVENT_SCHEMA: &'static str =
-                include_str!(concat!("../../schemas/", $name, ".events.avsc"));
+            const EVENT_SCHEMA: &'static str = include_str!(concat!("../../schemas/", $name, ".events.avsc"));
             type Event = $event;
             type Command = $command;
         }

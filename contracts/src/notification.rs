@@ -5,7 +5,9 @@ use strum::{IntoStaticStr, VariantNames};
 
 crate::stream!(Notification, "notification", NotificationEvent, NotificationCommand);
 
+/// How the customer is notified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, IntoStaticStr)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Channel {
@@ -28,13 +30,7 @@ pub enum NotificationKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, VariantNames)]
 pub enum NotificationEvent {
     PreferencesSet { channel: Channel, recipient: String },
-    NotificationSent {
-        order_id: String,
-        kind: NotificationKind,
-        channel: Channel,
-        recipient: String,
-        message: String,
-    },
+    NotificationSent { order_id: String, kind: NotificationKind, channel: Channel, recipient: String, message: String },
 }
 
 /// Commands on `notification.commands`: `SetPreferences` from users, `SendNotification` from

@@ -5,6 +5,7 @@ use strum::{IntoStaticStr, VariantNames};
 crate::stream!(Order, "order", OrderEvent, OrderCommand);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Address {
     pub name: String,
     pub street: String,
@@ -15,6 +16,7 @@ pub struct Address {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderLine {
     pub sku: String,
     pub quantity: i32,
@@ -34,46 +36,14 @@ pub enum CancellationReason {
 /// Payload union of `order.events`; variant order = union branch order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, VariantNames)]
 pub enum OrderEvent {
-    OrderPlaced {
-        customer_id: String,
-        lines: Vec<OrderLine>,
-        currency: String,
-        shipping_address: Address,
-        total_cents: i64,
-    },
-    OrderLineReserved {
-        sku: String,
-        quantity: i32,
-    },
-    OrderStockReserved {
-        customer_id: String,
-        total_cents: i64,
-        currency: String,
-    },
-    OrderPaid {
-        customer_id: String,
-        amount_cents: i64,
-        currency: String,
-        shipping_address: Address,
-        lines: Vec<OrderLine>,
-    },
-    OrderConfirmed {
-        customer_id: String,
-        carrier: String,
-        tracking_number: String,
-    },
-    OrderShipped {
-        customer_id: String,
-    },
-    OrderDelivered {
-        customer_id: String,
-    },
-    OrderCancelled {
-        customer_id: String,
-        reason: CancellationReason,
-        detail: String,
-        lines: Vec<OrderLine>,
-    },
+    OrderPlaced { customer_id: String, lines: Vec<OrderLine>, currency: String, shipping_address: Address, total_cents: i64 },
+    OrderLineReserved { sku: String, quantity: i32 },
+    OrderStockReserved { customer_id: String, total_cents: i64, currency: String },
+    OrderPaid { customer_id: String, amount_cents: i64, currency: String, shipping_address: Address, lines: Vec<OrderLine> },
+    OrderConfirmed { customer_id: String, carrier: String, tracking_number: String },
+    OrderShipped { customer_id: String },
+    OrderDelivered { customer_id: String },
+    OrderCancelled { customer_id: String, reason: CancellationReason, detail: String, lines: Vec<OrderLine> },
 }
 
 /// Commands on `order.commands`. The first two come from users; the `Record*` ones are issued

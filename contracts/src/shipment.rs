@@ -13,13 +13,7 @@ pub struct ShipmentLine {
 /// Payload union of `shipment.events`; variant order = union branch order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, VariantNames)]
 pub enum ShipmentEvent {
-    ShipmentScheduled {
-        customer_id: String,
-        carrier: String,
-        tracking_number: String,
-        destination_country: String,
-        lines: Vec<ShipmentLine>,
-    },
+    ShipmentScheduled { customer_id: String, carrier: String, tracking_number: String, destination_country: String, lines: Vec<ShipmentLine> },
     ShipmentRejected { customer_id: String, reason: String, destination_country: String },
     ShipmentCancelled { customer_id: String },
     ShipmentDispatched { customer_id: String, lines: Vec<ShipmentLine> },
@@ -31,12 +25,7 @@ pub enum ShipmentEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr)]
 #[serde(tag = "type")]
 pub enum ShipmentCommand {
-    ScheduleShipment {
-        order_id: String,
-        customer_id: String,
-        destination_country: String,
-        lines: Vec<ShipmentLine>,
-    },
+    ScheduleShipment { order_id: String, customer_id: String, destination_country: String, lines: Vec<ShipmentLine> },
     CancelShipment { order_id: String },
     DispatchShipment { order_id: String },
     ConfirmDelivery { order_id: String },
@@ -46,7 +35,9 @@ impl crate::CommandTarget for ShipmentCommand {
     fn aggregate_id(&self) -> &str {
         use ShipmentCommand::*;
         match self {
-            ScheduleShipment { order_id, .. } | CancelShipment { order_id } | DispatchShipment { order_id } | ConfirmDelivery { order_id } => order_id,
+            ScheduleShipment { order_id, .. } | CancelShipment { order_id } | DispatchShipment { order_id } | ConfirmDelivery { order_id } => {
+                order_id
+            }
         }
     }
     fn command_type(&self) -> &'static str {

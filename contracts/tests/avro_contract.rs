@@ -77,61 +77,93 @@ fn lines() -> Vec<OrderLine> {
 fn order_events_match_schema() {
     use OrderEvent::*;
     let customer_id = || "cust-1".to_string();
-    round_trip::<Order>(OrderEvent::VARIANTS, vec![
-        OrderPlaced { customer_id: customer_id(), lines: lines(), currency: "EUR".into(), shipping_address: address(), total_cents: 2500 },
-        OrderLineReserved { sku: "sku-1".into(), quantity: 2 },
-        OrderStockReserved { customer_id: customer_id(), total_cents: 2500, currency: "EUR".into() },
-        OrderPaid { customer_id: customer_id(), amount_cents: 2500, currency: "EUR".into(), shipping_address: address(), lines: lines() },
-        OrderConfirmed { customer_id: customer_id(), carrier: "DHL".into(), tracking_number: "T1".into() },
-        OrderShipped { customer_id: customer_id() },
-        OrderDelivered { customer_id: customer_id() },
-        OrderCancelled { customer_id: customer_id(), reason: CancellationReason::ShippingUnavailable, detail: "no carrier".into(), lines: lines() },
-    ]);
+    round_trip::<Order>(
+        OrderEvent::VARIANTS,
+        vec![
+            OrderPlaced { customer_id: customer_id(), lines: lines(), currency: "EUR".into(), shipping_address: address(), total_cents: 2500 },
+            OrderLineReserved { sku: "sku-1".into(), quantity: 2 },
+            OrderStockReserved { customer_id: customer_id(), total_cents: 2500, currency: "EUR".into() },
+            OrderPaid { customer_id: customer_id(), amount_cents: 2500, currency: "EUR".into(), shipping_address: address(), lines: lines() },
+            OrderConfirmed { customer_id: customer_id(), carrier: "DHL".into(), tracking_number: "T1".into() },
+            OrderShipped { customer_id: customer_id() },
+            OrderDelivered { customer_id: customer_id() },
+            OrderCancelled {
+                customer_id: customer_id(),
+                reason: CancellationReason::ShippingUnavailable,
+                detail: "no carrier".into(),
+                lines: lines(),
+            },
+        ],
+    );
 }
 
 #[test]
 fn stock_events_match_schema() {
     use StockEvent::*;
-    round_trip::<Stock>(StockEvent::VARIANTS, vec![
-        StockRestocked { quantity: 5 },
-        StockReserved { order_id: "o1".into(), quantity: 2 },
-        StockReservationRejected { order_id: "o1".into(), requested: 3, available: 1 },
-        StockReleased { order_id: "o1".into(), quantity: 2 },
-        StockShipped { order_id: "o1".into(), quantity: 2 },
-    ]);
+    round_trip::<Stock>(
+        StockEvent::VARIANTS,
+        vec![
+            StockRestocked { quantity: 5 },
+            StockReserved { order_id: "o1".into(), quantity: 2 },
+            StockReservationRejected { order_id: "o1".into(), requested: 3, available: 1 },
+            StockReleased { order_id: "o1".into(), quantity: 2 },
+            StockShipped { order_id: "o1".into(), quantity: 2 },
+        ],
+    );
 }
 
 #[test]
 fn account_events_match_schema() {
     use AccountEvent::*;
-    round_trip::<Account>(AccountEvent::VARIANTS, vec![
-        FundsDeposited { amount_cents: 10_000, currency: "EUR".into() },
-        PaymentCaptured { order_id: "o1".into(), amount_cents: 2500, currency: "EUR".into() },
-        PaymentDeclined { order_id: "o1".into(), amount_cents: 2500, reason: DeclineReason::InsufficientFunds },
-        PaymentRefunded { order_id: "o1".into(), amount_cents: 2500, currency: "EUR".into() },
-    ]);
+    round_trip::<Account>(
+        AccountEvent::VARIANTS,
+        vec![
+            FundsDeposited { amount_cents: 10_000, currency: "EUR".into() },
+            PaymentCaptured { order_id: "o1".into(), amount_cents: 2500, currency: "EUR".into() },
+            PaymentDeclined { order_id: "o1".into(), amount_cents: 2500, reason: DeclineReason::InsufficientFunds },
+            PaymentRefunded { order_id: "o1".into(), amount_cents: 2500, currency: "EUR".into() },
+        ],
+    );
 }
 
 #[test]
 fn shipment_events_match_schema() {
     use ShipmentEvent::*;
     let lines = || vec![ShipmentLine { sku: "sku-1".into(), quantity: 2 }];
-    round_trip::<Shipment>(ShipmentEvent::VARIANTS, vec![
-        ShipmentScheduled { customer_id: "c".into(), carrier: "DHL".into(), tracking_number: "T1".into(), destination_country: "DE".into(), lines: lines() },
-        ShipmentRejected { customer_id: "c".into(), reason: "country not served".into(), destination_country: "AQ".into() },
-        ShipmentCancelled { customer_id: "c".into() },
-        ShipmentDispatched { customer_id: "c".into(), lines: lines() },
-        ShipmentDelivered { customer_id: "c".into() },
-    ]);
+    round_trip::<Shipment>(
+        ShipmentEvent::VARIANTS,
+        vec![
+            ShipmentScheduled {
+                customer_id: "c".into(),
+                carrier: "DHL".into(),
+                tracking_number: "T1".into(),
+                destination_country: "DE".into(),
+                lines: lines(),
+            },
+            ShipmentRejected { customer_id: "c".into(), reason: "country not served".into(), destination_country: "AQ".into() },
+            ShipmentCancelled { customer_id: "c".into() },
+            ShipmentDispatched { customer_id: "c".into(), lines: lines() },
+            ShipmentDelivered { customer_id: "c".into() },
+        ],
+    );
 }
 
 #[test]
 fn notification_events_match_schema() {
     use NotificationEvent::*;
-    round_trip::<Notification>(NotificationEvent::VARIANTS, vec![
-        PreferencesSet { channel: Channel::Sms, recipient: "+49 30 1234".into() },
-        NotificationSent { order_id: "o1".into(), kind: NotificationKind::RefundIssued, channel: Channel::Email, recipient: "a@example.org".into(), message: "refunded".into() },
-    ]);
+    round_trip::<Notification>(
+        NotificationEvent::VARIANTS,
+        vec![
+            PreferencesSet { channel: Channel::Sms, recipient: "+49 30 1234".into() },
+            NotificationSent {
+                order_id: "o1".into(),
+                kind: NotificationKind::RefundIssued,
+                channel: Channel::Email,
+                recipient: "a@example.org".into(),
+                message: "refunded".into(),
+            },
+        ],
+    );
 }
 
 #[test]

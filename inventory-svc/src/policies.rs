@@ -20,20 +20,12 @@ impl Policy for InventoryFromOrders {
         match &event.payload {
             OrderEvent::OrderPlaced { lines, .. } => lines
                 .iter()
-                .map(|line| StockCommand::ReserveStock {
-                    sku: line.sku.clone(),
-                    order_id: order_id.clone(),
-                    quantity: line.quantity,
-                })
+                .map(|line| StockCommand::ReserveStock { sku: line.sku.clone(), order_id: order_id.clone(), quantity: line.quantity })
                 .collect(),
             // Every line, reserved or not: releasing a line that holds no reservation is a no-op.
-            OrderEvent::OrderCancelled { lines, .. } => lines
-                .iter()
-                .map(|line| StockCommand::ReleaseStock {
-                    sku: line.sku.clone(),
-                    order_id: order_id.clone(),
-                })
-                .collect(),
+            OrderEvent::OrderCancelled { lines, .. } => {
+                lines.iter().map(|line| StockCommand::ReleaseStock { sku: line.sku.clone(), order_id: order_id.clone() }).collect()
+            }
             OrderEvent::OrderLineReserved { .. }
             | OrderEvent::OrderStockReserved { .. }
             | OrderEvent::OrderPaid { .. }
@@ -55,13 +47,9 @@ impl Policy for InventoryFromShipments {
 
     fn react(&self, event: &EventEnvelope<ShipmentEvent>) -> Vec<StockCommand> {
         match &event.payload {
-            ShipmentEvent::ShipmentDispatched { lines, .. } => lines
-                .iter()
-                .map(|line| StockCommand::ShipStock {
-                    sku: line.sku.clone(),
-                    order_id: event.aggregate_id.clone(),
-                })
-                .collect(),
+            ShipmentEvent::ShipmentDispatched { lines, .. } => {
+                lines.iter().map(|line| StockCommand::ShipStock { sku: line.sku.clone(), order_id: event.aggregate_id.clone() }).collect()
+            }
             ShipmentEvent::ShipmentScheduled { .. }
             | ShipmentEvent::ShipmentRejected { .. }
             | ShipmentEvent::ShipmentCancelled { .. }
@@ -79,27 +67,13 @@ mod tests {
 
     fn lines() -> Vec<OrderLine> {
         vec![
-            OrderLine {
-                sku: "SKU-A".into(),
-                quantity: 2,
-                unit_price_cents: 100,
-            },
-            OrderLine {
-                sku: "SKU-B".into(),
-                quantity: 5,
-                unit_price_cents: 200,
-            },
+            OrderLine { sku: "SKU-A".into(), quantity: 2, unit_price_cents: 100 },
+            OrderLine { sku: "SKU-B".into(), quantity: 5, unit_price_cents: 200 },
         ]
     }
 
     fn address() -> Address {
-        Address {
-            name: "Ada".into(),
-            street: "1 Way".into(),
-            city: "Berlin".into(),
-            postal_code: "10115".into(),
-            country: "DE".into(),
-        }
+        Address { name: "Ada".into(), street: "1 Way".into(), city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() }
     }
 
     #[test]
@@ -114,39 +88,21 @@ mod tests {
         assert_eq!(
             InventoryFromOrders.react(&envelope("o1", 1, placed)),
             [
-                StockCommand::ReserveStock {
-                    sku: "SKU-A".into(),
-                    order_id: "o1".into(),
-                    quantity: 2
-                },
-                StockCommand::ReserveStock {
-                    sku: "SKU-B".into(),
-                    order_id: "o1".into(),
-                    quantity: 5
-                },
+                StockCommand::ReserveStock { sku: "SKU-A".into(), order_id: "o1".into(), quantity: 2 },
+                StockCommand::ReserveStock { sku: "SKU-B".into(), order_id: "o1".into(), quantity: 5 },
             ]
         );
     }
 
     #[test]
     fn a_cancelled_order_releases_each_line() {
-        let cancelled = OrderEvent::OrderCancelled {
-            customer_id: "c1".into(),
-            reason: CancellationReason::OutOfStock,
-            detail: String::new(),
-            lines: lines(),
-        };
+        let cancelled =
+            OrderEvent::OrderCancelled { customer_id: "c1".into(), reason: CancellationReason::OutOfStock, detail: String::new(), lines: lines() };
         assert_eq!(
             InventoryFromOrders.react(&envelope("o1", 1, cancelled)),
             [
-                StockCommand::ReleaseStock {
-                    sku: "SKU-A".into(),
-                    order_id: "o1".into()
-                },
-                StockCommand::ReleaseStock {
-                    sku: "SKU-B".into(),
-                    order_id: "o1".into()
-                },
+                StockCommand::ReleaseStock { sku: "SKU-A".into(), order_id: "o1".into() },
+                StockCommand::ReleaseStock { sku: "SKU-B".into(), order_id: "o1".into() },
             ]
         );
     }
@@ -154,33 +110,12 @@ mod tests {
     #[test]
     fn other_order_events_move_no_stock() {
         for payload in [
-            OrderEvent::OrderLineReserved {
-                sku: "SKU-A".into(),
-                quantity: 2,
-            },
-            OrderEvent::OrderStockReserved {
-                customer_id: "c1".into(),
-                total_cents: 1,
-                currency: "EUR".into(),
-            },
-            OrderEvent::OrderPaid {
-                customer_id: "c1".into(),
-                amount_cents: 1,
-                currency: "EUR".into(),
-                shipping_address: address(),
-                lines: lines(),
-            },
-            OrderEvent::OrderConfirmed {
-                customer_id: "c1".into(),
-                carrier: "DHL".into(),
-                tracking_number: "T".into(),
-            },
-            OrderEvent::OrderShipped {
-                customer_id: "c1".into(),
-            },
-            OrderEvent::OrderDelivered {
-                customer_id: "c1".into(),
-            },
+            OrderEvent::OrderLineReserved { sku: "SKU-A".into(), quantity: 2 },
+            OrderEvent::OrderStockReserved { customer_id: "c1".into(), total_cents: 1, currency: "EUR".into() },
+            OrderEvent::OrderPaid { customer_id: "c1".into(), amount_cents: 1, currency: "EUR".into(), shipping_address: address(), lines: lines() },
+            OrderEvent::OrderConfirmed { customer_id: "c1".into(), carrier: "DHL".into(), tracking_number: "T".into() },
+            OrderEvent::OrderShipped { customer_id: "c1".into() },
+            OrderEvent::OrderDelivered { customer_id: "c1".into() },
         ] {
             assert_eq!(InventoryFromOrders.react(&envelope("o1", 1, payload)), []);
         }
@@ -190,28 +125,13 @@ mod tests {
     fn a_dispatched_shipment_ships_each_line_of_its_order() {
         let dispatched = ShipmentEvent::ShipmentDispatched {
             customer_id: "c1".into(),
-            lines: vec![
-                ShipmentLine {
-                    sku: "SKU-A".into(),
-                    quantity: 2,
-                },
-                ShipmentLine {
-                    sku: "SKU-B".into(),
-                    quantity: 5,
-                },
-            ],
+            lines: vec![ShipmentLine { sku: "SKU-A".into(), quantity: 2 }, ShipmentLine { sku: "SKU-B".into(), quantity: 5 }],
         };
         assert_eq!(
             InventoryFromShipments.react(&envelope("o1", 1, dispatched)),
             [
-                StockCommand::ShipStock {
-                    sku: "SKU-A".into(),
-                    order_id: "o1".into()
-                },
-                StockCommand::ShipStock {
-                    sku: "SKU-B".into(),
-                    order_id: "o1".into()
-                },
+                StockCommand::ShipStock { sku: "SKU-A".into(), order_id: "o1".into() },
+                StockCommand::ShipStock { sku: "SKU-B".into(), order_id: "o1".into() },
             ]
         );
     }
@@ -224,35 +144,18 @@ mod tests {
                 carrier: "DHL".into(),
                 tracking_number: "T".into(),
                 destination_country: "DE".into(),
-                lines: vec![ShipmentLine {
-                    sku: "SKU-A".into(),
-                    quantity: 2,
-                }],
+                lines: vec![ShipmentLine { sku: "SKU-A".into(), quantity: 2 }],
             },
-            ShipmentEvent::ShipmentRejected {
-                customer_id: "c1".into(),
-                reason: "not served".into(),
-                destination_country: "AQ".into(),
-            },
-            ShipmentEvent::ShipmentCancelled {
-                customer_id: "c1".into(),
-            },
-            ShipmentEvent::ShipmentDelivered {
-                customer_id: "c1".into(),
-            },
+            ShipmentEvent::ShipmentRejected { customer_id: "c1".into(), reason: "not served".into(), destination_country: "AQ".into() },
+            ShipmentEvent::ShipmentCancelled { customer_id: "c1".into() },
+            ShipmentEvent::ShipmentDelivered { customer_id: "c1".into() },
         ] {
-            assert_eq!(
-                InventoryFromShipments.react(&envelope("o1", 1, payload)),
-                []
-            );
+            assert_eq!(InventoryFromShipments.react(&envelope("o1", 1, payload)), []);
         }
     }
 
     #[test]
     fn policy_names_are_stable() {
-        assert_eq!(
-            [InventoryFromOrders::NAME, InventoryFromShipments::NAME],
-            ["inventory-from-orders", "inventory-from-shipments"]
-        );
+        assert_eq!([InventoryFromOrders::NAME, InventoryFromShipments::NAME], ["inventory-from-orders", "inventory-from-shipments"]);
     }
 }

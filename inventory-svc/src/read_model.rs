@@ -9,8 +9,7 @@ use axum::{
 };
 use contracts::EventEnvelope;
 use contracts::stock::StockEvent;
-use runtime::http::{ApiError, QueryRoutes, ReadDb};
-use runtime::openapi::ApiRoutes;
+use runtime::http::{ApiError, ApiRoutes, ReadDb};
 use runtime::{SqlWrite, params};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -46,93 +45,39 @@ struct StockDelta {
 pub fn project_stock(event: &EventEnvelope<StockEvent>) -> Vec<SqlWrite> {
     let sku = &event.aggregate_id;
     let reservation = |order_id: &String, quantity: i32, status: ReservationStatus| {
-        SqlWrite::new(
-            UPSERT_RESERVATION,
-            params![order_id, sku, quantity, status.as_str()],
-        )
+        SqlWrite::new(UPSERT_RESERVATION, params![order_id, sku, quantity, status.as_str()])
     };
     let (delta, reservation_write) = match &event.payload {
         StockEvent::StockRestocked { quantity } => {
             let quantity = i64::from(*quantity);
-            (
-                StockDelta {
-                    on_hand: quantity,
-                    restocked: quantity,
-                    ..StockDelta::default()
-                },
-                None,
-            )
+            (StockDelta { on_hand: quantity, restocked: quantity, ..StockDelta::default() }, None)
         }
         StockEvent::StockReserved { order_id, quantity } => (
-            StockDelta {
-                reserved: i64::from(*quantity),
-                ..StockDelta::default()
-            },
-            Some(reservation(
-                order_id,
-                *quantity,
-                ReservationStatus::Reserved,
-            )),
+            StockDelta { reserved: i64::from(*quantity), ..StockDelta::default() },
+            Some(reservation(order_id, *quantity, ReservationStatus::Reserved)),
         ),
         // Changes no counter, but makes the sku known: it was asked for.
-        StockEvent::StockReservationRejected {
-            order_id,
-            requested,
-            ..
-        } => (
-            StockDelta::default(),
-            Some(reservation(
-                order_id,
-                *requested,
-                ReservationStatus::Rejected,
-            )),
-        ),
+        StockEvent::StockReservationRejected { order_id, requested, .. } => {
+            (StockDelta::default(), Some(reservation(order_id, *requested, ReservationStatus::Rejected)))
+        }
         StockEvent::StockReleased { order_id, quantity } => (
-            StockDelta {
-                reserved: -i64::from(*quantity),
-                ..StockDelta::default()
-            },
-            Some(reservation(
-                order_id,
-                *quantity,
-                ReservationStatus::Released,
-            )),
+            StockDelta { reserved: -i64::from(*quantity), ..StockDelta::default() },
+            Some(reservation(order_id, *quantity, ReservationStatus::Released)),
         ),
         StockEvent::StockShipped { order_id, quantity } => {
             let shipped = i64::from(*quantity);
             (
-                StockDelta {
-                    on_hand: -shipped,
-                    reserved: -shipped,
-                    shipped,
-                    restocked: 0,
-                },
+                StockDelta { on_hand: -shipped, reserved: -shipped, shipped, restocked: 0 },
                 Some(reservation(order_id, *quantity, ReservationStatus::Shipped)),
             )
         }
     };
-    let stock_write = SqlWrite::new(
-        ADD_TO_STOCK,
-        params![
-            sku,
-            delta.on_hand,
-            delta.reserved,
-            delta.restocked,
-            delta.shipped,
-            event.occurred_at
-        ],
-    );
-    std::iter::once(stock_write)
-        .chain(reservation_write)
-        .collect()
+    let stock_write = SqlWrite::new(ADD_TO_STOCK, params![sku, delta.on_hand, delta.reserved, delta.restocked, delta.shipped, event.occurred_at]);
+    std::iter::once(stock_write).chain(reservation_write).collect()
 }
 
 /// `GET /stock/{sku}`, `GET /stock?below=N&limit=` and `GET /reservations/{order_id}`.
-pub fn routes() -> QueryRoutes {
-    api().into()
-}
-
-/// [`routes`] with their OpenAPI documentation.
+/// The query routes, with their OpenAPI documentation.
 pub fn api() -> ApiRoutes {
     ApiRoutes::new()
         .routes(utoipa_axum::routes!(get_stock))
@@ -153,12 +98,7 @@ pub struct StockView {
 fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
     let on_hand: i64 = row.try_get("on_hand")?;
     let reserved: i64 = row.try_get("reserved")?;
-    Ok(StockView {
-        sku: row.try_get("sku")?,
-        on_hand,
-        reserved,
-        available: on_hand - reserved,
-    })
+    Ok(StockView { sku: row.try_get("sku")?, on_hand, reserved, available: on_hand - reserved })
 }
 
 /// One SKU's stock. A SKU that was only ever asked for (a rejected reservation) has zeros.
@@ -167,16 +107,9 @@ fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
     responses(
         (status = 200, description = "The SKU's stock", body = StockView),
         (status = 404, description = "No event about this SKU yet", body = ApiError)))]
-pub async fn get_stock(
-    State(ReadDb(pool)): State<ReadDb>,
-    Path(sku): Path<String>,
-) -> Result<Json<StockView>, ApiError> {
+pub async fn get_stock(State(ReadDb(pool)): State<ReadDb>, Path(sku): Path<String>) -> Result<Json<StockView>, ApiError> {
     const QUERY: &str = "SELECT sku, on_hand, reserved FROM stock WHERE sku = $1";
-    let Some(row) = sqlx::query(QUERY)
-        .bind(sku.clone())
-        .fetch_optional(&pool)
-        .await?
-    else {
+    let Some(row) = sqlx::query(QUERY).bind(sku.clone()).fetch_optional(&pool).await? else {
         return Err(ApiError::not_found("sku", &sku));
     };
     Ok(Json(stock_view(&row)?))
@@ -208,13 +141,8 @@ pub async fn list_stock_below(
         return Err(ApiError::bad_request("below must be a non-negative integer"));
     }
     let limit = runtime::http::limit(params.limit)?;
-    const QUERY: &str =
-        "SELECT sku, on_hand, reserved FROM stock WHERE on_hand - reserved < $1 ORDER BY sku LIMIT $2";
-    let rows = sqlx::query(QUERY)
-        .bind(params.below)
-        .bind(limit)
-        .fetch_all(&pool)
-        .await?;
+    const QUERY: &str = "SELECT sku, on_hand, reserved FROM stock WHERE on_hand - reserved < $1 ORDER BY sku LIMIT $2";
+    let rows = sqlx::query(QUERY).bind(params.below).bind(limit).fetch_all(&pool).await?;
     Ok(Json(rows.iter().map(stock_view).collect::<Result<_, _>>()?))
 }
 
@@ -249,15 +177,9 @@ pub const MIXED: &str = "MIXED";
     responses(
         (status = 200, description = "The order's reservation lines, by sku", body = ReservationView),
         (status = 404, description = "No reservation event about this order yet", body = ApiError)))]
-pub async fn get_reservation(
-    State(ReadDb(pool)): State<ReadDb>,
-    Path(order_id): Path<String>,
-) -> Result<Json<ReservationView>, ApiError> {
+pub async fn get_reservation(State(ReadDb(pool)): State<ReadDb>, Path(order_id): Path<String>) -> Result<Json<ReservationView>, ApiError> {
     let lines: Vec<(String, i64, String)> =
-        sqlx::query_as("SELECT sku, quantity, status FROM reservations WHERE order_id = $1 ORDER BY sku")
-            .bind(&order_id)
-            .fetch_all(&pool)
-            .await?;
+        sqlx::query_as("SELECT sku, quantity, status FROM reservations WHERE order_id = $1 ORDER BY sku").bind(&order_id).fetch_all(&pool).await?;
     let Some((_, _, first_status)) = lines.first() else {
         return Err(ApiError::not_found("reservation for order", &order_id));
     };
@@ -273,37 +195,17 @@ mod tests {
 
     #[test]
     fn a_restock_adds_to_on_hand_and_the_restocked_total_only() {
-        let writes = project_stock(&envelope(
-            "SKU-A",
-            1,
-            StockEvent::StockRestocked { quantity: 10 },
-        ));
-        assert_eq!(
-            writes,
-            [SqlWrite::new(
-                ADD_TO_STOCK,
-                params!["SKU-A", 10_i64, 0_i64, 10_i64, 0_i64, 1_700_000_000_001_i64]
-            )]
-        );
+        let writes = project_stock(&envelope("SKU-A", 1, StockEvent::StockRestocked { quantity: 10 }));
+        assert_eq!(writes, [SqlWrite::new(ADD_TO_STOCK, params!["SKU-A", 10_i64, 0_i64, 10_i64, 0_i64, 1_700_000_000_001_i64])]);
     }
 
     #[test]
     fn a_shipment_leaves_on_hand_and_reserved_and_records_the_reservation() {
-        let writes = project_stock(&envelope(
-            "SKU-A",
-            3,
-            StockEvent::StockShipped {
-                order_id: "o1".into(),
-                quantity: 4,
-            },
-        ));
+        let writes = project_stock(&envelope("SKU-A", 3, StockEvent::StockShipped { order_id: "o1".into(), quantity: 4 }));
         assert_eq!(
             writes,
             [
-                SqlWrite::new(
-                    ADD_TO_STOCK,
-                    params!["SKU-A", -4_i64, -4_i64, 0_i64, 4_i64, 1_700_000_000_003_i64]
-                ),
+                SqlWrite::new(ADD_TO_STOCK, params!["SKU-A", -4_i64, -4_i64, 0_i64, 4_i64, 1_700_000_000_003_i64]),
                 SqlWrite::new(UPSERT_RESERVATION, params!["o1", "SKU-A", 4, "SHIPPED"]),
             ]
         );
@@ -312,39 +214,14 @@ mod tests {
     #[test]
     fn reservation_events_write_their_status() {
         let cases = [
-            (
-                StockEvent::StockReserved {
-                    order_id: "o1".into(),
-                    quantity: 2,
-                },
-                2,
-                "RESERVED",
-            ),
-            (
-                StockEvent::StockReservationRejected {
-                    order_id: "o1".into(),
-                    requested: 9,
-                    available: 1,
-                },
-                9,
-                "REJECTED",
-            ),
-            (
-                StockEvent::StockReleased {
-                    order_id: "o1".into(),
-                    quantity: 2,
-                },
-                2,
-                "RELEASED",
-            ),
+            (StockEvent::StockReserved { order_id: "o1".into(), quantity: 2 }, 2, "RESERVED"),
+            (StockEvent::StockReservationRejected { order_id: "o1".into(), requested: 9, available: 1 }, 9, "REJECTED"),
+            (StockEvent::StockReleased { order_id: "o1".into(), quantity: 2 }, 2, "RELEASED"),
         ];
         for (payload, quantity, status) in cases {
             let writes = project_stock(&envelope("SKU-A", 2, payload));
             assert_eq!(writes.len(), 2);
-            assert_eq!(
-                writes[1],
-                SqlWrite::new(UPSERT_RESERVATION, params!["o1", "SKU-A", quantity, status])
-            );
+            assert_eq!(writes[1], SqlWrite::new(UPSERT_RESERVATION, params!["o1", "SKU-A", quantity, status]));
         }
     }
 
@@ -355,95 +232,38 @@ mod tests {
         let (pool, _db) = read_model_db(&MIGRATOR).await;
         let history = [
             StockEvent::StockRestocked { quantity: 10 },
-            StockEvent::StockReserved {
-                order_id: "o1".into(),
-                quantity: 3,
-            },
-            StockEvent::StockReserved {
-                order_id: "o2".into(),
-                quantity: 4,
-            },
-            StockEvent::StockReservationRejected {
-                order_id: "o3".into(),
-                requested: 9,
-                available: 3,
-            },
-            StockEvent::StockReleased {
-                order_id: "o2".into(),
-                quantity: 4,
-            },
-            StockEvent::StockShipped {
-                order_id: "o1".into(),
-                quantity: 3,
-            },
+            StockEvent::StockReserved { order_id: "o1".into(), quantity: 3 },
+            StockEvent::StockReserved { order_id: "o2".into(), quantity: 4 },
+            StockEvent::StockReservationRejected { order_id: "o3".into(), requested: 9, available: 3 },
+            StockEvent::StockReleased { order_id: "o2".into(), quantity: 4 },
+            StockEvent::StockShipped { order_id: "o1".into(), quantity: 3 },
         ];
         for (index, event) in history.into_iter().enumerate() {
-            apply(
-                &pool,
-                &project_stock(&envelope("SKU-A", index as i64 + 1, event)),
-            )
-            .await;
+            apply(&pool, &project_stock(&envelope("SKU-A", index as i64 + 1, event))).await;
         }
-        let Json(stock) = get_stock(State(ReadDb(pool.clone())), Path("SKU-A".into()))
-            .await
-            .unwrap();
-        assert_eq!(
-            stock,
-            StockView {
-                sku: "SKU-A".into(),
-                on_hand: 7,
-                reserved: 0,
-                available: 7
-            }
-        );
+        let Json(stock) = get_stock(State(ReadDb(pool.clone())), Path("SKU-A".into())).await.unwrap();
+        assert_eq!(stock, StockView { sku: "SKU-A".into(), on_hand: 7, reserved: 0, available: 7 });
 
-        let totals: (i64, i64, i64) = sqlx::query_as(
-            "SELECT restocked_total, shipped_total, updated_at FROM stock WHERE sku = 'SKU-A'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        let totals: (i64, i64, i64) =
+            sqlx::query_as("SELECT restocked_total, shipped_total, updated_at FROM stock WHERE sku = 'SKU-A'").fetch_one(&pool).await.unwrap();
         assert_eq!(totals, (10, 3, 1_700_000_000_006));
         let reservations: Vec<(String, i64, String)> =
             sqlx::query_as("SELECT order_id, quantity, status FROM reservations WHERE sku = 'SKU-A' ORDER BY order_id")
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        assert_eq!(
-            reservations,
-            [
-                ("o1".into(), 3, "SHIPPED".into()),
-                ("o2".into(), 4, "RELEASED".into()),
-                ("o3".into(), 9, "REJECTED".into())
-            ]
-        );
+        assert_eq!(reservations, [("o1".into(), 3, "SHIPPED".into()), ("o2".into(), 4, "RELEASED".into()), ("o3".into(), 9, "REJECTED".into())]);
     }
 
     #[tokio::test]
     async fn a_sku_never_seen_is_not_found_but_one_only_asked_for_is_empty() {
         let (pool, _db) = read_model_db(&MIGRATOR).await;
-        let rejected = StockEvent::StockReservationRejected {
-            order_id: "o1".into(),
-            requested: 1,
-            available: 0,
-        };
+        let rejected = StockEvent::StockReservationRejected { order_id: "o1".into(), requested: 1, available: 0 };
         apply(&pool, &project_stock(&envelope("SKU-ASKED", 1, rejected))).await;
 
-        let Json(stock) = get_stock(State(ReadDb(pool.clone())), Path("SKU-ASKED".into()))
-            .await
-            .unwrap();
-        assert_eq!(
-            stock,
-            StockView {
-                sku: "SKU-ASKED".into(),
-                on_hand: 0,
-                reserved: 0,
-                available: 0
-            }
-        );
-        let error = get_stock(State(ReadDb(pool)), Path("SKU-NEVER".into()))
-            .await
-            .unwrap_err();
+        let Json(stock) = get_stock(State(ReadDb(pool.clone())), Path("SKU-ASKED".into())).await.unwrap();
+        assert_eq!(stock, StockView { sku: "SKU-ASKED".into(), on_hand: 0, reserved: 0, available: 0 });
+        let error = get_stock(State(ReadDb(pool)), Path("SKU-NEVER".into())).await.unwrap_err();
         assert_eq!(error.status, axum::http::StatusCode::NOT_FOUND);
     }
 
@@ -477,11 +297,14 @@ mod tests {
             // only asked for: available 0
             ("c", vec![StockEvent::StockReservationRejected { order_id: "o1".into(), requested: 1, available: 0 }]),
             // available 20 - 2 = 18 after a shipment
-            ("d", vec![
-                StockEvent::StockRestocked { quantity: 20 },
-                StockEvent::StockReserved { order_id: "o2".into(), quantity: 2 },
-                StockEvent::StockShipped { order_id: "o2".into(), quantity: 2 },
-            ]),
+            (
+                "d",
+                vec![
+                    StockEvent::StockRestocked { quantity: 20 },
+                    StockEvent::StockReserved { order_id: "o2".into(), quantity: 2 },
+                    StockEvent::StockShipped { order_id: "o2".into(), quantity: 2 },
+                ],
+            ),
         ];
         // Projected in reverse name order: the answer's order is the sku's, not the rows'.
         for (name, history) in histories.into_iter().rev() {
@@ -489,7 +312,7 @@ mod tests {
                 apply(&pool, &project_stock(&envelope(&sku(name), version, event))).await;
             }
         }
-        let base = serve(routes(), pool).await;
+        let base = serve(api().into(), pool).await;
         let ours = |list: &serde_json::Value| -> Vec<(String, i64)> {
             list.as_array()
                 .expect("a JSON array")
@@ -543,7 +366,7 @@ mod tests {
                 apply(&pool, &project_stock(&envelope(sku, version, event))).await;
             }
         }
-        let base = serve(routes(), pool).await;
+        let base = serve(api().into(), pool).await;
 
         let (status, reservation) = get(format!("{base}/reservations/{shipped}")).await;
         assert_eq!(status, 200, "{reservation}");

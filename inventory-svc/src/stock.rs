@@ -1,10 +1,12 @@
 //! The Stock aggregate (key `sku`) as a pure decider: stock on hand, and at most one reservation
 //! per order, which is then released or shipped.
 use contracts::stock::{Stock, StockCommand, StockEvent};
+use contracts::validate::{self, InvalidField};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeMap;
 
-pub const MAX_ID_CHARS: usize = 128;
+/// The id rule is the contract's, shared by every decider.
+pub use contracts::validate::MAX_ID_CHARS;
 pub const MAX_RESTOCK_QUANTITY: i32 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,14 +49,8 @@ impl StockState {
         self.on_hand - self.reserved
     }
 
-    fn reservation_with_status(
-        &self,
-        order_id: &str,
-        status: ReservationStatus,
-    ) -> Option<&Reservation> {
-        self.reservations
-            .get(order_id)
-            .filter(|reservation| reservation.status == status)
+    fn reservation_with_status(&self, order_id: &str, status: ReservationStatus) -> Option<&Reservation> {
+        self.reservations.get(order_id).filter(|reservation| reservation.status == status)
     }
 }
 
@@ -66,34 +62,20 @@ impl Decider for StockDecider {
     type Stream = Stock;
     type State = StockState;
 
-    fn decide(
-        &self,
-        state: &StockState,
-        command: &StockCommand,
-    ) -> Result<Vec<StockEvent>, Rejection> {
+    fn decide(&self, state: &StockState, command: &StockCommand) -> Result<Vec<StockEvent>, Rejection> {
         match command {
             StockCommand::RestockItem { sku, quantity } => {
-                check_id("sku", sku)?;
+                validate::id("sku", sku).map_err(invalid)?;
                 if !(1..=MAX_RESTOCK_QUANTITY).contains(quantity) {
-                    return Err(Rejection::Invalid(format!(
-                        "quantity {quantity} is outside 1..={MAX_RESTOCK_QUANTITY}"
-                    )));
+                    return Err(Rejection::Invalid(format!("quantity {quantity} is outside 1..={MAX_RESTOCK_QUANTITY}")));
                 }
-                Ok(vec![StockEvent::StockRestocked {
-                    quantity: *quantity,
-                }])
+                Ok(vec![StockEvent::StockRestocked { quantity: *quantity }])
             }
-            StockCommand::ReserveStock {
-                sku,
-                order_id,
-                quantity,
-            } => {
-                check_id("sku", sku)?;
-                check_id("order_id", order_id)?;
+            StockCommand::ReserveStock { sku, order_id, quantity } => {
+                validate::id("sku", sku).map_err(invalid)?;
+                validate::id("order_id", order_id).map_err(invalid)?;
                 if *quantity < 1 {
-                    return Err(Rejection::Invalid(format!(
-                        "quantity {quantity} must be at least 1"
-                    )));
+                    return Err(Rejection::Invalid(format!("quantity {quantity} must be at least 1")));
                 }
                 // At most one reservation per order and sku, whatever became of it.
                 if state.reservations.contains_key(order_id) {
@@ -101,10 +83,7 @@ impl Decider for StockDecider {
                 }
                 let available = state.available();
                 if available >= i64::from(*quantity) {
-                    Ok(vec![StockEvent::StockReserved {
-                        order_id: order_id.clone(),
-                        quantity: *quantity,
-                    }])
+                    Ok(vec![StockEvent::StockReserved { order_id: order_id.clone(), quantity: *quantity }])
                 } else {
                     Ok(vec![StockEvent::StockReservationRejected {
                         order_id: order_id.clone(),
@@ -114,36 +93,24 @@ impl Decider for StockDecider {
                     }])
                 }
             }
-            StockCommand::ReleaseStock { order_id, .. } => Ok(
-                match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-                    Some(reservation) => {
-                        vec![StockEvent::StockReleased {
-                            order_id: order_id.clone(),
-                            quantity: reservation.quantity,
-                        }]
-                    }
-                    None => vec![],
-                },
-            ),
-            StockCommand::ShipStock { order_id, .. } => Ok(
-                match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-                    Some(reservation) => {
-                        vec![StockEvent::StockShipped {
-                            order_id: order_id.clone(),
-                            quantity: reservation.quantity,
-                        }]
-                    }
-                    None => vec![],
-                },
-            ),
+            StockCommand::ReleaseStock { order_id, .. } => Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
+                Some(reservation) => {
+                    vec![StockEvent::StockReleased { order_id: order_id.clone(), quantity: reservation.quantity }]
+                }
+                None => vec![],
+            }),
+            StockCommand::ShipStock { order_id, .. } => Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
+                Some(reservation) => {
+                    vec![StockEvent::StockShipped { order_id: order_id.clone(), quantity: reservation.quantity }]
+                }
+                None => vec![],
+            }),
         }
     }
 
     fn evolve(mut state: StockState, event: &StockEvent) -> StockState {
         let mut record = |order_id: &String, quantity: i32, status: ReservationStatus| {
-            state
-                .reservations
-                .insert(order_id.clone(), Reservation { quantity, status });
+            state.reservations.insert(order_id.clone(), Reservation { quantity, status });
         };
         match event {
             StockEvent::StockRestocked { quantity } => state.on_hand += i64::from(*quantity),
@@ -151,11 +118,7 @@ impl Decider for StockDecider {
                 record(order_id, *quantity, ReservationStatus::Reserved);
                 state.reserved += i64::from(*quantity);
             }
-            StockEvent::StockReservationRejected {
-                order_id,
-                requested,
-                ..
-            } => {
+            StockEvent::StockReservationRejected { order_id, requested, .. } => {
                 record(order_id, *requested, ReservationStatus::Rejected);
             }
             StockEvent::StockReleased { order_id, quantity } => {
@@ -172,15 +135,8 @@ impl Decider for StockDecider {
     }
 }
 
-fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
-    let chars = value.chars().count();
-    if (1..=MAX_ID_CHARS).contains(&chars) {
-        Ok(())
-    } else {
-        Err(Rejection::Invalid(format!(
-            "{field} must be 1 to {MAX_ID_CHARS} characters, got {chars}"
-        )))
-    }
+fn invalid(error: InvalidField) -> Rejection {
+    Rejection::Invalid(error.to_string())
 }
 
 #[cfg(test)]
@@ -195,58 +151,32 @@ mod tests {
     const SKU: &str = "SKU-A";
 
     fn restock(quantity: i32) -> StockCommand {
-        RestockItem {
-            sku: SKU.into(),
-            quantity,
-        }
+        RestockItem { sku: SKU.into(), quantity }
     }
     fn reserve(order_id: &str, quantity: i32) -> StockCommand {
-        ReserveStock {
-            sku: SKU.into(),
-            order_id: order_id.into(),
-            quantity,
-        }
+        ReserveStock { sku: SKU.into(), order_id: order_id.into(), quantity }
     }
     fn release(order_id: &str) -> StockCommand {
-        ReleaseStock {
-            sku: SKU.into(),
-            order_id: order_id.into(),
-        }
+        ReleaseStock { sku: SKU.into(), order_id: order_id.into() }
     }
     fn ship(order_id: &str) -> StockCommand {
-        ShipStock {
-            sku: SKU.into(),
-            order_id: order_id.into(),
-        }
+        ShipStock { sku: SKU.into(), order_id: order_id.into() }
     }
 
     fn restocked(quantity: i32) -> StockEvent {
         StockRestocked { quantity }
     }
     fn reserved(order_id: &str, quantity: i32) -> StockEvent {
-        StockReserved {
-            order_id: order_id.into(),
-            quantity,
-        }
+        StockReserved { order_id: order_id.into(), quantity }
     }
     fn rejected(order_id: &str, requested: i32, available: i32) -> StockEvent {
-        StockReservationRejected {
-            order_id: order_id.into(),
-            requested,
-            available,
-        }
+        StockReservationRejected { order_id: order_id.into(), requested, available }
     }
     fn released(order_id: &str, quantity: i32) -> StockEvent {
-        StockReleased {
-            order_id: order_id.into(),
-            quantity,
-        }
+        StockReleased { order_id: order_id.into(), quantity }
     }
     fn shipped(order_id: &str, quantity: i32) -> StockEvent {
-        StockShipped {
-            order_id: order_id.into(),
-            quantity,
-        }
+        StockShipped { order_id: order_id.into(), quantity }
     }
 
     /// Ten on hand, three of them reserved by o1.
@@ -254,10 +184,7 @@ mod tests {
         vec![restocked(10), reserved("o1", 3)]
     }
 
-    fn with(
-        mut history: Vec<StockEvent>,
-        more: impl IntoIterator<Item = StockEvent>,
-    ) -> Vec<StockEvent> {
+    fn with(mut history: Vec<StockEvent>, more: impl IntoIterator<Item = StockEvent>) -> Vec<StockEvent> {
         history.extend(more);
         history
     }
@@ -266,91 +193,52 @@ mod tests {
 
     #[test]
     fn restock_adds_stock() {
-        given(&StockDecider, vec![])
-            .when(restock(5))
-            .then(vec![restocked(5)]);
-        given(&StockDecider, ten_with_three_reserved())
-            .when(restock(MAX_RESTOCK_QUANTITY))
-            .then(vec![restocked(MAX_RESTOCK_QUANTITY)]);
+        given(&StockDecider, vec![]).when(restock(5)).then(vec![restocked(5)]);
+        given(&StockDecider, ten_with_three_reserved()).when(restock(MAX_RESTOCK_QUANTITY)).then(vec![restocked(MAX_RESTOCK_QUANTITY)]);
     }
 
     #[test]
     fn restock_rejects_quantities_outside_1_to_a_million() {
         for quantity in [0, -5, MAX_RESTOCK_QUANTITY + 1] {
-            given(&StockDecider, vec![])
-                .when(restock(quantity))
-                .then_invalid("quantity");
+            given(&StockDecider, vec![]).when(restock(quantity)).then_invalid("quantity");
         }
     }
 
     #[test]
     fn restock_rejects_skus_that_are_empty_or_longer_than_128() {
-        given(&StockDecider, vec![])
-            .when(RestockItem {
-                sku: String::new(),
-                quantity: 1,
-            })
-            .then_invalid("sku");
-        given(&StockDecider, vec![])
-            .when(RestockItem {
-                sku: "s".repeat(MAX_ID_CHARS + 1),
-                quantity: 1,
-            })
-            .then_invalid("sku");
-        given(&StockDecider, vec![])
-            .when(RestockItem {
-                sku: "s".repeat(MAX_ID_CHARS),
-                quantity: 1,
-            })
-            .then(vec![restocked(1)]);
+        given(&StockDecider, vec![]).when(RestockItem { sku: String::new(), quantity: 1 }).then_invalid("sku");
+        given(&StockDecider, vec![]).when(RestockItem { sku: "s".repeat(MAX_ID_CHARS + 1), quantity: 1 }).then_invalid("sku");
+        given(&StockDecider, vec![]).when(RestockItem { sku: "s".repeat(MAX_ID_CHARS), quantity: 1 }).then(vec![restocked(1)]);
     }
 
     // ---- ReserveStock --------------------------------------------------------------------
 
     #[test]
     fn reserve_takes_from_available_stock() {
-        given(&StockDecider, ten_with_three_reserved())
-            .when(reserve("o2", 4))
-            .then(vec![reserved("o2", 4)]);
+        given(&StockDecider, ten_with_three_reserved()).when(reserve("o2", 4)).then(vec![reserved("o2", 4)]);
     }
 
     #[test]
     fn reserve_may_take_exactly_what_is_available() {
-        given(&StockDecider, ten_with_three_reserved())
-            .when(reserve("o2", 7))
-            .then(vec![reserved("o2", 7)]);
+        given(&StockDecider, ten_with_three_reserved()).when(reserve("o2", 7)).then(vec![reserved("o2", 7)]);
     }
 
     #[test]
     fn reserve_beyond_available_is_rejected_with_what_is_available() {
-        given(&StockDecider, ten_with_three_reserved())
-            .when(reserve("o2", 8))
-            .then(vec![rejected("o2", 8, 7)]);
+        given(&StockDecider, ten_with_three_reserved()).when(reserve("o2", 8)).then(vec![rejected("o2", 8, 7)]);
     }
 
     #[test]
     fn reserve_of_an_unknown_sku_is_rejected_with_nothing_available() {
-        given(&StockDecider, vec![])
-            .when(reserve("o1", 1))
-            .then(vec![rejected("o1", 1, 0)]);
+        given(&StockDecider, vec![]).when(reserve("o1", 1)).then(vec![rejected("o1", 1, 0)]);
     }
 
     #[test]
     fn reserve_counts_released_and_shipped_stock_correctly() {
         // 10 on hand; o1 took 3 and shipped them, o2 took 2 and released them: 7 available.
-        let history = vec![
-            restocked(10),
-            reserved("o1", 3),
-            reserved("o2", 2),
-            shipped("o1", 3),
-            released("o2", 2),
-        ];
-        given(&StockDecider, history.clone())
-            .when(reserve("o3", 7))
-            .then(vec![reserved("o3", 7)]);
-        given(&StockDecider, history)
-            .when(reserve("o3", 8))
-            .then(vec![rejected("o3", 8, 7)]);
+        let history = vec![restocked(10), reserved("o1", 3), reserved("o2", 2), shipped("o1", 3), released("o2", 2)];
+        given(&StockDecider, history.clone()).when(reserve("o3", 7)).then(vec![reserved("o3", 7)]);
+        given(&StockDecider, history).when(reserve("o3", 8)).then(vec![rejected("o3", 8, 7)]);
     }
 
     #[test]
@@ -362,41 +250,25 @@ mod tests {
             with(ten_with_three_reserved(), [shipped("o1", 3)]),
         ];
         for history in histories {
-            given(&StockDecider, history)
-                .when(reserve("o1", 3))
-                .then_nothing();
+            given(&StockDecider, history).when(reserve("o1", 3)).then_nothing();
         }
     }
 
     #[test]
     fn reserve_rejects_malformed_commands() {
         for quantity in [0, -1] {
-            given(&StockDecider, ten_with_three_reserved())
-                .when(reserve("o2", quantity))
-                .then_invalid("quantity");
+            given(&StockDecider, ten_with_three_reserved()).when(reserve("o2", quantity)).then_invalid("quantity");
         }
-        given(&StockDecider, vec![])
-            .when(reserve("", 1))
-            .then_invalid("order_id");
-        given(&StockDecider, vec![])
-            .when(reserve(&"o".repeat(MAX_ID_CHARS + 1), 1))
-            .then_invalid("order_id");
-        given(&StockDecider, vec![])
-            .when(ReserveStock {
-                sku: String::new(),
-                order_id: "o1".into(),
-                quantity: 1,
-            })
-            .then_invalid("sku");
+        given(&StockDecider, vec![]).when(reserve("", 1)).then_invalid("order_id");
+        given(&StockDecider, vec![]).when(reserve(&"o".repeat(MAX_ID_CHARS + 1), 1)).then_invalid("order_id");
+        given(&StockDecider, vec![]).when(ReserveStock { sku: String::new(), order_id: "o1".into(), quantity: 1 }).then_invalid("sku");
     }
 
     // ---- ReleaseStock --------------------------------------------------------------------
 
     #[test]
     fn release_returns_a_reservation_to_available_stock() {
-        given(&StockDecider, ten_with_three_reserved())
-            .when(release("o1"))
-            .then(vec![released("o1", 3)]);
+        given(&StockDecider, ten_with_three_reserved()).when(release("o1")).then(vec![released("o1", 3)]);
     }
 
     #[test]
@@ -410,9 +282,7 @@ mod tests {
         ];
         let orders = ["o1", "o2", "o2", "o1", "o1"];
         for (history, order_id) in histories.into_iter().zip(orders) {
-            given(&StockDecider, history)
-                .when(release(order_id))
-                .then_nothing();
+            given(&StockDecider, history).when(release(order_id)).then_nothing();
         }
     }
 
@@ -420,9 +290,7 @@ mod tests {
 
     #[test]
     fn ship_takes_a_reservation_out_of_stock() {
-        given(&StockDecider, ten_with_three_reserved())
-            .when(ship("o1"))
-            .then(vec![shipped("o1", 3)]);
+        given(&StockDecider, ten_with_three_reserved()).when(ship("o1")).then(vec![shipped("o1", 3)]);
     }
 
     #[test]
@@ -436,9 +304,7 @@ mod tests {
         ];
         let orders = ["o1", "o2", "o2", "o1", "o1"];
         for (history, order_id) in histories.into_iter().zip(orders) {
-            given(&StockDecider, history)
-                .when(ship(order_id))
-                .then_nothing();
+            given(&StockDecider, history).when(ship(order_id)).then_nothing();
         }
     }
 
@@ -451,10 +317,7 @@ mod tests {
     #[test]
     fn evolve_starts_empty() {
         let state = state_after(&[]);
-        assert_eq!(
-            (state.on_hand, state.reserved, state.available()),
-            (0, 0, 0)
-        );
+        assert_eq!((state.on_hand, state.reserved, state.available()), (0, 0, 0));
         assert!(state.reservations.is_empty());
     }
 
@@ -470,17 +333,9 @@ mod tests {
             reserved("o4", 2),
             shipped("o1", 3),
         ]);
-        assert_eq!(
-            (state.on_hand, state.reserved, state.available()),
-            (12, 2, 10)
-        );
-        let statuses: Vec<_> = state
-            .reservations
-            .iter()
-            .map(|(order_id, reservation)| {
-                (order_id.as_str(), reservation.quantity, reservation.status)
-            })
-            .collect();
+        assert_eq!((state.on_hand, state.reserved, state.available()), (12, 2, 10));
+        let statuses: Vec<_> =
+            state.reservations.iter().map(|(order_id, reservation)| (order_id.as_str(), reservation.quantity, reservation.status)).collect();
         assert_eq!(
             statuses,
             [
@@ -501,20 +356,13 @@ mod tests {
     #[test]
     fn reserve_works_when_stock_exceeds_the_i32_range() {
         let history = vec![restocked(MAX_RESTOCK_QUANTITY); 3000];
-        given(&StockDecider, history)
-            .when(reserve("o1", i32::MAX))
-            .then(vec![reserved("o1", i32::MAX)]);
+        given(&StockDecider, history).when(reserve("o1", i32::MAX)).then(vec![reserved("o1", i32::MAX)]);
     }
 
     #[test]
     fn reservation_status_names_match_the_read_model() {
-        let names = [
-            ReservationStatus::Reserved,
-            ReservationStatus::Rejected,
-            ReservationStatus::Released,
-            ReservationStatus::Shipped,
-        ]
-        .map(ReservationStatus::as_str);
+        let names = [ReservationStatus::Reserved, ReservationStatus::Rejected, ReservationStatus::Released, ReservationStatus::Shipped]
+            .map(ReservationStatus::as_str);
         assert_eq!(names, ["RESERVED", "REJECTED", "RELEASED", "SHIPPED"]);
     }
 }

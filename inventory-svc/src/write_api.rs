@@ -3,22 +3,13 @@
 //! look the outcome up at `GET /commands/{command_id}`.
 use axum::extract::{Path, State};
 use contracts::stock::{Stock, StockCommand};
-use runtime::{command_bus::CommandBus, http::{Accepted, ApiError, JsonBody, QueryRoutes, submit}, openapi::{ApiRoutes, CommandErrors}};
+use runtime::http::{Accepted, ApiError, ApiRoutes, CommandBus, CommandErrors, JsonBody, submit};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub fn routes() -> QueryRoutes {
-    api().into()
-}
-
-/// [`routes`] with their OpenAPI documentation.
+/// The write routes, with their OpenAPI documentation.
 pub fn api() -> ApiRoutes {
     ApiRoutes::new().routes(utoipa_axum::routes!(restock))
-}
-
-/// The service's OpenAPI document: its queries, its commands and the runtime's shared routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    runtime::openapi::document(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"), [crate::read_model::api(), api()])
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -49,35 +40,4 @@ async fn restock(
 ) -> Result<Accepted<StockCommandAccepted>, ApiError> {
     let command = StockCommand::RestockItem { sku: sku.clone(), quantity: request.quantity };
     submit::<Stock, _>(&bus, request.command_id, command, |sku, command_id| StockCommandAccepted { sku, command_id }).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
-    #[tokio::test]
-    async fn openapi_json_lists_exactly_the_routes_the_service_serves() {
-        let (pool, _db) = runtime::testing::read_model_db(&MIGRATOR).await;
-        let service_routes = crate::read_model::routes().merge(routes());
-        let expected = [
-            "GET /commands/{command_id}",
-            "GET /openapi.json",
-            "GET /reservations/{order_id}",
-            "GET /stock",
-            "GET /stock/{sku}",
-            "POST /stock/{sku}/restock",
-        ];
-        let name_and_version = ("inventory-svc", env!("CARGO_PKG_VERSION"));
-        runtime::openapi::testing::assert_documents_exactly(service_routes, openapi(), pool, name_and_version, &expected).await;
-    }
-
-    #[tokio::test]
-    async fn a_route_registered_without_an_annotation_is_found_undocumented() {
-        let (pool, _db) = runtime::testing::read_model_db(&MIGRATOR).await;
-        let undocumented = routes().route("/stock/{sku}/audit", axum::routing::get(|| async { "audit" }));
-        let (documented, served) = runtime::openapi::testing::documented_and_served(undocumented, openapi(), pool).await;
-        assert_eq!(served.difference(&documented).collect::<Vec<_>>(), ["GET /stock/{sku}/audit"]);
-    }
 }

@@ -2,7 +2,10 @@
 //! decision is durable, so a crash can repeat a delivery (at-least-once, `event_id` is the
 //! idempotency key receivers can use) but never deliver something that was not decided.
 use crate::sender::{Delivery, NotificationSender};
-use contracts::{EventEnvelope, notification::{Notification, NotificationEvent}};
+use contracts::{
+    EventEnvelope,
+    notification::{Notification, NotificationEvent},
+};
 use runtime::{CommandOut, EventHandler, HandlerError};
 
 pub struct DeliverNotifications {

@@ -2,14 +2,14 @@
 //! notification per order and kind, then delivers it (file by default, `NOTIFY_WEBHOOK_URL`
 //! for a webhook).
 use contracts::notification::Notification;
-use notify_svc::{delivery::DeliverNotifications, notification::NotificationDecider, policies, read_model, sender::sender_from_env, write_api};
+use notify_svc::{
+    MIGRATOR, VERSION, delivery::DeliverNotifications, notification::NotificationDecider, policies, read_model, routes, sender::sender_from_env,
+};
 use runtime::{Projection, Service};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut service = Service::start("notify-svc", 8005, &MIGRATOR).await?;
+    let mut service = Service::start(env!("CARGO_PKG_NAME"), VERSION, &MIGRATOR).await?;
     let sender = sender_from_env(std::path::Path::new(&service.config.run_dir))?;
     service
         .aggregate(NotificationDecider)?
@@ -17,9 +17,7 @@ async fn main() -> anyhow::Result<()> {
         .policy(policies::NotifyFromAccounts)?
         .reactor::<Notification, _>(DeliverNotifications { sender })?
         .projection(|registry| Projection::new("notifications", &["notifications"]).from::<Notification>(registry, read_model::project_notification))?
-        .routes(read_model::routes())
-        .routes(write_api::routes())
-        .routes(runtime::openapi::routes(write_api::openapi()));
+        .routes(routes());
     service.run().await?;
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! The Notification aggregate (key `customer_id`) as a pure decider: the customer's contact
 //! preferences and exactly one notification per (order, kind).
 use contracts::notification::{Channel, Notification, NotificationCommand, NotificationEvent, NotificationKind};
+use contracts::validate::{self, InvalidField};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeSet;
 
-const MAX_ID_CHARS: usize = 128;
 const MAX_RECIPIENT_CHARS: usize = 256;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,9 +26,7 @@ pub struct Preferences {
 impl NotificationState {
     /// Where notifications go: the chosen preferences, else e-mail addressed to the customer id.
     pub fn effective_preferences(&self, customer_id: &str) -> Preferences {
-        self.preferences
-            .clone()
-            .unwrap_or_else(|| Preferences { channel: Channel::Email, recipient: customer_id.to_string() })
+        self.preferences.clone().unwrap_or_else(|| Preferences { channel: Channel::Email, recipient: customer_id.to_string() })
     }
 }
 
@@ -39,7 +37,7 @@ impl Decider for NotificationDecider {
     fn decide(&self, state: &NotificationState, command: &NotificationCommand) -> Result<Vec<NotificationEvent>, Rejection> {
         match command {
             NotificationCommand::SetPreferences { customer_id, channel, recipient } => {
-                validate_id("customer_id", customer_id)?;
+                validate::id("customer_id", customer_id).map_err(invalid)?;
                 validate_recipient(*channel, recipient)?;
                 let wanted = Preferences { channel: *channel, recipient: recipient.clone() };
                 // Repeating the preferences already chosen changes nothing.
@@ -49,8 +47,8 @@ impl Decider for NotificationDecider {
                 Ok(vec![NotificationEvent::PreferencesSet { channel: *channel, recipient: recipient.clone() }])
             }
             NotificationCommand::SendNotification { customer_id, order_id, kind, message } => {
-                validate_id("customer_id", customer_id)?;
-                validate_id("order_id", order_id)?;
+                validate::id("customer_id", customer_id).map_err(invalid)?;
+                validate::id("order_id", order_id).map_err(invalid)?;
                 if message.trim().is_empty() {
                     return Err(Rejection::Invalid("message must not be empty".into()));
                 }
@@ -82,12 +80,8 @@ impl Decider for NotificationDecider {
     }
 }
 
-fn validate_id(field: &str, value: &str) -> Result<(), Rejection> {
-    let chars = value.chars().count();
-    if chars == 0 || chars > MAX_ID_CHARS {
-        return Err(Rejection::Invalid(format!("{field} must be 1 to {MAX_ID_CHARS} characters")));
-    }
-    Ok(())
+fn invalid(error: InvalidField) -> Rejection {
+    Rejection::Invalid(error.to_string())
 }
 
 fn validate_recipient(channel: Channel, recipient: &str) -> Result<(), Rejection> {
@@ -135,12 +129,16 @@ mod tests {
 
     #[test]
     fn set_email_preferences() {
-        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Email, "ada@example.com")).then(vec![preferences_set(Channel::Email, "ada@example.com")]);
+        given(&NotificationDecider, vec![])
+            .when(set_preferences(Channel::Email, "ada@example.com"))
+            .then(vec![preferences_set(Channel::Email, "ada@example.com")]);
     }
 
     #[test]
     fn set_sms_preferences_needs_no_at_sign() {
-        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Sms, "+49 170 1234567")).then(vec![preferences_set(Channel::Sms, "+49 170 1234567")]);
+        given(&NotificationDecider, vec![])
+            .when(set_preferences(Channel::Sms, "+49 170 1234567"))
+            .then(vec![preferences_set(Channel::Sms, "+49 170 1234567")]);
     }
 
     #[test]
@@ -173,11 +171,7 @@ mod tests {
 
     #[test]
     fn set_preferences_needs_a_customer_id() {
-        let command = NotificationCommand::SetPreferences {
-            customer_id: String::new(),
-            channel: Channel::Email,
-            recipient: "a@b".into(),
-        };
+        let command = NotificationCommand::SetPreferences { customer_id: String::new(), channel: Channel::Email, recipient: "a@b".into() };
         given(&NotificationDecider, vec![]).when(command).then_invalid("customer_id");
     }
 
@@ -204,12 +198,18 @@ mod tests {
     fn send_is_once_per_order_and_kind() {
         let history = vec![sent("o-1", NotificationKind::OrderConfirmed, Channel::Email, "c-1")];
         given(&NotificationDecider, history.clone()).when(send("o-1", NotificationKind::OrderConfirmed)).then(vec![]);
-        given(&NotificationDecider, history.clone())
-            .when(send("o-1", NotificationKind::OrderShipped))
-            .then(vec![sent("o-1", NotificationKind::OrderShipped, Channel::Email, "c-1")]);
-        given(&NotificationDecider, history)
-            .when(send("o-2", NotificationKind::OrderConfirmed))
-            .then(vec![sent("o-2", NotificationKind::OrderConfirmed, Channel::Email, "c-1")]);
+        given(&NotificationDecider, history.clone()).when(send("o-1", NotificationKind::OrderShipped)).then(vec![sent(
+            "o-1",
+            NotificationKind::OrderShipped,
+            Channel::Email,
+            "c-1",
+        )]);
+        given(&NotificationDecider, history).when(send("o-2", NotificationKind::OrderConfirmed)).then(vec![sent(
+            "o-2",
+            NotificationKind::OrderConfirmed,
+            Channel::Email,
+            "c-1",
+        )]);
     }
 
     #[test]

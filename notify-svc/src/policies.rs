@@ -56,10 +56,7 @@ impl Policy for NotifyFromAccounts {
                 customer_id: event.aggregate_id.clone(),
                 order_id: order_id.clone(),
                 kind: NotificationKind::RefundIssued,
-                message: format!(
-                    "A refund of {} for your order {order_id} has been issued.",
-                    format_amount(*amount_cents, currency)
-                ),
+                message: format!("A refund of {} for your order {order_id} has been issued.", format_amount(*amount_cents, currency)),
             }],
             AccountEvent::FundsDeposited { .. } | AccountEvent::PaymentCaptured { .. } | AccountEvent::PaymentDeclined { .. } => {
                 vec![]
@@ -98,22 +95,11 @@ mod tests {
     use runtime::testing::envelope;
 
     fn send(customer_id: &str, order_id: &str, kind: NotificationKind, message: &str) -> NotificationCommand {
-        NotificationCommand::SendNotification {
-            customer_id: customer_id.into(),
-            order_id: order_id.into(),
-            kind,
-            message: message.into(),
-        }
+        NotificationCommand::SendNotification { customer_id: customer_id.into(), order_id: order_id.into(), kind, message: message.into() }
     }
 
     fn address() -> Address {
-        Address {
-            name: "Ada".into(),
-            street: "Main 1".into(),
-            city: "Berlin".into(),
-            postal_code: "10115".into(),
-            country: "DE".into(),
-        }
+        Address { name: "Ada".into(), street: "Main 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() }
     }
 
     fn lines() -> Vec<OrderLine> {
@@ -122,11 +108,8 @@ mod tests {
 
     #[test]
     fn confirmed_order_notifies_with_carrier_and_tracking() {
-        let event = envelope(
-            "o-1",
-            5,
-            OrderEvent::OrderConfirmed { customer_id: "c-1".into(), carrier: "DHL".into(), tracking_number: "DHLABC".into() },
-        );
+        let event =
+            envelope("o-1", 5, OrderEvent::OrderConfirmed { customer_id: "c-1".into(), carrier: "DHL".into(), tracking_number: "DHLABC".into() });
         assert_eq!(
             NotifyFromOrders.react(&event),
             vec![send(
@@ -177,10 +160,7 @@ mod tests {
     #[test]
     fn shipped_order_notifies() {
         let event = envelope("o-1", 5, OrderEvent::OrderShipped { customer_id: "c-1".into() });
-        assert_eq!(
-            NotifyFromOrders.react(&event),
-            vec![send("c-1", "o-1", NotificationKind::OrderShipped, "Your order o-1 has been shipped.")]
-        );
+        assert_eq!(NotifyFromOrders.react(&event), vec![send("c-1", "o-1", NotificationKind::OrderShipped, "Your order o-1 has been shipped.")]);
     }
 
     #[test]
@@ -211,11 +191,7 @@ mod tests {
 
     #[test]
     fn refund_notifies_the_account_owner_with_the_amount() {
-        let event = envelope(
-            "c-7",
-            5,
-            AccountEvent::PaymentRefunded { order_id: "o-1".into(), amount_cents: 1_205, currency: "EUR".into() },
-        );
+        let event = envelope("c-7", 5, AccountEvent::PaymentRefunded { order_id: "o-1".into(), amount_cents: 1_205, currency: "EUR".into() });
         assert_eq!(
             NotifyFromAccounts.react(&event),
             vec![send("c-7", "o-1", NotificationKind::RefundIssued, "A refund of 12.05 EUR for your order o-1 has been issued.")]

@@ -8,11 +8,10 @@ use axum::{
 };
 use contracts::EventEnvelope;
 use contracts::notification::NotificationEvent;
-use runtime::http::{ApiError, QueryRoutes, ReadDb};
-use runtime::openapi::ApiRoutes;
-use utoipa::{IntoParams, ToSchema};
+use runtime::http::{ApiError, ApiRoutes, ReadDb};
 use runtime::{SqlWrite, params};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 // event_id is the natural key: a replayed event finds its row and changes nothing.
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
@@ -36,11 +35,7 @@ pub fn project_notification(event: &EventEnvelope<NotificationEvent>) -> Vec<Sql
 }
 
 /// `GET /notifications?order_id=&customer_id=`.
-pub fn routes() -> QueryRoutes {
-    api().into()
-}
-
-/// [`routes`] with their OpenAPI documentation.
+/// The query routes, with their OpenAPI documentation.
 pub fn api() -> ApiRoutes {
     ApiRoutes::new().routes(utoipa_axum::routes!(list_notifications))
 }
@@ -136,13 +131,17 @@ mod tests {
 
     #[test]
     fn sent_notification_is_inserted_once_by_event_id() {
-        let writes = project_notification(&envelope("c-1", 1, NotificationEvent::NotificationSent {
-            order_id: "o-1".into(),
-            kind: NotificationKind::OrderCancelled,
-            channel: Channel::Sms,
-            recipient: "+4917012".into(),
-            message: "Your order o-1 was cancelled.".into(),
-        }));
+        let writes = project_notification(&envelope(
+            "c-1",
+            1,
+            NotificationEvent::NotificationSent {
+                order_id: "o-1".into(),
+                kind: NotificationKind::OrderCancelled,
+                channel: Channel::Sms,
+                recipient: "+4917012".into(),
+                message: "Your order o-1 was cancelled.".into(),
+            },
+        ));
         assert_eq!(writes.len(), 1);
         assert!(writes[0].sql.contains("ON CONFLICT (event_id) DO NOTHING"));
         assert_eq!(
@@ -162,10 +161,8 @@ mod tests {
 
     #[test]
     fn preferences_are_not_part_of_this_read_model() {
-        let writes = project_notification(&envelope("c-1", 1, NotificationEvent::PreferencesSet {
-            channel: Channel::Email,
-            recipient: "a@b".into(),
-        }));
+        let writes =
+            project_notification(&envelope("c-1", 1, NotificationEvent::PreferencesSet { channel: Channel::Email, recipient: "a@b".into() }));
         assert!(writes.is_empty());
     }
 }

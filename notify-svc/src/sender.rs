@@ -107,8 +107,7 @@ impl FileSender {
         if let Some(parent) = self.path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(parent).await.map_err(file_error)?;
         }
-        let mut file =
-            tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await.map_err(file_error)?;
+        let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await.map_err(file_error)?;
         file.write_all(&line).await.map_err(file_error)?;
         file.flush().await.map_err(file_error)
     }
@@ -168,8 +167,8 @@ pub fn sender_from_env(run_dir: &Path) -> Result<Box<dyn NotificationSender>, Se
 mod tests {
     use super::*;
     use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
-    use std::sync::{Arc, Mutex};
     use runtime::testing::envelope;
+    use std::sync::{Arc, Mutex};
 
     fn delivery(event_id: &str, kind: NotificationKind) -> Delivery {
         Delivery {
@@ -186,14 +185,21 @@ mod tests {
 
     #[test]
     fn delivery_is_built_from_notification_sent_only() {
-        let sent = envelope("c-1", 3, NotificationEvent::NotificationSent {
-            order_id: "o-1".into(),
-            kind: NotificationKind::OrderShipped,
-            channel: Channel::Email,
-            recipient: "ada@example.com".into(),
-            message: "Your order o-1 has been shipped.".into(),
-        });
-        assert_eq!(Delivery::from_event(&sent), Some(Delivery { occurred_at: 1_700_000_000_003, ..delivery("c-1-e3", NotificationKind::OrderShipped) }));
+        let sent = envelope(
+            "c-1",
+            3,
+            NotificationEvent::NotificationSent {
+                order_id: "o-1".into(),
+                kind: NotificationKind::OrderShipped,
+                channel: Channel::Email,
+                recipient: "ada@example.com".into(),
+                message: "Your order o-1 has been shipped.".into(),
+            },
+        );
+        assert_eq!(
+            Delivery::from_event(&sent),
+            Some(Delivery { occurred_at: 1_700_000_000_003, ..delivery("c-1-e3", NotificationKind::OrderShipped) })
+        );
         let preferences = envelope("c-1", 3, NotificationEvent::PreferencesSet { channel: Channel::Sms, recipient: "+49".into() });
         assert_eq!(Delivery::from_event(&preferences), None);
     }

@@ -3,7 +3,7 @@
 //! to run the same checks there.
 use contracts::EventEnvelope;
 use contracts::notification::{Channel, NotificationEvent, NotificationKind};
-use notify_svc::read_model::{project_notification, routes};
+use notify_svc::read_model::{api, project_notification};
 use runtime::testing::{apply, envelope, read_model_db, serve};
 use serde_json::{Value, json};
 
@@ -41,7 +41,7 @@ async fn notifications_are_listed_by_order_or_customer_in_send_order() {
         apply(&pool, &project_notification(&event)).await;
     }
 
-    let base = serve(routes(), pool).await;
+    let base = serve(api().into(), pool).await;
     let kinds = |list: &Value| list.as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap().to_string()).collect::<Vec<_>>();
 
     let (status, by_order) = get(format!("{base}/notifications?order_id={order_a}")).await;

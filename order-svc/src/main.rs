@@ -2,18 +2,16 @@
 //! payment and shipping events to move each order through its saga.
 use contracts::order::Order;
 use order_svc::{
+    MIGRATOR, VERSION,
     order::OrderDecider,
-    policies, read_model,
+    policies, read_model, routes,
     saga_metrics::{SagaMetrics, publish_order_counts},
-    write_api,
 };
 use runtime::Service;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut service = Service::start("order-svc", 8001, &MIGRATOR).await?;
+    let mut service = Service::start(env!("CARGO_PKG_NAME"), VERSION, &MIGRATOR).await?;
     service
         .aggregate(OrderDecider)?
         .policy(policies::OrderFromStock)?
@@ -21,9 +19,7 @@ async fn main() -> anyhow::Result<()> {
         .policy(policies::OrderFromShipments)?
         .reactor::<Order, _>(SagaMetrics::default())?
         .projection(read_model::projection)?
-        .routes(read_model::routes())
-        .routes(write_api::routes())
-        .routes(runtime::openapi::routes(write_api::openapi()));
+        .routes(routes());
     tokio::spawn(publish_order_counts(service.pool.clone(), std::time::Duration::from_secs(2)));
     service.run().await?;
     Ok(())

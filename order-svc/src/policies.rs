@@ -20,27 +20,12 @@ impl Policy for OrderFromStock {
         let sku = &event.aggregate_id;
         match &event.payload {
             StockEvent::StockReserved { order_id, quantity } => {
-                vec![OrderCommand::RecordStockReserved {
-                    order_id: order_id.clone(),
-                    sku: sku.clone(),
-                    quantity: *quantity,
-                }]
+                vec![OrderCommand::RecordStockReserved { order_id: order_id.clone(), sku: sku.clone(), quantity: *quantity }]
             }
-            StockEvent::StockReservationRejected {
-                order_id,
-                requested,
-                available,
-            } => {
-                vec![OrderCommand::RecordStockRejected {
-                    order_id: order_id.clone(),
-                    sku: sku.clone(),
-                    requested: *requested,
-                    available: *available,
-                }]
+            StockEvent::StockReservationRejected { order_id, requested, available } => {
+                vec![OrderCommand::RecordStockRejected { order_id: order_id.clone(), sku: sku.clone(), requested: *requested, available: *available }]
             }
-            StockEvent::StockRestocked { .. }
-            | StockEvent::StockReleased { .. }
-            | StockEvent::StockShipped { .. } => {
+            StockEvent::StockRestocked { .. } | StockEvent::StockReleased { .. } | StockEvent::StockShipped { .. } => {
                 vec![]
             }
         }
@@ -58,24 +43,12 @@ impl Policy for OrderFromAccounts {
 
     fn react(&self, event: &EventEnvelope<AccountEvent>) -> Vec<OrderCommand> {
         match &event.payload {
-            AccountEvent::PaymentCaptured {
-                order_id,
-                amount_cents,
-                ..
-            } => {
-                vec![OrderCommand::RecordPaymentCaptured {
-                    order_id: order_id.clone(),
-                    amount_cents: *amount_cents,
-                }]
+            AccountEvent::PaymentCaptured { order_id, amount_cents, .. } => {
+                vec![OrderCommand::RecordPaymentCaptured { order_id: order_id.clone(), amount_cents: *amount_cents }]
             }
-            AccountEvent::PaymentDeclined {
-                order_id, reason, ..
-            } => {
+            AccountEvent::PaymentDeclined { order_id, reason, .. } => {
                 let reason: &'static str = reason.into();
-                vec![OrderCommand::RecordPaymentDeclined {
-                    order_id: order_id.clone(),
-                    reason: reason.to_string(),
-                }]
+                vec![OrderCommand::RecordPaymentDeclined { order_id: order_id.clone(), reason: reason.to_string() }]
             }
             AccountEvent::FundsDeposited { .. } | AccountEvent::PaymentRefunded { .. } => vec![],
         }
@@ -94,22 +67,11 @@ impl Policy for OrderFromShipments {
     fn react(&self, event: &EventEnvelope<ShipmentEvent>) -> Vec<OrderCommand> {
         let order_id = event.aggregate_id.clone();
         match &event.payload {
-            ShipmentEvent::ShipmentScheduled {
-                carrier,
-                tracking_number,
-                ..
-            } => {
-                vec![OrderCommand::RecordShipmentScheduled {
-                    order_id,
-                    carrier: carrier.clone(),
-                    tracking_number: tracking_number.clone(),
-                }]
+            ShipmentEvent::ShipmentScheduled { carrier, tracking_number, .. } => {
+                vec![OrderCommand::RecordShipmentScheduled { order_id, carrier: carrier.clone(), tracking_number: tracking_number.clone() }]
             }
             ShipmentEvent::ShipmentRejected { reason, .. } => {
-                vec![OrderCommand::RecordShipmentRejected {
-                    order_id,
-                    reason: reason.clone(),
-                }]
+                vec![OrderCommand::RecordShipmentRejected { order_id, reason: reason.clone() }]
             }
             ShipmentEvent::ShipmentDispatched { .. } => {
                 vec![OrderCommand::RecordShipmentDispatched { order_id }]
@@ -132,43 +94,16 @@ mod tests {
 
     #[test]
     fn stock_reserved_is_recorded_on_the_order_with_the_sku_from_the_key() {
-        let event = envelope(
-            "SKU-A",
-            1,
-            StockEvent::StockReserved {
-                order_id: "o1".into(),
-                quantity: 2,
-            },
-        );
-        assert_eq!(
-            OrderFromStock.react(&event),
-            [OrderCommand::RecordStockReserved {
-                order_id: "o1".into(),
-                sku: "SKU-A".into(),
-                quantity: 2
-            }]
-        );
+        let event = envelope("SKU-A", 1, StockEvent::StockReserved { order_id: "o1".into(), quantity: 2 });
+        assert_eq!(OrderFromStock.react(&event), [OrderCommand::RecordStockReserved { order_id: "o1".into(), sku: "SKU-A".into(), quantity: 2 }]);
     }
 
     #[test]
     fn stock_rejection_is_recorded_on_the_order() {
-        let event = envelope(
-            "SKU-A",
-            1,
-            StockEvent::StockReservationRejected {
-                order_id: "o1".into(),
-                requested: 5,
-                available: 3,
-            },
-        );
+        let event = envelope("SKU-A", 1, StockEvent::StockReservationRejected { order_id: "o1".into(), requested: 5, available: 3 });
         assert_eq!(
             OrderFromStock.react(&event),
-            [OrderCommand::RecordStockRejected {
-                order_id: "o1".into(),
-                sku: "SKU-A".into(),
-                requested: 5,
-                available: 3
-            }]
+            [OrderCommand::RecordStockRejected { order_id: "o1".into(), sku: "SKU-A".into(), requested: 5, available: 3 }]
         );
     }
 
@@ -176,14 +111,8 @@ mod tests {
     fn other_stock_events_concern_no_order() {
         for payload in [
             StockEvent::StockRestocked { quantity: 1 },
-            StockEvent::StockReleased {
-                order_id: "o1".into(),
-                quantity: 1,
-            },
-            StockEvent::StockShipped {
-                order_id: "o1".into(),
-                quantity: 1,
-            },
+            StockEvent::StockReleased { order_id: "o1".into(), quantity: 1 },
+            StockEvent::StockShipped { order_id: "o1".into(), quantity: 1 },
         ] {
             assert_eq!(OrderFromStock.react(&envelope("SKU-A", 1, payload)), []);
         }
@@ -191,22 +120,8 @@ mod tests {
 
     #[test]
     fn captured_payment_is_recorded_on_the_order() {
-        let event = envelope(
-            "c1",
-            1,
-            AccountEvent::PaymentCaptured {
-                order_id: "o1".into(),
-                amount_cents: 5500,
-                currency: "EUR".into(),
-            },
-        );
-        assert_eq!(
-            OrderFromAccounts.react(&event),
-            [OrderCommand::RecordPaymentCaptured {
-                order_id: "o1".into(),
-                amount_cents: 5500
-            }]
-        );
+        let event = envelope("c1", 1, AccountEvent::PaymentCaptured { order_id: "o1".into(), amount_cents: 5500, currency: "EUR".into() });
+        assert_eq!(OrderFromAccounts.react(&event), [OrderCommand::RecordPaymentCaptured { order_id: "o1".into(), amount_cents: 5500 }]);
     }
 
     #[test]
@@ -216,37 +131,16 @@ mod tests {
             (DeclineReason::CurrencyMismatch, "CURRENCY_MISMATCH"),
             (DeclineReason::InsufficientFunds, "INSUFFICIENT_FUNDS"),
         ] {
-            let event = envelope(
-                "c1",
-                1,
-                AccountEvent::PaymentDeclined {
-                    order_id: "o1".into(),
-                    amount_cents: 1,
-                    reason,
-                },
-            );
-            assert_eq!(
-                OrderFromAccounts.react(&event),
-                [OrderCommand::RecordPaymentDeclined {
-                    order_id: "o1".into(),
-                    reason: name.into()
-                }]
-            );
+            let event = envelope("c1", 1, AccountEvent::PaymentDeclined { order_id: "o1".into(), amount_cents: 1, reason });
+            assert_eq!(OrderFromAccounts.react(&event), [OrderCommand::RecordPaymentDeclined { order_id: "o1".into(), reason: name.into() }]);
         }
     }
 
     #[test]
     fn deposits_and_refunds_concern_no_order_step() {
         for payload in [
-            AccountEvent::FundsDeposited {
-                amount_cents: 1,
-                currency: "EUR".into(),
-            },
-            AccountEvent::PaymentRefunded {
-                order_id: "o1".into(),
-                amount_cents: 1,
-                currency: "EUR".into(),
-            },
+            AccountEvent::FundsDeposited { amount_cents: 1, currency: "EUR".into() },
+            AccountEvent::PaymentRefunded { order_id: "o1".into(), amount_cents: 1, currency: "EUR".into() },
         ] {
             assert_eq!(OrderFromAccounts.react(&envelope("c1", 1, payload)), []);
         }
@@ -254,10 +148,7 @@ mod tests {
 
     #[test]
     fn shipment_events_are_recorded_on_the_order_of_their_key() {
-        let lines = vec![ShipmentLine {
-            sku: "SKU-A".into(),
-            quantity: 1,
-        }];
+        let lines = vec![ShipmentLine { sku: "SKU-A".into(), quantity: 1 }];
         let cases = [
             (
                 ShipmentEvent::ShipmentScheduled {
@@ -267,69 +158,27 @@ mod tests {
                     destination_country: "DE".into(),
                     lines: lines.clone(),
                 },
-                vec![OrderCommand::RecordShipmentScheduled {
-                    order_id: "o1".into(),
-                    carrier: "DHL".into(),
-                    tracking_number: "DHL-1".into(),
-                }],
+                vec![OrderCommand::RecordShipmentScheduled { order_id: "o1".into(), carrier: "DHL".into(), tracking_number: "DHL-1".into() }],
             ),
             (
-                ShipmentEvent::ShipmentRejected {
-                    customer_id: "c1".into(),
-                    reason: "not served".into(),
-                    destination_country: "AQ".into(),
-                },
-                vec![OrderCommand::RecordShipmentRejected {
-                    order_id: "o1".into(),
-                    reason: "not served".into(),
-                }],
+                ShipmentEvent::ShipmentRejected { customer_id: "c1".into(), reason: "not served".into(), destination_country: "AQ".into() },
+                vec![OrderCommand::RecordShipmentRejected { order_id: "o1".into(), reason: "not served".into() }],
             ),
             (
-                ShipmentEvent::ShipmentDispatched {
-                    customer_id: "c1".into(),
-                    lines,
-                },
-                vec![OrderCommand::RecordShipmentDispatched {
-                    order_id: "o1".into(),
-                }],
+                ShipmentEvent::ShipmentDispatched { customer_id: "c1".into(), lines },
+                vec![OrderCommand::RecordShipmentDispatched { order_id: "o1".into() }],
             ),
-            (
-                ShipmentEvent::ShipmentDelivered {
-                    customer_id: "c1".into(),
-                },
-                vec![OrderCommand::RecordShipmentDelivered {
-                    order_id: "o1".into(),
-                }],
-            ),
-            (
-                ShipmentEvent::ShipmentCancelled {
-                    customer_id: "c1".into(),
-                },
-                vec![],
-            ),
+            (ShipmentEvent::ShipmentDelivered { customer_id: "c1".into() }, vec![OrderCommand::RecordShipmentDelivered { order_id: "o1".into() }]),
+            (ShipmentEvent::ShipmentCancelled { customer_id: "c1".into() }, vec![]),
         ];
         for (payload, expected) in cases {
-            assert_eq!(
-                OrderFromShipments.react(&envelope("o1", 1, payload)),
-                expected
-            );
+            assert_eq!(OrderFromShipments.react(&envelope("o1", 1, payload)), expected);
         }
     }
 
     #[test]
     fn policy_names_are_distinct() {
-        let names = [
-            OrderFromStock::NAME,
-            OrderFromAccounts::NAME,
-            OrderFromShipments::NAME,
-        ];
-        assert_eq!(
-            names,
-            [
-                "order-from-stock",
-                "order-from-accounts",
-                "order-from-shipments"
-            ]
-        );
+        let names = [OrderFromStock::NAME, OrderFromAccounts::NAME, OrderFromShipments::NAME];
+        assert_eq!(names, ["order-from-stock", "order-from-accounts", "order-from-shipments"]);
     }
 }

@@ -14,15 +14,14 @@ use contracts::order::{Order, OrderEvent, OrderLine};
 use contracts::shipment::{Shipment, ShipmentEvent};
 use contracts::stock::{Stock, StockEvent};
 use contracts::{EventEnvelope, EventType, Stream};
-use runtime::codec::CodecError;
-use runtime::http::{ApiError, ProjectionProgress, QueryRoutes, ReadDb};
-use runtime::openapi::ApiRoutes;
-use utoipa::{IntoParams, ToSchema};
+use runtime::CodecError;
+use runtime::http::{ApiError, ApiRoutes, ProjectionProgress, ReadDb};
 use runtime::{Projection, SqlWrite, params};
-use sqlx::AnyPool;
 use serde::{Deserialize, Serialize};
+use sqlx::AnyPool;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::order::OrderStatus;
 
@@ -39,8 +38,7 @@ const INSERT_PLACED_ORDER: &str = "INSERT INTO orders \
 
 const TOUCH_ORDER: &str = "UPDATE orders SET updated_at = $1, version = $2 WHERE order_id = $3";
 
-const SET_STATUS: &str =
-    "UPDATE orders SET status = $1, updated_at = $2, version = $3 WHERE order_id = $4";
+const SET_STATUS: &str = "UPDATE orders SET status = $1, updated_at = $2, version = $3 WHERE order_id = $4";
 
 const SET_CONFIRMED: &str = "UPDATE orders SET status = $1, carrier = $2, tracking_number = $3, \
     updated_at = $4, version = $5 WHERE order_id = $6";
@@ -53,65 +51,23 @@ pub fn project_order(event: &EventEnvelope<OrderEvent>) -> Vec<SqlWrite> {
     let order_id = &event.aggregate_id;
     let at = event.occurred_at;
     let version = event.version;
-    let status_write = |status: OrderStatus| {
-        SqlWrite::new(SET_STATUS, params![status.as_str(), at, version, order_id])
-    };
+    let status_write = |status: OrderStatus| SqlWrite::new(SET_STATUS, params![status.as_str(), at, version, order_id]);
     let write = match &event.payload {
-        OrderEvent::OrderPlaced {
-            customer_id,
-            lines,
-            currency,
-            total_cents,
-            ..
-        } => SqlWrite::new(
+        OrderEvent::OrderPlaced { customer_id, lines, currency, total_cents, .. } => SqlWrite::new(
             INSERT_PLACED_ORDER,
-            params![
-                order_id,
-                customer_id,
-                OrderStatus::Pending.as_str(),
-                currency,
-                *total_cents,
-                lines_json(lines),
-                at,
-                at,
-                version
-            ],
+            params![order_id, customer_id, OrderStatus::Pending.as_str(), currency, *total_cents, lines_json(lines), at, at, version],
         ),
-        OrderEvent::OrderLineReserved { .. } => {
-            SqlWrite::new(TOUCH_ORDER, params![at, version, order_id])
-        }
+        OrderEvent::OrderLineReserved { .. } => SqlWrite::new(TOUCH_ORDER, params![at, version, order_id]),
         OrderEvent::OrderStockReserved { .. } => status_write(OrderStatus::StockReserved),
         OrderEvent::OrderPaid { .. } => status_write(OrderStatus::Paid),
-        OrderEvent::OrderConfirmed {
-            carrier,
-            tracking_number,
-            ..
-        } => SqlWrite::new(
-            SET_CONFIRMED,
-            params![
-                OrderStatus::Confirmed.as_str(),
-                carrier,
-                tracking_number,
-                at,
-                version,
-                order_id
-            ],
-        ),
+        OrderEvent::OrderConfirmed { carrier, tracking_number, .. } => {
+            SqlWrite::new(SET_CONFIRMED, params![OrderStatus::Confirmed.as_str(), carrier, tracking_number, at, version, order_id])
+        }
         OrderEvent::OrderShipped { .. } => status_write(OrderStatus::Shipped),
         OrderEvent::OrderDelivered { .. } => status_write(OrderStatus::Delivered),
         OrderEvent::OrderCancelled { reason, detail, .. } => {
             let reason: &'static str = reason.into();
-            SqlWrite::new(
-                SET_CANCELLED,
-                params![
-                    OrderStatus::Cancelled.as_str(),
-                    reason,
-                    detail,
-                    at,
-                    version,
-                    order_id
-                ],
-            )
+            SqlWrite::new(SET_CANCELLED, params![OrderStatus::Cancelled.as_str(), reason, detail, at, version, order_id])
         }
     };
     vec![write]
@@ -249,26 +205,12 @@ pub const PROJECTION: &str = "orders";
 
 /// `GET /orders/{id}[?wait_for=..&timeout_ms=..]`, `GET /orders?customer_id=&status=&limit=&cursor=`
 /// and `GET /orders/{id}/timeline`.
-pub fn routes() -> QueryRoutes {
-    api().into()
-}
-
-/// [`routes`] with their OpenAPI documentation.
+/// The query routes, with their OpenAPI documentation.
 pub fn api() -> ApiRoutes {
     ApiRoutes::new()
         .routes(utoipa_axum::routes!(get_order))
         .routes(utoipa_axum::routes!(get_timeline))
         .routes(utoipa_axum::routes!(list_orders))
-}
-
-// The schema of `contracts::order::OrderLine`: contracts has no OpenAPI derives.
-#[derive(ToSchema)]
-#[schema(as = OrderLine)]
-#[allow(dead_code)]
-pub struct OrderLineSchema {
-    sku: String,
-    quantity: i32,
-    unit_price_cents: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -280,7 +222,6 @@ pub struct OrderView {
     pub cancellation_detail: Option<String>,
     pub currency: String,
     pub total_cents: i64,
-    #[schema(value_type = Vec<OrderLineSchema>)]
     pub lines: Vec<OrderLine>,
     /// From payment-svc's events; absent until a payment is attempted.
     pub payment: Option<PaymentView>,
@@ -368,7 +309,7 @@ pub async fn get_order(
         }
         let view = load_order(&pool, &order_id).await?;
         if let Some(view) = &view
-            && wanted.iter().any(|status| *status == view.status)
+            && wanted.contains(&view.status)
         {
             return Ok(Json(view).into_response());
         }
@@ -407,10 +348,8 @@ pub async fn load_order(pool: &AnyPool, order_id: &str) -> Result<Option<OrderVi
     let query = format!("{SELECT_VIEW} WHERE o.order_id = $1");
     let Some(row) = sqlx::query(sqlx::AssertSqlSafe(query)).bind(order_id).fetch_optional(pool).await? else { return Ok(None) };
     let mut view = order_view(&row)?;
-    view.notifications = sqlx::query_scalar("SELECT kind FROM order_notifications WHERE order_id = $1 ORDER BY sent_at, kind")
-        .bind(order_id)
-        .fetch_all(pool)
-        .await?;
+    view.notifications =
+        sqlx::query_scalar("SELECT kind FROM order_notifications WHERE order_id = $1 ORDER BY sent_at, kind").bind(order_id).fetch_all(pool).await?;
     Ok(Some(view))
 }
 
@@ -487,14 +426,11 @@ fn encode_cursor(created_at: i64, order_id: &str) -> String {
 
 fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
     let invalid = || ApiError::bad_request("invalid cursor");
-    if cursor.len() % 2 != 0 || !cursor.is_ascii() {
+    if !cursor.len().is_multiple_of(2) || !cursor.is_ascii() {
         return Err(invalid());
     }
-    let bytes = (0..cursor.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
+    let bytes =
+        (0..cursor.len()).step_by(2).map(|i| u8::from_str_radix(&cursor[i..i + 2], 16)).collect::<Result<Vec<u8>, _>>().map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (created_at, order_id) = text.split_once(':').ok_or_else(invalid)?;
     Ok((created_at.parse().map_err(|_| invalid())?, order_id.to_string()))
@@ -502,8 +438,7 @@ fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
 
 fn order_view(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
     let lines_json: String = row.try_get("lines_json")?;
-    let lines =
-        serde_json::from_str(&lines_json).map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
+    let lines = serde_json::from_str(&lines_json).map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
     let confirmed_carrier: Option<String> = row.try_get("carrier")?;
     let confirmed_tracking: Option<String> = row.try_get("tracking_number")?;
     let shipment_status: Option<String> = row.try_get("shipment_status")?;
@@ -580,12 +515,12 @@ pub async fn get_timeline(State(ReadDb(pool)): State<ReadDb>, Path(order_id): Pa
     if rows.is_empty() {
         return Err(ApiError::not_found("order", &order_id));
     }
-    let entries = rows
-        .into_iter()
-        .map(|(event_id, service, topic, event_type, aggregate_id, version, occurred_at, correlation_id, causation_id, command_id)| TimelineEntry {
-            event_id, service, topic, event_type, aggregate_id, version, occurred_at, correlation_id, causation_id, command_id,
-        })
-        .collect();
+    let entries =
+        rows.into_iter()
+            .map(|(event_id, service, topic, event_type, aggregate_id, version, occurred_at, correlation_id, causation_id, command_id)| {
+                TimelineEntry { event_id, service, topic, event_type, aggregate_id, version, occurred_at, correlation_id, causation_id, command_id }
+            })
+            .collect();
     Ok(Json(causal_order(entries)))
 }
 
@@ -614,11 +549,7 @@ mod tests {
     use runtime::testing::{apply, envelope, read_model_db};
 
     fn lines() -> Vec<OrderLine> {
-        vec![OrderLine {
-            sku: "SKU-A".into(),
-            quantity: 2,
-            unit_price_cents: 1500,
-        }]
+        vec![OrderLine { sku: "SKU-A".into(), quantity: 2, unit_price_cents: 1500 }]
     }
 
     fn placed() -> OrderEvent {
@@ -640,38 +571,21 @@ mod tests {
     fn happy_path() -> Vec<OrderEvent> {
         vec![
             placed(),
-            OrderEvent::OrderLineReserved {
-                sku: "SKU-A".into(),
-                quantity: 2,
-            },
-            OrderEvent::OrderStockReserved {
-                customer_id: "c1".into(),
-                total_cents: 3000,
-                currency: "EUR".into(),
-            },
+            OrderEvent::OrderLineReserved { sku: "SKU-A".into(), quantity: 2 },
+            OrderEvent::OrderStockReserved { customer_id: "c1".into(), total_cents: 3000, currency: "EUR".into() },
             OrderEvent::OrderPaid {
                 customer_id: "c1".into(),
                 amount_cents: 3000,
                 currency: "EUR".into(),
                 shipping_address: match placed() {
-                    OrderEvent::OrderPlaced {
-                        shipping_address, ..
-                    } => shipping_address,
+                    OrderEvent::OrderPlaced { shipping_address, .. } => shipping_address,
                     _ => unreachable!(),
                 },
                 lines: lines(),
             },
-            OrderEvent::OrderConfirmed {
-                customer_id: "c1".into(),
-                carrier: "DHL".into(),
-                tracking_number: "T1".into(),
-            },
-            OrderEvent::OrderShipped {
-                customer_id: "c1".into(),
-            },
-            OrderEvent::OrderDelivered {
-                customer_id: "c1".into(),
-            },
+            OrderEvent::OrderConfirmed { customer_id: "c1".into(), carrier: "DHL".into(), tracking_number: "T1".into() },
+            OrderEvent::OrderShipped { customer_id: "c1".into() },
+            OrderEvent::OrderDelivered { customer_id: "c1".into() },
         ]
     }
 
@@ -699,20 +613,8 @@ mod tests {
 
     #[test]
     fn status_events_update_status_time_and_version() {
-        let writes = project_order(&envelope(
-            "o1",
-            4,
-            OrderEvent::OrderShipped {
-                customer_id: "c1".into(),
-            },
-        ));
-        assert_eq!(
-            writes,
-            [SqlWrite::new(
-                SET_STATUS,
-                params!["SHIPPED", 1_700_000_000_004_i64, 4_i64, "o1"]
-            )]
-        );
+        let writes = project_order(&envelope("o1", 4, OrderEvent::OrderShipped { customer_id: "c1".into() }));
+        assert_eq!(writes, [SqlWrite::new(SET_STATUS, params!["SHIPPED", 1_700_000_000_004_i64, 4_i64, "o1"])]);
     }
 
     #[test]
@@ -725,14 +627,7 @@ mod tests {
         };
         let writes = project_order(&envelope("o1", 2, cancelled));
         assert_eq!(writes[0].sql, SET_CANCELLED);
-        assert_eq!(
-            writes[0].params[..3],
-            params![
-                "CANCELLED",
-                "OUT_OF_STOCK",
-                "sku SKU-A: requested 2, available 1"
-            ]
-        );
+        assert_eq!(writes[0].params[..3], params!["CANCELLED", "OUT_OF_STOCK", "sku SKU-A: requested 2, available 1"]);
     }
 
     #[test]
@@ -746,10 +641,7 @@ mod tests {
         });
         for (index, event) in events.into_iter().enumerate() {
             for write in project_order(&envelope("o1", index as i64 + 1, event)) {
-                let highest_placeholder = (1..=20)
-                    .rev()
-                    .find(|n| write.sql.contains(&format!("${n}")))
-                    .unwrap_or(0);
+                let highest_placeholder = (1..=20).rev().find(|n| write.sql.contains(&format!("${n}"))).unwrap_or(0);
                 assert_eq!(highest_placeholder, write.params.len(), "{}", write.sql);
             }
         }
@@ -761,11 +653,7 @@ mod tests {
     async fn the_projected_happy_path_reads_back_through_the_routes() {
         let (pool, _db) = read_model_db(&MIGRATOR).await;
         for (index, event) in happy_path().into_iter().enumerate() {
-            apply(
-                &pool,
-                &project_order(&envelope("o1", index as i64 + 1, event)),
-            )
-            .await;
+            apply(&pool, &project_order(&envelope("o1", index as i64 + 1, event))).await;
         }
         let order = load_order(&pool, "o1").await.unwrap().expect("order o1");
         assert_eq!(
@@ -780,11 +668,7 @@ mod tests {
                 total_cents: 3000,
                 lines: lines(),
                 payment: None,
-                shipment: Some(ShipmentView {
-                    carrier: Some("DHL".into()),
-                    tracking_number: Some("T1".into()),
-                    status: "SCHEDULED".into(),
-                }),
+                shipment: Some(ShipmentView { carrier: Some("DHL".into()), tracking_number: Some("T1".into()), status: "SCHEDULED".into() }),
                 notifications: vec![],
                 created_at: 1_700_000_000_001,
                 updated_at: 1_700_000_000_007,
@@ -793,28 +677,15 @@ mod tests {
         );
 
         let query = |customer_id: Option<&str>, limit: Option<i64>| {
-            Ok(Query(ListOrdersParams {
-                customer_id: customer_id.map(Into::into),
-                limit,
-                ..Default::default()
-            }))
+            Ok(Query(ListOrdersParams { customer_id: customer_id.map(Into::into), limit, ..Default::default() }))
         };
-        let Json(listed) = list_orders(State(ReadDb(pool.clone())), query(Some("c1"), None))
-            .await
-            .unwrap();
+        let Json(listed) = list_orders(State(ReadDb(pool.clone())), query(Some("c1"), None)).await.unwrap();
         assert_eq!(listed.orders, [order]);
         assert_eq!(listed.next_cursor, None);
-        let Json(none) = list_orders(State(ReadDb(pool.clone())), query(Some("c2"), None))
-            .await
-            .unwrap();
+        let Json(none) = list_orders(State(ReadDb(pool.clone())), query(Some("c2"), None)).await.unwrap();
         assert_eq!(none.orders, []);
-        for (customer_id, limit) in [
-            (Some("c1"), Some(0)),
-            (Some("c1"), Some(1001)),
-        ] {
-            let error = list_orders(State(ReadDb(pool.clone())), query(customer_id, limit))
-                .await
-                .unwrap_err();
+        for (customer_id, limit) in [(Some("c1"), Some(0)), (Some("c1"), Some(1001))] {
+            let error = list_orders(State(ReadDb(pool.clone())), query(customer_id, limit)).await.unwrap_err();
             assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST);
         }
     }
@@ -832,14 +703,8 @@ mod tests {
         apply(&pool, &project_order(&envelope("o1", 2, cancelled))).await;
         let order = load_order(&pool, "o1").await.unwrap().expect("order o1");
         assert_eq!(order.status, "CANCELLED");
-        assert_eq!(
-            order.cancellation_reason.as_deref(),
-            Some("PAYMENT_DECLINED")
-        );
-        assert_eq!(
-            order.cancellation_detail.as_deref(),
-            Some("INSUFFICIENT_FUNDS")
-        );
+        assert_eq!(order.cancellation_reason.as_deref(), Some("PAYMENT_DECLINED"));
+        assert_eq!(order.cancellation_detail.as_deref(), Some("INSUFFICIENT_FUNDS"));
         assert_eq!(order.shipment, None);
 
         let error = get_order(State(ReadDb(pool)), State(ProjectionProgress::default()), Path("nope".into()), Ok(Query(GetOrderParams::default())))
@@ -858,17 +723,28 @@ mod tests {
         apply(&pool, &project_payment(&envelope("c1", 2, captured))).await;
         apply(&pool, &project_order_view(&envelope("o1", 1, placed()))).await;
         let scheduled = ShipmentEvent::ShipmentScheduled {
-            customer_id: "c1".into(), carrier: "DHL".into(), tracking_number: "T1".into(), destination_country: "DE".into(), lines: vec![],
+            customer_id: "c1".into(),
+            carrier: "DHL".into(),
+            tracking_number: "T1".into(),
+            destination_country: "DE".into(),
+            lines: vec![],
         };
         apply(&pool, &project_shipment(&envelope("o1", 1, scheduled))).await;
         apply(&pool, &project_shipment(&envelope("o1", 2, ShipmentEvent::ShipmentDispatched { customer_id: "c1".into(), lines: vec![] }))).await;
         let sent = NotificationEvent::NotificationSent {
-            order_id: "o1".into(), kind: NotificationKind::OrderConfirmed, channel: Channel::Email, recipient: "a@b".into(), message: "hi".into(),
+            order_id: "o1".into(),
+            kind: NotificationKind::OrderConfirmed,
+            channel: Channel::Email,
+            recipient: "a@b".into(),
+            message: "hi".into(),
         };
         apply(&pool, &project_notification(&envelope("c1", 3, sent))).await;
         let order = load_order(&pool, "o1").await.unwrap().expect("order o1");
         assert_eq!(order.payment, Some(PaymentView { status: "CAPTURED".into(), amount_cents: 3000 }));
-        assert_eq!(order.shipment, Some(ShipmentView { carrier: Some("DHL".into()), tracking_number: Some("T1".into()), status: "DISPATCHED".into() }));
+        assert_eq!(
+            order.shipment,
+            Some(ShipmentView { carrier: Some("DHL".into()), tracking_number: Some("T1".into()), status: "DISPATCHED".into() })
+        );
         assert_eq!(order.notifications, ["ORDER_CONFIRMED"]);
         let Json(timeline) = get_timeline(State(ReadDb(pool.clone())), Path("o1".into())).await.unwrap();
         // The test kit names events `<aggregate>-e<version>`, so the order's and the shipment's
@@ -893,8 +769,16 @@ mod tests {
     #[test]
     fn a_reaction_never_precedes_its_cause_even_in_the_same_millisecond() {
         let entry = |id: &str, topic: &str, cause: &str| TimelineEntry {
-            event_id: id.into(), service: String::new(), topic: topic.into(), event_type: String::new(), aggregate_id: String::new(),
-            version: 1, occurred_at: 1, correlation_id: String::new(), causation_id: cause.into(), command_id: String::new(),
+            event_id: id.into(),
+            service: String::new(),
+            topic: topic.into(),
+            event_type: String::new(),
+            aggregate_id: String::new(),
+            version: 1,
+            occurred_at: 1,
+            correlation_id: String::new(),
+            causation_id: cause.into(),
+            command_id: String::new(),
         };
         // Sorted by topic, the payment (account.events) would come before the order event causing it.
         let ordered = causal_order(vec![entry("paid", "account.events", "reserved"), entry("reserved", "order.events", "cmd")]);

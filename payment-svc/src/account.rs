@@ -1,12 +1,12 @@
 //! The Account aggregate (key `customer_id`) as a pure decider: deposits, payment captures
 //! for orders, and refunds of captured payments.
 use contracts::account::{Account, AccountCommand, AccountEvent, DeclineReason};
+use contracts::validate::{self, InvalidField};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeMap;
 
 /// Largest single deposit; bounds the balance far below `i64::MAX` in practice.
 pub const MAX_DEPOSIT_CENTS: i64 = 1_000_000_000_000;
-const MAX_ID_CHARS: usize = 128;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccountDecider;
@@ -47,9 +47,7 @@ impl Decider for AccountDecider {
 
     fn decide(&self, state: &AccountState, command: &AccountCommand) -> Result<Vec<AccountEvent>, Rejection> {
         match command {
-            AccountCommand::DepositFunds { customer_id, amount_cents, currency } => {
-                deposit(state, customer_id, *amount_cents, currency)
-            }
+            AccountCommand::DepositFunds { customer_id, amount_cents, currency } => deposit(state, customer_id, *amount_cents, currency),
             AccountCommand::CapturePayment { customer_id, order_id, amount_cents, currency } => {
                 capture(state, customer_id, order_id, *amount_cents, currency)
             }
@@ -71,10 +69,7 @@ impl Decider for AccountDecider {
                 );
             }
             AccountEvent::PaymentDeclined { order_id, amount_cents, .. } => {
-                state.payments.insert(
-                    order_id.clone(),
-                    Payment { amount_cents: *amount_cents, currency: None, status: PaymentStatus::Declined },
-                );
+                state.payments.insert(order_id.clone(), Payment { amount_cents: *amount_cents, currency: None, status: PaymentStatus::Declined });
             }
             AccountEvent::PaymentRefunded { order_id, amount_cents, currency } => {
                 state.balance_cents = state.balance_cents.saturating_add(*amount_cents);
@@ -91,11 +86,11 @@ impl Decider for AccountDecider {
 }
 
 fn deposit(state: &AccountState, customer_id: &str, amount_cents: i64, currency: &str) -> Result<Vec<AccountEvent>, Rejection> {
-    validate_id("customer_id", customer_id)?;
+    validate::id("customer_id", customer_id).map_err(invalid)?;
     if !(1..=MAX_DEPOSIT_CENTS).contains(&amount_cents) {
         return Err(Rejection::Invalid(format!("amount_cents must be between 1 and {MAX_DEPOSIT_CENTS}")));
     }
-    validate_currency(currency)?;
+    validate::currency(currency).map_err(invalid)?;
     if let Some(account_currency) = &state.currency
         && account_currency != currency
     {
@@ -107,19 +102,13 @@ fn deposit(state: &AccountState, customer_id: &str, amount_cents: i64, currency:
     Ok(vec![AccountEvent::FundsDeposited { amount_cents, currency: currency.to_string() }])
 }
 
-fn capture(
-    state: &AccountState,
-    customer_id: &str,
-    order_id: &str,
-    amount_cents: i64,
-    currency: &str,
-) -> Result<Vec<AccountEvent>, Rejection> {
-    validate_id("customer_id", customer_id)?;
-    validate_id("order_id", order_id)?;
+fn capture(state: &AccountState, customer_id: &str, order_id: &str, amount_cents: i64, currency: &str) -> Result<Vec<AccountEvent>, Rejection> {
+    validate::id("customer_id", customer_id).map_err(invalid)?;
+    validate::id("order_id", order_id).map_err(invalid)?;
     if amount_cents < 0 {
         return Err(Rejection::Invalid("amount_cents must not be negative".into()));
     }
-    validate_currency(currency)?;
+    validate::currency(currency).map_err(invalid)?;
     // At most one payment per order: a redelivered or repeated capture changes nothing.
     if state.payments.contains_key(order_id) {
         return Ok(vec![]);
@@ -129,44 +118,24 @@ fn capture(
         None => decline(DeclineReason::AccountNotFound),
         Some(account_currency) if account_currency != currency => decline(DeclineReason::CurrencyMismatch),
         Some(_) if state.balance_cents < amount_cents => decline(DeclineReason::InsufficientFunds),
-        Some(_) => Ok(vec![AccountEvent::PaymentCaptured {
-            order_id: order_id.to_string(),
-            amount_cents,
-            currency: currency.to_string(),
-        }]),
+        Some(_) => Ok(vec![AccountEvent::PaymentCaptured { order_id: order_id.to_string(), amount_cents, currency: currency.to_string() }]),
     }
 }
 
 fn refund(state: &AccountState, customer_id: &str, order_id: &str) -> Result<Vec<AccountEvent>, Rejection> {
-    validate_id("customer_id", customer_id)?;
-    validate_id("order_id", order_id)?;
+    validate::id("customer_id", customer_id).map_err(invalid)?;
+    validate::id("order_id", order_id).map_err(invalid)?;
     match state.payments.get(order_id) {
         Some(Payment { amount_cents, currency: Some(currency), status: PaymentStatus::Captured }) => {
-            Ok(vec![AccountEvent::PaymentRefunded {
-                order_id: order_id.to_string(),
-                amount_cents: *amount_cents,
-                currency: currency.clone(),
-            }])
+            Ok(vec![AccountEvent::PaymentRefunded { order_id: order_id.to_string(), amount_cents: *amount_cents, currency: currency.clone() }])
         }
         // Nothing captured (never paid, declined) or already refunded: nothing to give back.
         _ => Ok(vec![]),
     }
 }
 
-fn validate_id(field: &str, value: &str) -> Result<(), Rejection> {
-    let chars = value.chars().count();
-    if chars == 0 || chars > MAX_ID_CHARS {
-        return Err(Rejection::Invalid(format!("{field} must be 1 to {MAX_ID_CHARS} characters")));
-    }
-    Ok(())
-}
-
-fn validate_currency(currency: &str) -> Result<(), Rejection> {
-    if currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        Ok(())
-    } else {
-        Err(Rejection::Invalid(format!("currency {currency:?} must be 3 upper-case letters (ISO 4217)")))
-    }
+fn invalid(error: InvalidField) -> Rejection {
+    Rejection::Invalid(error.to_string())
 }
 
 #[cfg(test)]
@@ -179,12 +148,7 @@ mod tests {
         AccountCommand::DepositFunds { customer_id: "c-1".into(), amount_cents, currency: currency.into() }
     }
     fn capture(order_id: &str, amount_cents: i64, currency: &str) -> AccountCommand {
-        AccountCommand::CapturePayment {
-            customer_id: "c-1".into(),
-            order_id: order_id.into(),
-            amount_cents,
-            currency: currency.into(),
-        }
+        AccountCommand::CapturePayment { customer_id: "c-1".into(), order_id: order_id.into(), amount_cents, currency: currency.into() }
     }
     fn refund(order_id: &str) -> AccountCommand {
         AccountCommand::RefundPayment { customer_id: "c-1".into(), order_id: order_id.into() }
@@ -245,7 +209,8 @@ mod tests {
     fn deposit_that_would_overflow_the_balance_is_refused() {
         // Reaching this through events would take millions of deposits; start from the state.
         let nearly_full = AccountState { currency: Some("EUR".into()), balance_cents: i64::MAX - 1, ..Default::default() };
-        Decision::<AccountDecider>(AccountDecider.decide(&nearly_full, &deposit(2, "EUR"))).then_refused_exactly("deposit would overflow the balance");
+        Decision::<AccountDecider>(AccountDecider.decide(&nearly_full, &deposit(2, "EUR")))
+            .then_refused_exactly("deposit would overflow the balance");
     }
 
     // CapturePayment
@@ -267,16 +232,20 @@ mod tests {
 
     #[test]
     fn capture_in_another_currency_is_declined() {
-        given(&AccountDecider, vec![deposited(1_000, "EUR")])
-            .when(capture("o-1", 100, "USD"))
-            .then(vec![declined("o-1", 100, DeclineReason::CurrencyMismatch)]);
+        given(&AccountDecider, vec![deposited(1_000, "EUR")]).when(capture("o-1", 100, "USD")).then(vec![declined(
+            "o-1",
+            100,
+            DeclineReason::CurrencyMismatch,
+        )]);
     }
 
     #[test]
     fn capture_above_the_balance_is_declined() {
-        given(&AccountDecider, vec![deposited(1_000, "EUR"), captured("o-0", 600)])
-            .when(capture("o-1", 401, "EUR"))
-            .then(vec![declined("o-1", 401, DeclineReason::InsufficientFunds)]);
+        given(&AccountDecider, vec![deposited(1_000, "EUR"), captured("o-0", 600)]).when(capture("o-1", 401, "EUR")).then(vec![declined(
+            "o-1",
+            401,
+            DeclineReason::InsufficientFunds,
+        )]);
     }
 
     #[test]
@@ -295,12 +264,8 @@ mod tests {
         given(&AccountDecider, vec![deposited(1_000, "EUR")]).when(capture("o-1", -1, "EUR")).then_invalid("amount_cents");
         given(&AccountDecider, vec![deposited(1_000, "EUR")]).when(capture("", 1, "EUR")).then_invalid("order_id");
         given(&AccountDecider, vec![deposited(1_000, "EUR")]).when(capture("o-1", 1, "eur")).then_invalid("currency");
-        let no_customer = AccountCommand::CapturePayment {
-            customer_id: String::new(),
-            order_id: "o-1".into(),
-            amount_cents: 1,
-            currency: "EUR".into(),
-        };
+        let no_customer =
+            AccountCommand::CapturePayment { customer_id: String::new(), order_id: "o-1".into(), amount_cents: 1, currency: "EUR".into() };
         given(&AccountDecider, vec![]).when(no_customer).then_invalid("customer_id");
     }
 
@@ -354,14 +319,8 @@ mod tests {
         assert!(state.exists());
         assert_eq!(state.currency.as_deref(), Some("EUR"));
         assert_eq!(state.balance_cents, 1_000 + 500 - 300 - 200 + 300);
-        assert_eq!(
-            state.payments.get("o-1"),
-            Some(&Payment { amount_cents: 300, currency: Some("EUR".into()), status: PaymentStatus::Refunded })
-        );
-        assert_eq!(
-            state.payments.get("o-2"),
-            Some(&Payment { amount_cents: 9_999, currency: None, status: PaymentStatus::Declined })
-        );
+        assert_eq!(state.payments.get("o-1"), Some(&Payment { amount_cents: 300, currency: Some("EUR".into()), status: PaymentStatus::Refunded }));
+        assert_eq!(state.payments.get("o-2"), Some(&Payment { amount_cents: 9_999, currency: None, status: PaymentStatus::Declined }));
         assert_eq!(state.payments.get("o-3").map(|p| p.status), Some(PaymentStatus::Captured));
     }
 

@@ -4,3 +4,14 @@ pub mod account;
 pub mod policies;
 pub mod read_model;
 pub mod write_api;
+
+/// The read-model tables (`migrations/`), applied when the service starts.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// The crate's version: with its name, the title of the service's OpenAPI document.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Every read and write route of the service, documented by its handlers.
+pub fn routes() -> runtime::http::ApiRoutes {
+    read_model::api().merge(write_api::api())
+}

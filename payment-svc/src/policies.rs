@@ -47,13 +47,7 @@ mod tests {
     }
 
     fn address() -> Address {
-        Address {
-            name: "Ada".into(),
-            street: "Main 1".into(),
-            city: "Berlin".into(),
-            postal_code: "10115".into(),
-            country: "DE".into(),
-        }
+        Address { name: "Ada".into(), street: "Main 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() }
     }
 
     #[test]
@@ -61,27 +55,23 @@ mod tests {
         let event = envelope("o-1", 2, OrderEvent::OrderStockReserved { customer_id: "c-1".into(), total_cents: 300, currency: "EUR".into() });
         assert_eq!(
             PaymentFromOrders.react(&event),
-            vec![AccountCommand::CapturePayment {
-                customer_id: "c-1".into(),
-                order_id: "o-1".into(),
-                amount_cents: 300,
-                currency: "EUR".into(),
-            }]
+            vec![AccountCommand::CapturePayment { customer_id: "c-1".into(), order_id: "o-1".into(), amount_cents: 300, currency: "EUR".into() }]
         );
     }
 
     #[test]
     fn cancelled_order_is_refunded() {
-        let event = envelope("o-1", 2, OrderEvent::OrderCancelled {
-            customer_id: "c-1".into(),
-            reason: CancellationReason::CustomerRequest,
-            detail: String::new(),
-            lines: vec![line()],
-        });
-        assert_eq!(
-            PaymentFromOrders.react(&event),
-            vec![AccountCommand::RefundPayment { customer_id: "c-1".into(), order_id: "o-1".into() }]
+        let event = envelope(
+            "o-1",
+            2,
+            OrderEvent::OrderCancelled {
+                customer_id: "c-1".into(),
+                reason: CancellationReason::CustomerRequest,
+                detail: String::new(),
+                lines: vec![line()],
+            },
         );
+        assert_eq!(PaymentFromOrders.react(&event), vec![AccountCommand::RefundPayment { customer_id: "c-1".into(), order_id: "o-1".into() }]);
     }
 
     #[test]

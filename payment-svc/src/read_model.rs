@@ -8,11 +8,10 @@ use axum::{
 };
 use contracts::EventEnvelope;
 use contracts::account::AccountEvent;
-use runtime::http::{ApiError, QueryRoutes, ReadDb};
-use runtime::openapi::ApiRoutes;
-use utoipa::ToSchema;
+use runtime::http::{ApiError, ApiRoutes, ReadDb};
 use runtime::{SqlWrite, params};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 const UPSERT_DEPOSIT: &str = "INSERT INTO accounts \
      (customer_id, currency, balance_cents, deposited_cents, captured_cents, refunded_cents, updated_at) \
@@ -67,11 +66,7 @@ pub fn project_account(event: &EventEnvelope<AccountEvent>) -> Vec<SqlWrite> {
 }
 
 /// `GET /accounts/{customer_id}` and `GET /payments/{order_id}`.
-pub fn routes() -> QueryRoutes {
-    api().into()
-}
-
-/// [`routes`] with their OpenAPI documentation.
+/// The query routes, with their OpenAPI documentation.
 pub fn api() -> ApiRoutes {
     ApiRoutes::new().routes(utoipa_axum::routes!(get_account)).routes(utoipa_axum::routes!(get_payment))
 }
@@ -96,10 +91,7 @@ type AccountRow = (String, String, i64, i64, i64, i64, i64);
     responses(
         (status = 200, description = "The account", body = AccountView),
         (status = 404, description = "No deposit by this customer yet", body = ApiError)))]
-async fn get_account(
-    State(ReadDb(pool)): State<ReadDb>,
-    Path(customer_id): Path<String>,
-) -> Result<Json<AccountView>, ApiError> {
+async fn get_account(State(ReadDb(pool)): State<ReadDb>, Path(customer_id): Path<String>) -> Result<Json<AccountView>, ApiError> {
     let row: Option<AccountRow> = sqlx::query_as(
         "SELECT customer_id, currency, balance_cents, deposited_cents, captured_cents, refunded_cents, updated_at \
          FROM accounts WHERE customer_id = $1",
@@ -109,15 +101,7 @@ async fn get_account(
     .await?;
     let (customer_id_found, currency, balance_cents, deposited_cents, captured_cents, refunded_cents, updated_at) =
         row.ok_or_else(|| ApiError::not_found("account", &customer_id))?;
-    Ok(Json(AccountView {
-        customer_id: customer_id_found,
-        balance_cents,
-        currency,
-        deposited_cents,
-        captured_cents,
-        refunded_cents,
-        updated_at,
-    }))
+    Ok(Json(AccountView { customer_id: customer_id_found, balance_cents, currency, deposited_cents, captured_cents, refunded_cents, updated_at }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -141,10 +125,7 @@ type PaymentRow = (String, String, String, i64, Option<String>, Option<String>, 
     responses(
         (status = 200, description = "The order's payment", body = PaymentView),
         (status = 404, description = "No payment event about this order yet", body = ApiError)))]
-async fn get_payment(
-    State(ReadDb(pool)): State<ReadDb>,
-    Path(order_id): Path<String>,
-) -> Result<Json<PaymentView>, ApiError> {
+async fn get_payment(State(ReadDb(pool)): State<ReadDb>, Path(order_id): Path<String>) -> Result<Json<PaymentView>, ApiError> {
     let row: Option<PaymentRow> = sqlx::query_as(
         "SELECT order_id, customer_id, status, amount_cents, currency, decline_reason, updated_at \
          FROM payments WHERE order_id = $1",
@@ -179,28 +160,22 @@ mod tests {
 
     #[test]
     fn capture_moves_the_balance_and_records_the_payment() {
-        let writes = project_account(&envelope("c-1", 1, AccountEvent::PaymentCaptured {
-            order_id: "o-1".into(),
-            amount_cents: 300,
-            currency: "EUR".into(),
-        }));
+        let writes =
+            project_account(&envelope("c-1", 1, AccountEvent::PaymentCaptured { order_id: "o-1".into(), amount_cents: 300, currency: "EUR".into() }));
         assert_eq!(writes.len(), 2);
         assert!(writes[0].sql.starts_with("UPDATE accounts"));
         assert_eq!(writes[0].params, vec![text("c-1"), Int(300), Int(1_700_000_000_001)]);
         assert!(writes[1].sql.starts_with("INSERT INTO payments"));
-        assert_eq!(
-            writes[1].params,
-            vec![text("o-1"), text("c-1"), text("CAPTURED"), Int(300), text("EUR"), Null, Int(1_700_000_000_001)]
-        );
+        assert_eq!(writes[1].params, vec![text("o-1"), text("c-1"), text("CAPTURED"), Int(300), text("EUR"), Null, Int(1_700_000_000_001)]);
     }
 
     #[test]
     fn decline_records_only_the_payment() {
-        let writes = project_account(&envelope("c-1", 1, AccountEvent::PaymentDeclined {
-            order_id: "o-1".into(),
-            amount_cents: 300,
-            reason: DeclineReason::AccountNotFound,
-        }));
+        let writes = project_account(&envelope(
+            "c-1",
+            1,
+            AccountEvent::PaymentDeclined { order_id: "o-1".into(), amount_cents: 300, reason: DeclineReason::AccountNotFound },
+        ));
         assert_eq!(writes.len(), 1);
         assert!(writes[0].sql.starts_with("INSERT INTO payments"));
         assert_eq!(
@@ -211,11 +186,8 @@ mod tests {
 
     #[test]
     fn refund_returns_the_balance_and_marks_the_payment() {
-        let writes = project_account(&envelope("c-1", 1, AccountEvent::PaymentRefunded {
-            order_id: "o-1".into(),
-            amount_cents: 300,
-            currency: "EUR".into(),
-        }));
+        let writes =
+            project_account(&envelope("c-1", 1, AccountEvent::PaymentRefunded { order_id: "o-1".into(), amount_cents: 300, currency: "EUR".into() }));
         assert_eq!(writes.len(), 2);
         assert!(writes[0].sql.contains("refunded_cents = refunded_cents + $2"));
         assert_eq!(writes[1].params[2], text("REFUNDED"));

@@ -2,7 +2,7 @@
 //! SQLite in a temp file by default; set `TEST_DATABASE_URL` (e.g. a fresh PostgreSQL database)
 //! to run the same checks there.
 use contracts::account::{AccountEvent, DeclineReason};
-use payment_svc::read_model::{project_account, routes};
+use payment_svc::read_model::{api, project_account};
 use runtime::testing::{apply, envelope, read_model_db, serve};
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ async fn accounts_and_payments_follow_the_events() {
     let declined = AccountEvent::PaymentDeclined { order_id: declined_order.clone(), amount_cents: 900, reason: DeclineReason::AccountNotFound };
     apply(&pool, &project_account(&envelope(&broke_customer, 1, declined))).await;
 
-    let base = serve(routes(), pool).await;
+    let base = serve(api().into(), pool).await;
     let (status, account) = get(format!("{base}/accounts/{customer}")).await;
     assert_eq!(status, 200);
     assert_eq!(

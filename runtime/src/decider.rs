@@ -23,11 +23,7 @@ pub trait Decider: Send + Sync + 'static {
     /// State of ONE aggregate instance; `Default` is the state before its first event.
     type State: Default + Clone + Debug + Send + Sync + 'static;
 
-    fn decide(
-        &self,
-        state: &Self::State,
-        command: &<Self::Stream as Stream>::Command,
-    ) -> Result<Vec<<Self::Stream as Stream>::Event>, Rejection>;
+    fn decide(&self, state: &Self::State, command: &<Self::Stream as Stream>::Command) -> Result<Vec<<Self::Stream as Stream>::Event>, Rejection>;
 
     fn evolve(state: Self::State, event: &<Self::Stream as Stream>::Event) -> Self::State;
 }

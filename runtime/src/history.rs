@@ -41,12 +41,9 @@ impl HistoryGuard {
         }
     }
 
-    pub fn tip(&self, aggregate_id: &str) -> Option<&HistoryTip> {
+    #[cfg(test)]
+    fn tip(&self, aggregate_id: &str) -> Option<&HistoryTip> {
         self.tips.get(aggregate_id)
-    }
-
-    pub fn set_tip(&mut self, aggregate_id: String, tip: HistoryTip) {
-        self.tips.insert(aggregate_id, tip);
     }
 }
 

@@ -1,33 +1,41 @@
-pub mod admin;
-pub mod codec;
-pub mod command_bus;
-pub mod command_outcomes;
-pub mod command_processor;
-pub mod event_log;
-pub mod consume;
-pub mod db;
+//! The shared event-sourcing runtime: every service is a handful of pure parts handed to
+//! [`Service`], which does all the plumbing, the same way for each.
+//!
+//! # Map
+//! Modules depend downwards only (no cycles):
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`decider`], [`policy`], [`projector`], `history` | the pure model a service implements: an aggregate decides and evolves, a policy reacts to another stream, a projector turns events into SQL writes; the version rule every reader applies |
+//! | `shared` | the leaf: clock, derived command ids, loop kinds |
+//! | [`kafka`] | clients, the partitioner, topics, loop plumbing (batches, outbox, commits), reads of an event partition, the Avro codec |
+//! | `observe` | Prometheus metrics, consumer lag, traces across Kafka |
+//! | `engine` | the consuming loops: the command processor (pure core in `command_core`), subscriptions, pause, supervision |
+//! | `projection` | read models: the runner, the database and the runtime's tables, replay, command outcomes |
+//! | [`http`] | route state, errors, the write path, OpenAPI, operational routes, middleware |
+//! | `service` | the builder that assembles a service from the parts above, and the list of services |
+//! | [`testing`] | (feature `testing`) the test kit for services |
+//!
+//! A service uses what is re-exported here, [`http`] for its routes and [`testing`] in tests.
 pub mod decider;
-pub mod health;
-pub mod history;
-pub mod kafka;
-pub mod metrics;
-pub mod openapi;
-pub mod partitioner;
+mod engine;
+mod history;
 pub mod http;
+pub mod kafka;
+mod observe;
 pub mod policy;
-pub mod projection;
-pub mod projection_runner;
-pub mod replay;
-pub mod service;
-pub mod subscription;
-pub mod telemetry;
+mod projection;
+pub mod projector;
+mod service;
+mod shared;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod topology;
 
-pub use decider::{Decider, Rejection};
+pub use decider::{Decider, Rejection, fold};
+pub use engine::{CommandOut, EventHandler, HandlerError, LoopError};
+pub use kafka::CodecError;
 pub use policy::Policy;
-pub use projection::{Projector, SqlValue, SqlWrite};
-pub use service::{Service, ServiceConfig, ServiceError};
-pub use projection_runner::Projection;
-pub use subscription::{CommandOut, EventHandler, HandlerError};
+pub use projection::{Backend, DbError, Projection, connect as connect_read_model_db};
+pub use projector::{Projector, RawProjector, RawRecord, SqlValue, SqlWrite};
+pub use service::{Service, ServiceConfig, ServiceEntry, ServiceError, UnknownService, service, services};
+pub use shared::{command_id_for_reaction, command_id_for_record};

@@ -11,8 +11,5 @@ pub trait Policy: Send + Sync + 'static {
     /// Stable name: part of the consumer group id and of every derived command id.
     const NAME: &'static str;
 
-    fn react(
-        &self,
-        event: &EventEnvelope<<Self::Source as Stream>::Event>,
-    ) -> Vec<<Self::Target as Stream>::Command>;
+    fn react(&self, event: &EventEnvelope<<Self::Source as Stream>::Event>) -> Vec<<Self::Target as Stream>::Command>;
 }

@@ -4,12 +4,8 @@ use contracts::{
     EventEnvelope, Stream,
     order::{Address, Order, OrderEvent, OrderLine},
 };
-use rdkafka::{
-    Message,
-    producer::FutureRecord,
-    util::Timeout,
-};
-use runtime::{codec::EventCodec, kafka, topology};
+use rdkafka::{Message, producer::FutureRecord, util::Timeout};
+use runtime::kafka::{self, EventCodec};
 use std::time::Duration;
 
 fn env(name: &str) -> String {
@@ -31,7 +27,13 @@ fn order_placed(order_id: &str) -> EventEnvelope<OrderEvent> {
             customer_id: "cust-1".into(),
             lines: vec![OrderLine { sku: "sku-1".into(), quantity: 2, unit_price_cents: 500 }],
             currency: "EUR".into(),
-            shipping_address: Address { name: "Ada".into(), street: "Main 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() },
+            shipping_address: Address {
+                name: "Ada".into(),
+                street: "Main 1".into(),
+                city: "Berlin".into(),
+                postal_code: "10115".into(),
+                country: "DE".into(),
+            },
             total_cents: 1000,
         },
     }
@@ -41,18 +43,14 @@ fn order_placed(order_id: &str) -> EventEnvelope<OrderEvent> {
 async fn event_round_trips_in_confluent_wire_format_and_console_shows_headers() {
     let brokers = env("KAFKA_BROKERS");
     let registry = env("SCHEMA_REGISTRY_URL");
-    topology::ensure_all(&brokers, topology::DEFAULT_PARTITIONS).await.expect("topics");
+    kafka::ensure_all(&brokers, kafka::DEFAULT_PARTITIONS).await.expect("topics");
     let codec = EventCodec::<Order>::new(&registry).expect("codec");
     let order_id = format!("wire-{}", uuid::Uuid::new_v4());
     let event = order_placed(&order_id);
 
     let bytes = codec.encode(&event).await.expect("encode registers the schema");
-    let latest: serde_json::Value = reqwest::get(format!("{registry}/subjects/order.events-value/versions/latest"))
-        .await
-        .expect("registry answers")
-        .json()
-        .await
-        .expect("json");
+    let latest: serde_json::Value =
+        reqwest::get(format!("{registry}/subjects/order.events-value/versions/latest")).await.expect("registry answers").json().await.expect("json");
     let schema_id = latest["id"].as_u64().expect("id") as u32;
     assert_eq!(bytes[0], 0, "magic byte");
     assert_eq!(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]), schema_id, "schema id after the magic byte");

@@ -31,40 +31,17 @@ pub fn router(store: Arc<Store>) -> Router {
         .route("/", get(|| async { ok(&json!({})) }))
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
-        .route(
-            "/subjects/{subject}/versions",
-            get(list_versions).post(register),
-        )
+        .route("/subjects/{subject}/versions", get(list_versions).post(register))
         .route("/subjects/{subject}/versions/{version}", get(get_version))
-        .route(
-            "/subjects/{subject}/versions/{version}/schema",
-            get(get_version_schema),
-        )
+        .route("/subjects/{subject}/versions/{version}/schema", get(get_version_schema))
         .route("/schemas/ids/{id}", get(get_schema_by_id))
         .route("/config", get(get_global_config).put(put_global_config))
-        .route(
-            "/config/{subject}",
-            get(get_subject_config).put(put_subject_config),
-        )
-        .route(
-            "/compatibility/subjects/{subject}/versions",
-            post(check_all_versions),
-        )
-        .route(
-            "/compatibility/subjects/{subject}/versions/{version}",
-            post(check_version),
-        )
-        .fallback(|| async {
-            json_reply(
-                StatusCode::NOT_FOUND,
-                &json!({"error_code": 404, "message": "HTTP 404 Not Found"}),
-            )
-        })
+        .route("/config/{subject}", get(get_subject_config).put(put_subject_config))
+        .route("/compatibility/subjects/{subject}/versions", post(check_all_versions))
+        .route("/compatibility/subjects/{subject}/versions/{version}", post(check_version))
+        .fallback(|| async { json_reply(StatusCode::NOT_FOUND, &json!({"error_code": 404, "message": "HTTP 404 Not Found"})) })
         .method_not_allowed_fallback(|| async {
-            json_reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"error_code": 405, "message": "HTTP 405 Method Not Allowed"}),
-            )
+            json_reply(StatusCode::METHOD_NOT_ALLOWED, &json!({"error_code": 405, "message": "HTTP 405 Method Not Allowed"}))
         })
         .with_state(store)
 }
@@ -94,12 +71,8 @@ struct ConfigRequest {
 }
 
 /// Invalid JSON is a 400; valid JSON of the wrong shape gets the endpoint's own error.
-fn parse_body<T: DeserializeOwned>(
-    body: &[u8],
-    wrong_shape: impl FnOnce(String) -> RegistryError,
-) -> Result<T, RegistryError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| RegistryError::BadRequest(e.to_string()))?;
+fn parse_body<T: DeserializeOwned>(body: &[u8], wrong_shape: impl FnOnce(String) -> RegistryError) -> Result<T, RegistryError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| RegistryError::BadRequest(e.to_string()))?;
     serde_json::from_value(value).map_err(|e| wrong_shape(e.to_string()))
 }
 
@@ -107,14 +80,10 @@ fn parse_body<T: DeserializeOwned>(
 fn schema_from_body(body: &[u8]) -> Result<String, RegistryError> {
     let request: SchemaRequest = parse_body(body, RegistryError::InvalidSchema)?;
     if let Some(kind) = request.schema_type.filter(|t| t != "AVRO") {
-        return Err(RegistryError::InvalidSchema(format!(
-            "schemaType {kind} is not supported, only AVRO"
-        )));
+        return Err(RegistryError::InvalidSchema(format!("schemaType {kind} is not supported, only AVRO")));
     }
     if !request.references.is_empty() {
-        return Err(RegistryError::InvalidSchema(
-            "schema references are not supported".to_string(),
-        ));
+        return Err(RegistryError::InvalidSchema("schema references are not supported".to_string()));
     }
     Ok(request.schema)
 }
@@ -158,35 +127,24 @@ async fn list_versions(State(store): AppState, Path(subject): Path<String>) -> A
     Ok(ok(&store.read().versions(&subject)?))
 }
 
-async fn get_version(
-    State(store): AppState,
-    Path((subject, version)): Path<(String, String)>,
-) -> ApiResult {
+async fn get_version(State(store): AppState, Path((subject, version)): Path<(String, String)>) -> ApiResult {
     let version = parse_version(&version)?;
     Ok(ok(&version_body(&store.read().version(&subject, version)?)))
 }
 
 /// The bare schema, as Confluent serves it (the schema JSON itself, not a string).
-async fn get_version_schema(
-    State(store): AppState,
-    Path((subject, version)): Path<(String, String)>,
-) -> ApiResult {
+async fn get_version_schema(State(store): AppState, Path((subject, version)): Path<(String, String)>) -> ApiResult {
     let version = parse_version(&version)?;
     let sv = store.read().version(&subject, version)?;
     let mut response = sv.schema.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(CONTENT_TYPE),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(CONTENT_TYPE));
     Ok(response)
 }
 
 async fn get_schema_by_id(State(store): AppState, Path(id): Path<String>) -> ApiResult {
     let id: u32 = id.parse().map_err(|_| RegistryError::SchemaNotFound)?;
     let state = store.read();
-    let schema = state
-        .schema_by_id(id)
-        .ok_or(RegistryError::SchemaNotFound)?;
+    let schema = state.schema_by_id(id).ok_or(RegistryError::SchemaNotFound)?;
     Ok(ok(&json!({ "schema": schema.text })))
 }
 
@@ -202,11 +160,7 @@ async fn put_global_config(State(store): AppState, body: Bytes) -> ApiResult {
     put_config(&store, None, &body).await
 }
 
-async fn put_subject_config(
-    State(store): AppState,
-    Path(subject): Path<String>,
-    body: Bytes,
-) -> ApiResult {
+async fn put_subject_config(State(store): AppState, Path(subject): Path<String>, body: Bytes) -> ApiResult {
     put_config(&store, Some(&subject), &body).await
 }
 
@@ -217,11 +171,7 @@ async fn put_config(store: &Store, subject: Option<&str>, body: &[u8]) -> ApiRes
     Ok(ok(&json!({ "compatibility": level })))
 }
 
-async fn check_version(
-    State(store): AppState,
-    Path((subject, version)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult {
+async fn check_version(State(store): AppState, Path((subject, version)): Path<(String, String)>, body: Bytes) -> ApiResult {
     let version = parse_version(&version)?;
     let schema = parse_schema(&schema_from_body(&body)?)?;
     let state = store.read();
@@ -237,22 +187,12 @@ async fn check_version(
     Ok(compatibility_reply(problems))
 }
 
-async fn check_all_versions(
-    State(store): AppState,
-    Path(subject): Path<String>,
-    body: Bytes,
-) -> ApiResult {
+async fn check_all_versions(State(store): AppState, Path(subject): Path<String>, body: Bytes) -> ApiResult {
     let schema = parse_schema(&schema_from_body(&body)?)?;
-    let problems = store
-        .read()
-        .compatibility_problems(&subject, &schema, None)?;
+    let problems = store.read().compatibility_problems(&subject, &schema, None)?;
     Ok(compatibility_reply(problems))
 }
 
 fn compatibility_reply(problems: Vec<String>) -> Response {
-    if problems.is_empty() {
-        ok(&json!({ "is_compatible": true }))
-    } else {
-        ok(&json!({ "is_compatible": false, "messages": problems }))
-    }
+    if problems.is_empty() { ok(&json!({ "is_compatible": true })) } else { ok(&json!({ "is_compatible": false, "messages": problems })) }
 }

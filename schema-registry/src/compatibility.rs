@@ -36,10 +36,7 @@ impl Level {
     }
 
     fn transitive(self) -> bool {
-        matches!(
-            self,
-            Level::BackwardTransitive | Level::ForwardTransitive | Level::FullTransitive
-        )
+        matches!(self, Level::BackwardTransitive | Level::ForwardTransitive | Level::FullTransitive)
     }
 
     /// (new schema must read old data, old schema must read new data)
@@ -98,16 +95,10 @@ pub fn check(level: Level, new: &Schema, previous: &[&Schema]) -> Vec<String> {
     let mut problems = Vec::new();
     for old in against {
         if backward && let Err(reason) = can_read(old, new) {
-            problems.push(format!(
-                "new schema cannot read data written by {}: {reason}",
-                name(old)
-            ));
+            problems.push(format!("new schema cannot read data written by {}: {reason}", name(old)));
         }
         if forward && let Err(reason) = can_read(new, old) {
-            problems.push(format!(
-                "{} cannot read data written by the new schema: {reason}",
-                name(old)
-            ));
+            problems.push(format!("{} cannot read data written by the new schema: {reason}", name(old)));
         }
     }
     problems
@@ -156,9 +147,7 @@ mod tests {
     #[test]
     fn transitive_checks_every_version() {
         let v1 = parse(V1);
-        let v2 = parse(
-            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string","default":""},{"name":"b","type":"int"}]}"#,
-        );
+        let v2 = parse(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string","default":""},{"name":"b","type":"int"}]}"#);
         // v3 reads v2 data fine, but not v1 data, which lacks `b`.
         let v3 = parse(r#"{"type":"record","name":"R","fields":[{"name":"b","type":"int"}]}"#);
         assert!(check(Level::Backward, &v3, &[&v1, &v2]).is_empty());
@@ -167,10 +156,7 @@ mod tests {
 
     #[test]
     fn levels_parse_case_insensitively() {
-        assert_eq!(
-            "full_transitive".parse::<Level>().ok(),
-            Some(Level::FullTransitive)
-        );
+        assert_eq!("full_transitive".parse::<Level>().ok(), Some(Level::FullTransitive));
         assert!("SIDEWAYS".parse::<Level>().is_err());
     }
 }

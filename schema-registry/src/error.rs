@@ -17,18 +17,11 @@ pub enum RegistryError {
     VersionNotFound(String),
     #[error("Schema not found")]
     SchemaNotFound,
-    #[error(
-        "Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: {details:?}"
-    )]
-    Incompatible {
-        subject: String,
-        details: Vec<String>,
-    },
+    #[error("Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: {details:?}")]
+    Incompatible { subject: String, details: Vec<String> },
     #[error("Invalid schema: {0}")]
     InvalidSchema(String),
-    #[error(
-        "The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\""
-    )]
+    #[error("The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"")]
     InvalidVersion(String),
     #[error(
         "Invalid compatibility level '{0}'. Valid values are NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL and FULL_TRANSITIVE"
@@ -69,9 +62,6 @@ impl IntoResponse for RegistryError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        json_reply(
-            status,
-            &json!({ "error_code": code, "message": self.to_string() }),
-        )
+        json_reply(status, &json!({ "error_code": code, "message": self.to_string() }))
     }
 }

@@ -29,9 +29,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let config = Config::parse();
     tracing::info!(?config, "starting schema registry");
@@ -39,9 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let store = store::Store::open(&config.kafka_brokers, &config.schemas_topic).await?;
     let listener = tokio::net::TcpListener::bind(&config.http_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, api::router(store))
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    axum::serve(listener, api::router(store)).with_graceful_shutdown(shutdown()).await?;
     Ok(())
 }
 
@@ -49,11 +45,10 @@ async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or_default(),
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or_default(),
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -155,22 +155,11 @@ impl State {
         self.schemas.entry(value.id).or_insert_with(|| {
             let parsed = Schema::parse_str(&value.schema).ok();
             if let Some(schema) = &parsed {
-                self.ids_by_identity
-                    .entry(identity(schema))
-                    .or_insert(value.id);
+                self.ids_by_identity.entry(identity(schema)).or_insert(value.id);
             }
-            StoredSchema {
-                text: value.schema.clone(),
-                parsed,
-            }
+            StoredSchema { text: value.schema.clone(), parsed }
         });
-        self.subjects.entry(value.subject).or_default().insert(
-            value.version,
-            VersionEntry {
-                id: value.id,
-                deleted: value.deleted,
-            },
-        );
+        self.subjects.entry(value.subject).or_default().insert(value.version, VersionEntry { id: value.id, deleted: value.deleted });
     }
 
     fn apply_config(&mut self, key: RecordKey, value: Option<&[u8]>) {
@@ -200,12 +189,7 @@ impl State {
     }
 
     fn live_versions(&self, subject: &str) -> impl Iterator<Item = (u32, VersionEntry)> + '_ {
-        self.subjects
-            .get(subject)
-            .into_iter()
-            .flatten()
-            .filter(|(_, e)| !e.deleted)
-            .map(|(v, e)| (*v, *e))
+        self.subjects.get(subject).into_iter().flatten().filter(|(_, e)| !e.deleted).map(|(v, e)| (*v, *e))
     }
 
     fn subject_exists(&self, subject: &str) -> bool {
@@ -213,11 +197,7 @@ impl State {
     }
 
     pub fn subjects(&self) -> Vec<String> {
-        self.subjects
-            .keys()
-            .filter(|s| self.subject_exists(s))
-            .cloned()
-            .collect()
+        self.subjects.keys().filter(|s| self.subject_exists(s)).cloned().collect()
     }
 
     pub fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
@@ -229,11 +209,7 @@ impl State {
     }
 
     /// `version == None` means latest.
-    pub fn version(
-        &self,
-        subject: &str,
-        version: Option<u32>,
-    ) -> Result<SubjectVersion, RegistryError> {
+    pub fn version(&self, subject: &str, version: Option<u32>) -> Result<SubjectVersion, RegistryError> {
         let mut live = self.live_versions(subject).peekable();
         if live.peek().is_none() {
             return Err(RegistryError::SubjectNotFound(subject.to_string()));
@@ -242,25 +218,13 @@ impl State {
             None => live.last(),
             Some(wanted) => live.find(|(v, _)| *v == wanted),
         };
-        let (version_no, entry) = found.ok_or_else(|| {
-            RegistryError::VersionNotFound(version.map_or("latest".into(), |v| v.to_string()))
-        })?;
+        let (version_no, entry) = found.ok_or_else(|| RegistryError::VersionNotFound(version.map_or("latest".into(), |v| v.to_string())))?;
         self.subject_version(subject, version_no, entry.id)
     }
 
-    fn subject_version(
-        &self,
-        subject: &str,
-        version: u32,
-        id: u32,
-    ) -> Result<SubjectVersion, RegistryError> {
+    fn subject_version(&self, subject: &str, version: u32, id: u32) -> Result<SubjectVersion, RegistryError> {
         let schema = self.schemas.get(&id).ok_or(RegistryError::SchemaNotFound)?;
-        Ok(SubjectVersion {
-            subject: subject.to_string(),
-            version,
-            id,
-            schema: schema.text.clone(),
-        })
+        Ok(SubjectVersion { subject: subject.to_string(), version, id, schema: schema.text.clone() })
     }
 
     pub fn schema_by_id(&self, id: u32) -> Option<&StoredSchema> {
@@ -272,15 +236,8 @@ impl State {
         if !self.subject_exists(subject) {
             return Err(RegistryError::SubjectNotFound(subject.to_string()));
         }
-        let id = *self
-            .ids_by_identity
-            .get(&identity(schema))
-            .ok_or(RegistryError::SchemaNotFound)?;
-        let (version, _) = self
-            .live_versions(subject)
-            .filter(|(_, e)| e.id == id)
-            .last()
-            .ok_or(RegistryError::SchemaNotFound)?;
+        let id = *self.ids_by_identity.get(&identity(schema)).ok_or(RegistryError::SchemaNotFound)?;
+        let (version, _) = self.live_versions(subject).filter(|(_, e)| e.id == id).last().ok_or(RegistryError::SchemaNotFound)?;
         self.subject_version(subject, version, id)
     }
 
@@ -290,39 +247,25 @@ impl State {
 
     /// Subject level if set, otherwise the global one (Confluent's `defaultToGlobal=true`).
     pub fn level(&self, subject: &str) -> Level {
-        self.subject_levels
-            .get(subject)
-            .copied()
-            .unwrap_or_else(|| self.global_level())
+        self.subject_levels.get(subject).copied().unwrap_or_else(|| self.global_level())
     }
 
     /// Compatibility problems of `schema` against `subject` under its configured level; with
     /// `version` set, only against that one version (like Confluent's compatibility endpoint).
-    pub fn compatibility_problems(
-        &self,
-        subject: &str,
-        schema: &Schema,
-        version: Option<u32>,
-    ) -> Result<Vec<String>, RegistryError> {
+    pub fn compatibility_problems(&self, subject: &str, schema: &Schema, version: Option<u32>) -> Result<Vec<String>, RegistryError> {
         let level = self.level(subject);
         let previous: Vec<&Schema> = match version {
             Some(v) => {
                 let sv = self.version(subject, Some(v))?;
                 vec![self.parsed(sv.id)?]
             }
-            None => self
-                .live_versions(subject)
-                .map(|(_, e)| self.parsed(e.id))
-                .collect::<Result<_, _>>()?,
+            None => self.live_versions(subject).map(|(_, e)| self.parsed(e.id)).collect::<Result<_, _>>()?,
         };
         Ok(compatibility::check(level, schema, &previous))
     }
 
     fn parsed(&self, id: u32) -> Result<&Schema, RegistryError> {
-        self.schemas
-            .get(&id)
-            .and_then(|s| s.parsed.as_ref())
-            .ok_or_else(|| RegistryError::backend(format!("schema {id} in the log is unreadable")))
+        self.schemas.get(&id).and_then(|s| s.parsed.as_ref()).ok_or_else(|| RegistryError::backend(format!("schema {id} in the log is unreadable")))
     }
 
     fn next_id(&self) -> u32 {
@@ -331,10 +274,7 @@ impl State {
 
     /// Versions are never reused, not even those of a deleted subject.
     fn next_version(&self, subject: &str) -> u32 {
-        self.subjects
-            .get(subject)
-            .and_then(|v| v.keys().max())
-            .map_or(1, |m| m + 1)
+        self.subjects.get(subject).and_then(|v| v.keys().max()).map_or(1, |m| m + 1)
     }
 }
 
@@ -354,11 +294,8 @@ impl Store {
     pub async fn open(brokers: &str, topic: &str) -> anyhow::Result<Arc<Store>> {
         ensure_topic(brokers, topic).await?;
 
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()?;
+        let producer: FutureProducer =
+            ClientConfig::new().set("bootstrap.servers", brokers).set("enable.idempotence", "true").set("acks", "all").create()?;
 
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -378,19 +315,10 @@ impl Store {
         tracing::info!(topic, end, "replaying schemas topic");
 
         let (applied_tx, applied) = watch::channel(0);
-        let store = Arc::new(Store {
-            state: RwLock::new(State::default()),
-            applied,
-            producer,
-            topic: topic.to_string(),
-            write_lock: Mutex::new(()),
-        });
+        let store = Arc::new(Store { state: RwLock::new(State::default()), applied, producer, topic: topic.to_string(), write_lock: Mutex::new(()) });
         tokio::spawn(tail(Arc::downgrade(&store), consumer, applied_tx));
 
-        store
-            .wait_applied(end, STARTUP_TIMEOUT)
-            .await
-            .map_err(|e| anyhow::anyhow!("could not catch up with {topic}: {e}"))?;
+        store.wait_applied(end, STARTUP_TIMEOUT).await.map_err(|e| anyhow::anyhow!("could not catch up with {topic}: {e}"))?;
         tracing::info!(topic, end, "schemas topic replayed");
         Ok(store)
     }
@@ -416,19 +344,10 @@ impl Store {
             }
             let problems = state.compatibility_problems(subject, &schema, None)?;
             if !problems.is_empty() {
-                return Err(RegistryError::Incompatible {
-                    subject: subject.to_string(),
-                    details: problems,
-                });
+                return Err(RegistryError::Incompatible { subject: subject.to_string(), details: problems });
             }
             let (id, text) = match state.ids_by_identity.get(&identity(&schema)) {
-                Some(id) => (
-                    *id,
-                    state
-                        .schemas
-                        .get(id)
-                        .map_or_else(|| text.to_string(), |s| s.text.clone()),
-                ),
+                Some(id) => (*id, state.schemas.get(id).map_or_else(|| text.to_string(), |s| s.text.clone())),
                 None => (state.next_id(), text.to_string()),
             };
             SchemaValue {
@@ -441,8 +360,7 @@ impl Store {
             }
         };
         let id = record.id;
-        self.append(&schema_key(subject, record.version), Some(&record))
-            .await?;
+        self.append(&schema_key(subject, record.version), Some(&record)).await?;
         tracing::info!(subject, id, version = record.version, "registered schema");
         Ok(id)
     }
@@ -469,54 +387,29 @@ impl Store {
                 .collect::<Result<_, RegistryError>>()?
         };
         for record in &records {
-            self.append(&schema_key(subject, record.version), Some(record))
-                .await?;
+            self.append(&schema_key(subject, record.version), Some(record)).await?;
         }
         tracing::info!(subject, "deleted subject");
         Ok(records.iter().map(|r| r.version).collect())
     }
 
     /// Sets the global (`subject == None`) or a subject's compatibility level.
-    pub async fn set_level(
-        &self,
-        subject: Option<&str>,
-        level: Level,
-    ) -> Result<(), RegistryError> {
+    pub async fn set_level(&self, subject: Option<&str>, level: Level) -> Result<(), RegistryError> {
         let _writer = self.write_lock.lock().await;
-        let key = RecordKey {
-            keytype: "CONFIG".to_string(),
-            subject: subject.map(str::to_string),
-            version: None,
-            magic: 0,
-        };
-        let value = ConfigValue {
-            compatibility_level: level.to_string(),
-        };
+        let key = RecordKey { keytype: "CONFIG".to_string(), subject: subject.map(str::to_string), version: None, magic: 0 };
+        let value = ConfigValue { compatibility_level: level.to_string() };
         self.append(&key, Some(&value)).await
     }
 
     /// Produces one record and waits until the tailing consumer has applied it.
-    async fn append(
-        &self,
-        key: &RecordKey,
-        value: Option<&impl Serialize>,
-    ) -> Result<(), RegistryError> {
+    async fn append(&self, key: &RecordKey, value: Option<&impl Serialize>) -> Result<(), RegistryError> {
         let key = serde_json::to_vec(key).map_err(RegistryError::backend)?;
-        let value = value
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(RegistryError::backend)?;
-        let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.topic)
-            .key(&key)
-            .partition(0);
+        let value = value.map(serde_json::to_vec).transpose().map_err(RegistryError::backend)?;
+        let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.topic).key(&key).partition(0);
         if let Some(value) = &value {
             record = record.payload(value);
         }
-        let delivery = self
-            .producer
-            .send(record, WRITE_TIMEOUT)
-            .await
-            .map_err(|(e, _)| RegistryError::backend(e))?;
+        let delivery = self.producer.send(record, WRITE_TIMEOUT).await.map_err(|(e, _)| RegistryError::backend(e))?;
         self.wait_applied(delivery.offset + 1, WRITE_TIMEOUT).await
     }
 
@@ -525,28 +418,17 @@ impl Store {
         match tokio::time::timeout(timeout, applied.wait_for(|next| *next >= offset)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(RegistryError::backend("schemas topic consumer stopped")),
-            Err(_) => Err(RegistryError::backend(format!(
-                "timed out waiting for offset {offset} of the schemas topic"
-            ))),
+            Err(_) => Err(RegistryError::backend(format!("timed out waiting for offset {offset} of the schemas topic"))),
         }
     }
 }
 
 fn schema_key(subject: &str, version: u32) -> RecordKey {
-    RecordKey {
-        keytype: "SCHEMA".to_string(),
-        subject: Some(subject.to_string()),
-        version: Some(version),
-        magic: 1,
-    }
+    RecordKey { keytype: "SCHEMA".to_string(), subject: Some(subject.to_string()), version: Some(version), magic: 1 }
 }
 
 /// Applies every record of the topic to the state, forever (until the store is dropped).
-async fn tail(
-    store: std::sync::Weak<Store>,
-    consumer: StreamConsumer,
-    applied: watch::Sender<i64>,
-) {
+async fn tail(store: std::sync::Weak<Store>, consumer: StreamConsumer, applied: watch::Sender<i64>) {
     loop {
         let message = match consumer.recv().await {
             Ok(m) => m,
@@ -566,11 +448,8 @@ async fn tail(
 }
 
 async fn ensure_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let new_topic =
-        NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics([&new_topic], &options).await? {
         match result {
@@ -589,9 +468,7 @@ async fn ensure_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
 async fn high_watermark(consumer: &StreamConsumer, topic: &str) -> anyhow::Result<i64> {
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     loop {
-        let watermarks = tokio::task::block_in_place(|| {
-            consumer.fetch_watermarks(topic, 0, Duration::from_secs(5))
-        });
+        let watermarks = tokio::task::block_in_place(|| consumer.fetch_watermarks(topic, 0, Duration::from_secs(5)));
         match watermarks {
             Ok((_, high)) => return Ok(high),
             Err(e) if tokio::time::Instant::now() < deadline => {
@@ -609,13 +486,7 @@ mod tests {
 
     const A: &str = r#"{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}"#;
 
-    fn schema_record(
-        subject: &str,
-        version: u32,
-        id: u32,
-        schema: &str,
-        deleted: bool,
-    ) -> (Vec<u8>, Vec<u8>) {
+    fn schema_record(subject: &str, version: u32, id: u32, schema: &str, deleted: bool) -> (Vec<u8>, Vec<u8>) {
         let key = serde_json::to_vec(&schema_key(subject, version)).unwrap();
         let value = serde_json::to_vec(&SchemaValue {
             subject: subject.into(),
@@ -632,28 +503,15 @@ mod tests {
     #[test]
     fn keys_serialize_like_confluent() {
         let key = serde_json::to_string(&schema_key("s", 1)).unwrap();
-        assert_eq!(
-            key,
-            r#"{"keytype":"SCHEMA","subject":"s","version":1,"magic":1}"#
-        );
-        let config = RecordKey {
-            keytype: "CONFIG".into(),
-            subject: None,
-            version: None,
-            magic: 0,
-        };
-        assert_eq!(
-            serde_json::to_string(&config).unwrap(),
-            r#"{"keytype":"CONFIG","subject":null,"magic":0}"#
-        );
+        assert_eq!(key, r#"{"keytype":"SCHEMA","subject":"s","version":1,"magic":1}"#);
+        let config = RecordKey { keytype: "CONFIG".into(), subject: None, version: None, magic: 0 };
+        assert_eq!(serde_json::to_string(&config).unwrap(), r#"{"keytype":"CONFIG","subject":null,"magic":0}"#);
     }
 
     #[test]
     fn identity_ignores_layout_but_not_defaults() {
-        let spaced =
-            r#"{ "fields": [ {"type": "int", "name": "x"} ], "name": "A", "type": "record" }"#;
-        let defaulted =
-            r#"{"type":"record","name":"A","fields":[{"name":"x","type":"int","default":1}]}"#;
+        let spaced = r#"{ "fields": [ {"type": "int", "name": "x"} ], "name": "A", "type": "record" }"#;
+        let defaulted = r#"{"type":"record","name":"A","fields":[{"name":"x","type":"int","default":1}]}"#;
         let a = identity(&parse_schema(A).unwrap());
         assert_eq!(a, identity(&parse_schema(spaced).unwrap()));
         assert_ne!(a, identity(&parse_schema(defaulted).unwrap()));
@@ -666,14 +524,8 @@ mod tests {
         state.apply(&k, Some(&v));
         state.apply(b"not json", Some(b"{}"));
         state.apply(br#"{"keytype":"NOOP","magic":0}"#, None);
-        state.apply(
-            br#"{"keytype":"SCHEMA","subject":"s","version":2,"magic":1}"#,
-            Some(b"garbage"),
-        );
-        state.apply(
-            br#"{"keytype":"CONFIG","subject":null,"magic":0}"#,
-            Some(br#"{"compatibilityLevel":"FULL"}"#),
-        );
+        state.apply(br#"{"keytype":"SCHEMA","subject":"s","version":2,"magic":1}"#, Some(b"garbage"));
+        state.apply(br#"{"keytype":"CONFIG","subject":null,"magic":0}"#, Some(br#"{"compatibilityLevel":"FULL"}"#));
         assert_eq!(state.subjects(), vec!["s".to_string()]);
         assert_eq!(state.version("s", None).unwrap().id, 7);
         assert_eq!(state.next_id(), 8);

@@ -3,22 +3,21 @@
 //! takes dispatch and delivery confirmations.
 use contracts::shipment::Shipment;
 use runtime::{Projection, Service};
-use shipping_svc::{policies, read_model, shipment::{ShipmentDecider, shipping_countries_from_env}, write_api};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+use shipping_svc::{
+    MIGRATOR, VERSION, policies, read_model, routes,
+    shipment::{ShipmentDecider, shipping_countries_from_env},
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut service = Service::start("shipping-svc", 8004, &MIGRATOR).await?;
+    let mut service = Service::start(env!("CARGO_PKG_NAME"), VERSION, &MIGRATOR).await?;
     let shipping_countries = shipping_countries_from_env();
     tracing::info!(?shipping_countries, "serving destination countries");
     service
         .aggregate(ShipmentDecider { shipping_countries })?
         .policy(policies::ShippingFromOrders)?
         .projection(|registry| Projection::new("shipments", &["shipments"]).from::<Shipment>(registry, read_model::project_shipment))?
-        .routes(read_model::routes())
-        .routes(write_api::routes())
-        .routes(runtime::openapi::routes(write_api::openapi()));
+        .routes(routes());
     service.run().await?;
     Ok(())
 }

@@ -48,46 +48,45 @@ mod tests {
     }
 
     fn address() -> Address {
-        Address {
-            name: "Ada".into(),
-            street: "Main 1".into(),
-            city: "Paris".into(),
-            postal_code: "75001".into(),
-            country: "FR".into(),
-        }
+        Address { name: "Ada".into(), street: "Main 1".into(), city: "Paris".into(), postal_code: "75001".into(), country: "FR".into() }
     }
 
     #[test]
     fn paid_order_is_scheduled_to_its_address_country() {
-        let event = envelope("o-1", 4, OrderEvent::OrderPaid {
-            customer_id: "c-1".into(),
-            amount_cents: 1_299,
-            currency: "EUR".into(),
-            shipping_address: address(),
-            lines: order_lines(),
-        });
+        let event = envelope(
+            "o-1",
+            4,
+            OrderEvent::OrderPaid {
+                customer_id: "c-1".into(),
+                amount_cents: 1_299,
+                currency: "EUR".into(),
+                shipping_address: address(),
+                lines: order_lines(),
+            },
+        );
         assert_eq!(
             ShippingFromOrders.react(&event),
             vec![ShipmentCommand::ScheduleShipment {
                 order_id: "o-1".into(),
                 customer_id: "c-1".into(),
                 destination_country: "FR".into(),
-                lines: vec![
-                    ShipmentLine { sku: "sku-1".into(), quantity: 2 },
-                    ShipmentLine { sku: "sku-2".into(), quantity: 1 },
-                ],
+                lines: vec![ShipmentLine { sku: "sku-1".into(), quantity: 2 }, ShipmentLine { sku: "sku-2".into(), quantity: 1 },],
             }]
         );
     }
 
     #[test]
     fn cancelled_order_cancels_its_shipment() {
-        let event = envelope("o-1", 4, OrderEvent::OrderCancelled {
-            customer_id: "c-1".into(),
-            reason: CancellationReason::CustomerRequest,
-            detail: String::new(),
-            lines: order_lines(),
-        });
+        let event = envelope(
+            "o-1",
+            4,
+            OrderEvent::OrderCancelled {
+                customer_id: "c-1".into(),
+                reason: CancellationReason::CustomerRequest,
+                detail: String::new(),
+                lines: order_lines(),
+            },
+        );
         assert_eq!(ShippingFromOrders.react(&event), vec![ShipmentCommand::CancelShipment { order_id: "o-1".into() }]);
     }
 

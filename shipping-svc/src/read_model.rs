@@ -10,8 +10,7 @@ use axum::{
 };
 use contracts::EventEnvelope;
 use contracts::shipment::ShipmentEvent;
-use runtime::http::{ApiError, QueryRoutes, ReadDb};
-use runtime::openapi::ApiRoutes;
+use runtime::http::{ApiError, ApiRoutes, ReadDb};
 use runtime::{SqlWrite, params};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -75,11 +74,7 @@ pub fn project_shipment(event: &EventEnvelope<ShipmentEvent>) -> Vec<SqlWrite> {
 }
 
 /// `GET /shipments/{order_id}` and `GET /shipments?status=&limit=`.
-pub fn routes() -> QueryRoutes {
-    api().into()
-}
-
-/// [`routes`] with their OpenAPI documentation.
+/// The query routes, with their OpenAPI documentation.
 pub fn api() -> ApiRoutes {
     ApiRoutes::new().routes(utoipa_axum::routes!(get_shipment)).routes(utoipa_axum::routes!(list_shipments))
 }
@@ -116,14 +111,9 @@ impl From<ShipmentRow> for ShipmentView {
     responses(
         (status = 200, description = "The order's shipment", body = ShipmentView),
         (status = 404, description = "No shipment event about this order yet", body = ApiError)))]
-async fn get_shipment(
-    State(ReadDb(pool)): State<ReadDb>,
-    Path(order_id): Path<String>,
-) -> Result<Json<ShipmentView>, ApiError> {
-    let row: Option<ShipmentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_SHIPMENT} WHERE order_id = $1")))
-        .bind(&order_id)
-        .fetch_optional(&pool)
-        .await?;
+async fn get_shipment(State(ReadDb(pool)): State<ReadDb>, Path(order_id): Path<String>) -> Result<Json<ShipmentView>, ApiError> {
+    let row: Option<ShipmentRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_SHIPMENT} WHERE order_id = $1"))).bind(&order_id).fetch_optional(&pool).await?;
     Ok(Json(row.ok_or_else(|| ApiError::not_found("shipment for order", &order_id))?.into()))
 }
 
@@ -171,37 +161,36 @@ mod tests {
 
     #[test]
     fn scheduled_upserts_the_full_row() {
-        let writes = project_shipment(&envelope("o-1", 1, ShipmentEvent::ShipmentScheduled {
-            customer_id: "c-1".into(),
-            carrier: "DHL".into(),
-            tracking_number: "DHL0123456789AB".into(),
-            destination_country: "DE".into(),
-            lines: vec![ShipmentLine { sku: "s".into(), quantity: 1 }],
-        }));
+        let writes = project_shipment(&envelope(
+            "o-1",
+            1,
+            ShipmentEvent::ShipmentScheduled {
+                customer_id: "c-1".into(),
+                carrier: "DHL".into(),
+                tracking_number: "DHL0123456789AB".into(),
+                destination_country: "DE".into(),
+                lines: vec![ShipmentLine { sku: "s".into(), quantity: 1 }],
+            },
+        ));
         assert_eq!(writes.len(), 1);
         assert!(writes[0].sql.contains("ON CONFLICT (order_id) DO UPDATE"));
         assert_eq!(
             writes[0].params,
-            vec![
-                text("o-1"),
-                text("c-1"),
-                text("SCHEDULED"),
-                text("DHL"),
-                text("DHL0123456789AB"),
-                text("DE"),
-                Null,
-                Int(1_700_000_000_001)
-            ]
+            vec![text("o-1"), text("c-1"), text("SCHEDULED"), text("DHL"), text("DHL0123456789AB"), text("DE"), Null, Int(1_700_000_000_001)]
         );
     }
 
     #[test]
     fn rejected_upserts_the_reason_without_carrier() {
-        let writes = project_shipment(&envelope("o-1", 1, ShipmentEvent::ShipmentRejected {
-            customer_id: "c-1".into(),
-            reason: "destination country JP is not served".into(),
-            destination_country: "JP".into(),
-        }));
+        let writes = project_shipment(&envelope(
+            "o-1",
+            1,
+            ShipmentEvent::ShipmentRejected {
+                customer_id: "c-1".into(),
+                reason: "destination country JP is not served".into(),
+                destination_country: "JP".into(),
+            },
+        ));
         assert_eq!(
             writes[0].params,
             vec![
@@ -260,16 +249,21 @@ mod tests {
             ("c", 1, 10, scheduled("AT")),
             ("d", 1, 5, scheduled("DE")),
             ("d", 2, 40, ShipmentEvent::ShipmentDispatched { customer_id: "c-1".into(), lines: vec![] }),
-            ("e", 1, 1, ShipmentEvent::ShipmentRejected {
-                customer_id: "c-1".into(),
-                reason: "destination country JP is not served".into(),
-                destination_country: "JP".into(),
-            }),
+            (
+                "e",
+                1,
+                1,
+                ShipmentEvent::ShipmentRejected {
+                    customer_id: "c-1".into(),
+                    reason: "destination country JP is not served".into(),
+                    destination_country: "JP".into(),
+                },
+            ),
         ];
         for (name, version, occurred_at, payload) in events {
             apply(&pool, &project_shipment(&EventEnvelope { occurred_at, ..envelope(&order(name), version, payload) })).await;
         }
-        let base = serve(routes(), pool).await;
+        let base = serve(api().into(), pool).await;
         let list = |query: &str| get(format!("{base}/shipments?{query}"));
         let ours = |list: &serde_json::Value| -> Vec<String> {
             list.as_array()
@@ -298,7 +292,9 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(first.as_array().unwrap().len(), 1);
 
-        for query in ["", "status=", "status=NOPE", "status=scheduled", "status=SCHEDULED&limit=0", "status=SCHEDULED&limit=1001", "status=SCHEDULED&limit=x"] {
+        for query in
+            ["", "status=", "status=NOPE", "status=scheduled", "status=SCHEDULED&limit=0", "status=SCHEDULED&limit=1001", "status=SCHEDULED&limit=x"]
+        {
             let (status, error) = list(query).await;
             assert_eq!(status, 400, "{query}: {error}");
             assert_eq!(error["status"], 400, "{error}");

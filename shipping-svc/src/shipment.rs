@@ -1,6 +1,7 @@
 //! The Shipment aggregate (key `order_id`) as a pure decider: scheduling for paid orders,
 //! cancellation, dispatch by the warehouse and delivery confirmation by the carrier.
 use contracts::shipment::{Shipment, ShipmentCommand, ShipmentEvent, ShipmentLine};
+use contracts::validate::{self, InvalidField};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeSet;
 use uuid::Uuid;
@@ -80,8 +81,6 @@ pub enum ShipmentStatus {
     Delivered,
 }
 
-const MAX_ID_CHARS: usize = 128;
-
 impl Decider for ShipmentDecider {
     type Stream = Shipment;
     type State = ShipmentState;
@@ -92,7 +91,7 @@ impl Decider for ShipmentDecider {
                 self.schedule(state, order_id, customer_id, destination_country, lines)
             }
             ShipmentCommand::CancelShipment { order_id } => {
-                validate_id("order_id", order_id)?;
+                validate::id("order_id", order_id).map_err(invalid)?;
                 Ok(match &state.shipment {
                     Some(shipment) if shipment.status == ShipmentStatus::Scheduled => {
                         vec![ShipmentEvent::ShipmentCancelled { customer_id: shipment.customer_id.clone() }]
@@ -102,20 +101,19 @@ impl Decider for ShipmentDecider {
                 })
             }
             ShipmentCommand::DispatchShipment { order_id } => {
-                validate_id("order_id", order_id)?;
+                validate::id("order_id", order_id).map_err(invalid)?;
                 let shipment = state.shipment.as_ref().ok_or_else(|| refused("no shipment for this order"))?;
                 match shipment.status {
-                    ShipmentStatus::Scheduled => Ok(vec![ShipmentEvent::ShipmentDispatched {
-                        customer_id: shipment.customer_id.clone(),
-                        lines: shipment.lines.clone(),
-                    }]),
+                    ShipmentStatus::Scheduled => {
+                        Ok(vec![ShipmentEvent::ShipmentDispatched { customer_id: shipment.customer_id.clone(), lines: shipment.lines.clone() }])
+                    }
                     ShipmentStatus::Cancelled => Err(refused("shipment was cancelled")),
                     ShipmentStatus::Rejected => Err(refused("shipment was rejected")),
                     ShipmentStatus::Dispatched | ShipmentStatus::Delivered => Err(refused("shipment already dispatched")),
                 }
             }
             ShipmentCommand::ConfirmDelivery { order_id } => {
-                validate_id("order_id", order_id)?;
+                validate::id("order_id", order_id).map_err(invalid)?;
                 match &state.shipment {
                     Some(shipment) if shipment.status == ShipmentStatus::Dispatched => {
                         Ok(vec![ShipmentEvent::ShipmentDelivered { customer_id: shipment.customer_id.clone() }])
@@ -130,11 +128,7 @@ impl Decider for ShipmentDecider {
     fn evolve(mut state: ShipmentState, event: &ShipmentEvent) -> ShipmentState {
         let (customer_id, status) = match event {
             ShipmentEvent::ShipmentScheduled { customer_id, lines, .. } => {
-                state.shipment = Some(ShipmentRecord {
-                    customer_id: customer_id.clone(),
-                    status: ShipmentStatus::Scheduled,
-                    lines: lines.clone(),
-                });
+                state.shipment = Some(ShipmentRecord { customer_id: customer_id.clone(), status: ShipmentStatus::Scheduled, lines: lines.clone() });
                 return state;
             }
             ShipmentEvent::ShipmentRejected { customer_id, .. } => (customer_id, ShipmentStatus::Rejected),
@@ -142,10 +136,7 @@ impl Decider for ShipmentDecider {
             ShipmentEvent::ShipmentDispatched { customer_id, .. } => (customer_id, ShipmentStatus::Dispatched),
             ShipmentEvent::ShipmentDelivered { customer_id } => (customer_id, ShipmentStatus::Delivered),
         };
-        state
-            .shipment
-            .get_or_insert_with(|| ShipmentRecord { customer_id: customer_id.clone(), status, lines: vec![] })
-            .status = status;
+        state.shipment.get_or_insert_with(|| ShipmentRecord { customer_id: customer_id.clone(), status, lines: vec![] }).status = status;
         state
     }
 }
@@ -159,8 +150,8 @@ impl ShipmentDecider {
         destination_country: &str,
         lines: &[ShipmentLine],
     ) -> Result<Vec<ShipmentEvent>, Rejection> {
-        validate_id("order_id", order_id)?;
-        validate_id("customer_id", customer_id)?;
+        validate::id("order_id", order_id).map_err(invalid)?;
+        validate::id("customer_id", customer_id).map_err(invalid)?;
         if lines.is_empty() {
             return Err(Rejection::Invalid("a shipment needs at least one line".into()));
         }
@@ -194,12 +185,8 @@ fn refused(reason: &str) -> Rejection {
     Rejection::Refused(reason.to_string())
 }
 
-fn validate_id(field: &str, value: &str) -> Result<(), Rejection> {
-    let chars = value.chars().count();
-    if chars == 0 || chars > MAX_ID_CHARS {
-        return Err(Rejection::Invalid(format!("{field} must be 1 to {MAX_ID_CHARS} characters")));
-    }
-    Ok(())
+fn invalid(error: InvalidField) -> Rejection {
+    Rejection::Invalid(error.to_string())
 }
 
 #[cfg(test)]
@@ -214,12 +201,7 @@ mod tests {
         vec![ShipmentLine { sku: "sku-1".into(), quantity: 2 }, ShipmentLine { sku: "sku-2".into(), quantity: 1 }]
     }
     fn schedule_to(country: &str) -> ShipmentCommand {
-        ShipmentCommand::ScheduleShipment {
-            order_id: ORDER.into(),
-            customer_id: "c-1".into(),
-            destination_country: country.into(),
-            lines: lines(),
-        }
+        ShipmentCommand::ScheduleShipment { order_id: ORDER.into(), customer_id: "c-1".into(), destination_country: country.into(), lines: lines() }
     }
     fn cancel() -> ShipmentCommand {
         ShipmentCommand::CancelShipment { order_id: ORDER.into() }
@@ -320,10 +302,7 @@ mod tests {
     fn schedule_honours_the_configured_countries() {
         let only_japan = ShipmentDecider::new(parse_shipping_countries("JP"));
         given(&only_japan, vec![]).when(schedule_to("JP")).then(vec![scheduled_to("JP")]);
-        assert!(matches!(
-            given(&only_japan, vec![]).when(schedule_to("DE")).0.as_deref(),
-            Ok([ShipmentEvent::ShipmentRejected { .. }])
-        ));
+        assert!(matches!(given(&only_japan, vec![]).when(schedule_to("DE")).0.as_deref(), Ok([ShipmentEvent::ShipmentRejected { .. }])));
     }
 
     #[test]
@@ -351,8 +330,12 @@ mod tests {
         given(&ShipmentDecider::default(), vec![]).when(with(&"o".repeat(129), "c-1", lines())).then_invalid("order_id");
         given(&ShipmentDecider::default(), vec![]).when(with(ORDER, "", lines())).then_invalid("customer_id");
         given(&ShipmentDecider::default(), vec![]).when(with(ORDER, "c-1", vec![])).then_invalid("at least one line");
-        given(&ShipmentDecider::default(), vec![]).when(with(ORDER, "c-1", vec![ShipmentLine { sku: "s".into(), quantity: 0 }])).then_invalid("positive quantity");
-        given(&ShipmentDecider::default(), vec![]).when(with(ORDER, "c-1", vec![ShipmentLine { sku: String::new(), quantity: 1 }])).then_invalid("needs a sku");
+        given(&ShipmentDecider::default(), vec![])
+            .when(with(ORDER, "c-1", vec![ShipmentLine { sku: "s".into(), quantity: 0 }]))
+            .then_invalid("positive quantity");
+        given(&ShipmentDecider::default(), vec![])
+            .when(with(ORDER, "c-1", vec![ShipmentLine { sku: String::new(), quantity: 1 }]))
+            .then_invalid("needs a sku");
     }
 
     // CancelShipment
@@ -364,13 +347,9 @@ mod tests {
 
     #[test]
     fn cancel_in_any_other_state_is_a_no_op() {
-        for history in [
-            vec![],
-            vec![rejected()],
-            vec![scheduled(), cancelled()],
-            vec![scheduled(), dispatched()],
-            vec![scheduled(), dispatched(), delivered()],
-        ] {
+        for history in
+            [vec![], vec![rejected()], vec![scheduled(), cancelled()], vec![scheduled(), dispatched()], vec![scheduled(), dispatched(), delivered()]]
+        {
             given(&ShipmentDecider::default(), history).when(cancel()).then(vec![]);
         }
     }
@@ -405,7 +384,9 @@ mod tests {
     #[test]
     fn dispatch_twice_is_refused() {
         given(&ShipmentDecider::default(), vec![scheduled(), dispatched()]).when(dispatch()).then_refused_exactly("shipment already dispatched");
-        given(&ShipmentDecider::default(), vec![scheduled(), dispatched(), delivered()]).when(dispatch()).then_refused_exactly("shipment already dispatched");
+        given(&ShipmentDecider::default(), vec![scheduled(), dispatched(), delivered()])
+            .when(dispatch())
+            .then_refused_exactly("shipment already dispatched");
     }
 
     #[test]
@@ -422,7 +403,9 @@ mod tests {
 
     #[test]
     fn confirm_delivery_twice_is_refused() {
-        given(&ShipmentDecider::default(), vec![scheduled(), dispatched(), delivered()]).when(confirm()).then_refused_exactly("shipment already delivered");
+        given(&ShipmentDecider::default(), vec![scheduled(), dispatched(), delivered()])
+            .when(confirm())
+            .then_refused_exactly("shipment already delivered");
     }
 
     #[test]
@@ -457,9 +440,6 @@ mod tests {
     #[test]
     fn evolve_keeps_customer_and_lines_from_scheduling() {
         let state = fold::<ShipmentDecider>(&[scheduled(), dispatched()]);
-        assert_eq!(
-            state.shipment,
-            Some(ShipmentRecord { customer_id: "c-1".into(), status: ShipmentStatus::Dispatched, lines: lines() })
-        );
+        assert_eq!(state.shipment, Some(ShipmentRecord { customer_id: "c-1".into(), status: ShipmentStatus::Dispatched, lines: lines() }));
     }
 }

@@ -4,22 +4,13 @@
 //! look the outcome up at `GET /commands/{command_id}`. The body is optional.
 use axum::extract::{Path, State};
 use contracts::shipment::{Shipment, ShipmentCommand};
-use runtime::{command_bus::CommandBus, http::{Accepted, ApiError, JsonBody, QueryRoutes, submit}, openapi::{ApiRoutes, CommandErrors}};
+use runtime::http::{Accepted, ApiError, ApiRoutes, CommandBus, CommandErrors, JsonBody, submit};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub fn routes() -> QueryRoutes {
-    api().into()
-}
-
-/// [`routes`] with their OpenAPI documentation.
+/// The write routes, with their OpenAPI documentation.
 pub fn api() -> ApiRoutes {
     ApiRoutes::new().routes(utoipa_axum::routes!(dispatch)).routes(utoipa_axum::routes!(deliver))
-}
-
-/// The service's OpenAPI document: its queries, its commands and the runtime's shared routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    runtime::openapi::document(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"), [crate::read_model::api(), api()])
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -63,30 +54,11 @@ async fn deliver(
     send(&bus, request, command).await
 }
 
-async fn send(bus: &CommandBus, request: Option<JsonBody<ShipmentActionRequest>>, command: ShipmentCommand) -> Result<Accepted<ShipmentCommandAccepted>, ApiError> {
+async fn send(
+    bus: &CommandBus,
+    request: Option<JsonBody<ShipmentActionRequest>>,
+    command: ShipmentCommand,
+) -> Result<Accepted<ShipmentCommandAccepted>, ApiError> {
     let request = request.map(|JsonBody(r)| r).unwrap_or_default();
     submit::<Shipment, _>(bus, request.command_id, command, |order_id, command_id| ShipmentCommandAccepted { order_id, command_id }).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
-    #[tokio::test]
-    async fn openapi_json_lists_exactly_the_routes_the_service_serves() {
-        let (pool, _db) = runtime::testing::read_model_db(&MIGRATOR).await;
-        let service_routes = crate::read_model::routes().merge(routes());
-        let expected = [
-            "GET /commands/{command_id}",
-            "GET /openapi.json",
-            "GET /shipments",
-            "GET /shipments/{order_id}",
-            "POST /shipments/{order_id}/deliver",
-            "POST /shipments/{order_id}/dispatch",
-        ];
-        let name_and_version = ("shipping-svc", env!("CARGO_PKG_VERSION"));
-        runtime::openapi::testing::assert_documents_exactly(service_routes, openapi(), pool, name_and_version, &expected).await;
-    }
 }

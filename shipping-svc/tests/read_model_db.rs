@@ -4,7 +4,7 @@
 use contracts::shipment::{ShipmentEvent, ShipmentLine};
 use runtime::testing::{apply, envelope, read_model_db, serve};
 use serde_json::{Value, json};
-use shipping_svc::read_model::{project_shipment, routes};
+use shipping_svc::read_model::{api, project_shipment};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
@@ -39,7 +39,7 @@ async fn shipments_follow_the_events() {
     };
     apply(&pool, &project_shipment(&envelope(&rejected_order, 1, rejected))).await;
 
-    let base = serve(routes(), pool).await;
+    let base = serve(api().into(), pool).await;
     let (status, shipment) = get(format!("{base}/shipments/{delivered_order}")).await;
     assert_eq!(status, 200);
     assert_eq!(

@@ -21,7 +21,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub const SERVICES: [&str; 5] = ["order-svc", "inventory-svc", "payment-svc", "shipping-svc", "notify-svc"];
+/// The system's services, in start order (`services.tsv`).
+pub fn services() -> Vec<&'static str> {
+    runtime::services().into_iter().map(|service| service.name).collect()
+}
 
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set: run scripts/test.sh"))
@@ -98,7 +101,7 @@ pub struct Stack {
 impl Stack {
     /// Starts all five services and waits until each answers `/health`.
     pub fn start(name: &str, extra_env: &[(&str, &str)]) -> Stack {
-        Stack::start_on(name, &env("KAFKA_BROKERS"), &env("SCHEMA_REGISTRY_URL"), &SERVICES, extra_env)
+        Stack::start_on(name, &env("KAFKA_BROKERS"), &env("SCHEMA_REGISTRY_URL"), &services(), extra_env)
     }
 
     /// Starts `services` against the given broker and registry (e.g. a test's own, see
@@ -192,11 +195,7 @@ impl Stack {
     /// `DATABASE_URL` and `OTEL_EXPORTER_OTLP_ENDPOINT` of the test process are not inherited.
     pub fn service_command(&self, service: &str) -> Command {
         let mut command = Command::new(target_dir().join(service));
-        command
-            .env_remove("DATABASE_URL")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .envs(self.service_env(service))
-            .stdin(Stdio::null());
+        command.env_remove("DATABASE_URL").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").envs(self.service_env(service)).stdin(Stdio::null());
         command
     }
 
@@ -497,7 +496,11 @@ impl Stack {
                     if m.key() == Some(key.as_bytes()) {
                         let headers = m
                             .headers()
-                            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())).collect())
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| (h.key.to_string(), h.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()))
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         found.push(Record { partition, offset: m.offset(), headers, payload: m.payload().unwrap_or_default().to_vec() });
                     }
@@ -543,7 +546,7 @@ impl Stack {
 pub fn id_on_partition(prefix: &str, partition: i32, partitions: i32) -> String {
     loop {
         let candidate = unique(prefix);
-        if runtime::partitioner::partition_for(&candidate, partitions) == partition {
+        if runtime::kafka::partition_for(&candidate, partitions) == partition {
             return candidate;
         }
     }
@@ -576,7 +579,7 @@ mod tests {
         stack.delete_database(SVC);
         match &database_url {
             Some(url) => {
-                let pool = runtime::db::connect(url, None).await.expect("the recreated database");
+                let pool = runtime::connect_read_model_db(url, None).await.expect("the recreated database");
                 let checkpoints: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projection_checkpoints").fetch_one(&pool).await.expect("count");
                 assert_eq!(checkpoints, 0, "the database was emptied");
                 pool.close().await;

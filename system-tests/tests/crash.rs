@@ -6,7 +6,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     time::{Duration, Instant},
 };
-use system_tests::{SERVICES, Stack, commands::*, unique};
+use system_tests::{Stack, commands::*, services, unique};
 
 const ORDERS: usize = 200;
 const SKUS: usize = 10;
@@ -36,8 +36,8 @@ async fn every_order_settles_and_everything_adds_up_after_kill_9_of_each_service
             lines: if i % 4 == 0 { vec![i % SKUS, (i + 3) % SKUS] } else { vec![i % SKUS] },
         })
         .collect();
-    let chunk = ORDERS / SERVICES.len();
-    for (victim, orders) in SERVICES.iter().zip(plan.chunks(chunk)) {
+    let chunk = ORDERS / services().len();
+    for (victim, orders) in services().iter().zip(plan.chunks(chunk)) {
         for order in orders {
             let lines: Vec<(&str, i64, i64)> = order.lines.iter().map(|s| (skus[*s].as_str(), 1, PRICE)).collect();
             let country = if order.order_id.ends_with('7') { "AQ" } else { "DE" };
@@ -79,9 +79,7 @@ async fn every_order_settles_and_everything_adds_up_after_kill_9_of_each_service
         }
     }
     for (sku, reserved) in skus.iter().zip(&reserved_per_sku) {
-        stack
-            .eventually("inventory-svc", &format!("/stock/{sku}"), SETTLE, |s| s["on_hand"] == UNITS_PER_SKU && s["reserved"] == *reserved)
-            .await;
+        stack.eventually("inventory-svc", &format!("/stock/{sku}"), SETTLE, |s| s["on_hand"] == UNITS_PER_SKU && s["reserved"] == *reserved).await;
     }
 
     // Money: per account balance + captured - refunded = deposited, and across accounts the

@@ -2,7 +2,10 @@
 //! command-outcome lookup on every service, the joined order view, its timeline and
 //! read-your-writes, and the remaining query endpoints — five real services, real broker.
 use serde_json::{Value, json};
-use std::{sync::OnceLock, time::{Duration, Instant}};
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 use system_tests::{Stack, commands::*, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -50,7 +53,8 @@ fn address(country: &str) -> Value {
 async fn stocked_over_http(stack: &Stack, units: i64, cents: i64) -> (String, String) {
     let (sku, customer) = (unique("sku"), unique("cust"));
     let restocked = accepted_202(stack, "inventory-svc", &format!("/stock/{sku}/restock"), Some(json!({"quantity": units}))).await;
-    let deposited = accepted_202(stack, "payment-svc", &format!("/accounts/{customer}/deposits"), Some(json!({"amount_cents": cents, "currency": "EUR"}))).await;
+    let deposited =
+        accepted_202(stack, "payment-svc", &format!("/accounts/{customer}/deposits"), Some(json!({"amount_cents": cents, "currency": "EUR"}))).await;
     outcome(stack, "inventory-svc", &restocked, "ACCEPTED").await;
     outcome(stack, "payment-svc", &deposited, "ACCEPTED").await;
     stack.eventually("inventory-svc", &format!("/stock/{sku}"), WAIT, |s| s["on_hand"] == units).await;
@@ -70,7 +74,14 @@ async fn every_write_route_answers_202_and_its_outcome_becomes_accepted() {
     let stack = stack();
     let (sku, customer) = stocked_over_http(stack, 10, 10_000).await;
 
-    let (status, answer) = call(stack, reqwest::Method::PUT, "notify-svc", &format!("/preferences/{customer}"), Some(json!({"channel": "SMS", "recipient": "+49 30 1"}))).await;
+    let (status, answer) = call(
+        stack,
+        reqwest::Method::PUT,
+        "notify-svc",
+        &format!("/preferences/{customer}"),
+        Some(json!({"channel": "SMS", "recipient": "+49 30 1"})),
+    )
+    .await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["customer_id"], customer.as_str());
     let preferences = outcome(stack, "notify-svc", answer["command_id"].as_str().expect("command_id"), "ACCEPTED").await;
@@ -117,7 +128,8 @@ async fn malformed_bodies_get_json_errors_and_nothing_is_produced() {
     assert!(body["error"].as_str().is_some(), "{body}");
     let (status, body) = post(stack, "payment-svc", "/accounts/c/deposits", Some(json!({"currency": "EUR"}))).await;
     assert_eq!(status, 422, "{body}");
-    let (status, body) = call(stack, reqwest::Method::PUT, "notify-svc", "/preferences/c", Some(json!({"channel": "PIGEON", "recipient": "x"}))).await;
+    let (status, body) =
+        call(stack, reqwest::Method::PUT, "notify-svc", "/preferences/c", Some(json!({"channel": "PIGEON", "recipient": "x"}))).await;
     assert_eq!(status, 422, "{body}");
     let (status, body) = post(stack, "order-svc", "/orders", Some(json!({"customer_id": "c"}))).await;
     assert_eq!(status, 422, "{body}");
@@ -158,8 +170,9 @@ async fn command_outcomes_cover_kcat_commands_and_dead_letters() {
     // id pinned into the JSON; otherwise the id derives from the dead letter's source position.
     let pinned = dead.json()["command_id"].as_str().map(String::from);
     let derived = pinned.unwrap_or_else(|| {
-        let (topic, partition, offset) = (&dead.headers["dlq.source.topic"], &dead.headers["dlq.source.partition"], &dead.headers["dlq.source.offset"]);
-        uuid::Uuid::new_v5(&runtime::command_processor::COMMAND_ID_NAMESPACE, format!("{topic}/{partition}/{offset}").as_bytes()).to_string()
+        let source = |name: &str| dead.headers[name].clone();
+        let number = |name: &str| source(name).parse().unwrap_or_else(|_| panic!("{name} is a number"));
+        runtime::command_id_for_record(&source("dlq.source.topic"), number("dlq.source.partition") as i32, number("dlq.source.offset"))
     });
     let invalid = outcome(stack, "payment-svc", &derived, "REJECTED").await;
     assert_eq!(invalid["rejection_kind"], "INVALID", "{invalid}");

@@ -8,7 +8,7 @@ use std::{
     sync::OnceLock,
     time::{Duration, Instant},
 };
-use system_tests::{SERVICES, Stack, commands::*, otlp::Collector, unique};
+use system_tests::{Stack, commands::*, otlp::Collector, services, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -92,14 +92,14 @@ async fn one_order_over_http_is_one_trace_across_all_five_services() {
         if let Some(send) = send {
             let trace: Vec<_> = spans.iter().filter(|s| s.trace_id == send.trace_id).cloned().collect();
             let ids: HashSet<&str> = trace.iter().map(|s| s.span_id.as_str()).collect();
-            let services: HashSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
+            let traced: HashSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
             let roots: Vec<_> = trace.iter().filter(|s| s.parent_span_id.is_empty()).collect();
             let dangling: Vec<String> = trace
                 .iter()
                 .filter(|s| !s.parent_span_id.is_empty() && !ids.contains(s.parent_span_id.as_str()))
                 .map(|s| format!("{} {} (parent {})", s.service, s.name, s.parent_span_id))
                 .collect();
-            if SERVICES.iter().all(|s| services.contains(s)) && dangling.is_empty()
+            if services().iter().all(|s| traced.contains(s)) && dangling.is_empty()
                 && roots.len() == 1
                 // Projections write in the same trace (they may still be catching up).
                 && trace.iter().any(|s| s.service == "order-svc" && s.name.starts_with("project "))
@@ -114,7 +114,7 @@ async fn one_order_over_http_is_one_trace_across_all_five_services() {
                 .collect();
             assert!(
                 Instant::now() < deadline,
-                "parents elsewhere: {elsewhere:?}; trace {} incomplete: services {services:?}, {} roots, dangling parents: {dangling:?}",
+                "parents elsewhere: {elsewhere:?}; trace {} incomplete: services {traced:?}, {} roots, dangling parents: {dangling:?}",
                 send.trace_id,
                 roots.len()
             );
@@ -130,7 +130,7 @@ async fn one_order_over_http_is_one_trace_across_all_five_services() {
     let by_id: HashMap<&str, _> = trace.iter().map(|s| (s.span_id.as_str(), s)).collect();
     // Every Kafka hop is a parent link between services: each of the four other services has a
     // span whose parent lives in another process.
-    for service in SERVICES.iter().filter(|s| **s != "order-svc") {
+    for service in services().iter().filter(|s| **s != "order-svc") {
         assert!(
             trace.iter().any(|s| s.service == *service && by_id.get(s.parent_span_id.as_str()).is_some_and(|p| p.service != *service)),
             "{service} has no span continuing another service's span"
@@ -217,7 +217,7 @@ async fn metrics_show_the_pipeline_and_lag_rises_while_paused_and_drains_after()
     stack.eventually("notify-svc", &format!("/notifications?order_id={order_id}"), WAIT, |n| n.as_array().is_some_and(|a| !a.is_empty())).await;
     stack.eventually("shipping-svc", &format!("/shipments/{order_id}"), WAIT, |_| true).await;
 
-    for service in SERVICES {
+    for service in services() {
         metrics_until(stack, service, "every metric with a non-zero value", |text| {
             total(text, "orderflow_commands_total", "outcome=\"accepted\"") > 0.0
                 && total(text, "orderflow_events_appended_total", "") > 0.0
@@ -250,10 +250,7 @@ async fn metrics_show_the_pipeline_and_lag_rises_while_paused_and_drains_after()
         stack.send("stock.commands", &paused_sku, &restock(&paused_sku, 1)).await;
     }
     let paused_order = place_over_http(stack, &customer, &sku).await;
-    metrics_until(stack, "inventory-svc", "command lag while paused", |text| {
-        total(text, "orderflow_consumer_lag", "kind=\"command\"") >= 3.0
-    })
-    .await;
+    metrics_until(stack, "inventory-svc", "command lag while paused", |text| total(text, "orderflow_consumer_lag", "kind=\"command\"") >= 3.0).await;
     // A projection that was waiting for records when the pause came still takes that one batch
     // (here: the paused order's only event) before it pauses. Every further order stays
     // unconsumed, so one more order a second until the lag shows (a few at most).
@@ -267,7 +264,10 @@ async fn metrics_show_the_pipeline_and_lag_rises_while_paused_and_drains_after()
         if status == 200 && paused_lag(&text) {
             break;
         }
-        assert!(Instant::now() < deadline && extra_orders.len() < 10, "order-svc: projection lag and checkpoint age while paused not seen; last scrape:\n{text}");
+        assert!(
+            Instant::now() < deadline && extra_orders.len() < 10,
+            "order-svc: projection lag and checkpoint age while paused not seen; last scrape:\n{text}"
+        );
         extra_orders.push(place_over_http(stack, &customer, &sku).await);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

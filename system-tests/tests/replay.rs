@@ -7,8 +7,8 @@
 //! One test function on purpose: the phases compare whole tables, so nothing else in this
 //! binary may write to the shared topics meanwhile.
 use runtime::{
-    db::{self, Backend},
-    replay::{TableDigest, shape},
+    Backend, connect_read_model_db,
+    testing::{TableDigest, shape},
 };
 use sqlx::{AnyPool, Row};
 use std::{
@@ -16,7 +16,7 @@ use std::{
     process::{Output, Stdio},
     time::{Duration, Instant},
 };
-use system_tests::{SERVICES, Stack, commands::*, unique};
+use system_tests::{Stack, commands::*, services, unique};
 
 const ORDERS: usize = 500;
 const SKUS: usize = 20;
@@ -41,7 +41,7 @@ async fn read_models_rebuilt_from_the_topics_equal_the_live_ones() {
     }
 
     // 1. A scratch rebuild of every read model equals the live one.
-    for service in SERVICES {
+    for service in services() {
         let output = replay(&stack, service, &["--verify"]);
         assert!(output.status.success(), "{service} replay --verify failed:\n{}", text(&output));
         let report = String::from_utf8_lossy(&output.stdout);
@@ -53,13 +53,13 @@ async fn read_models_rebuilt_from_the_topics_equal_the_live_ones() {
     //    in correct tables while the service keeps answering, and the live run goes on.
     let before = digests(&stack).await;
     let sku = before["inventory-svc"]["stock"].rows.keys().next().expect("a stock row").clone();
-    let pool = db::connect(&stack.database_url("inventory-svc"), None).await.expect("inventory database");
+    let pool = connect_read_model_db(&stack.database_url("inventory-svc"), None).await.expect("inventory database");
     sqlx::query("UPDATE stock SET on_hand = on_hand + 1 WHERE sku = $1").bind(&sku).execute(&pool).await.expect("tamper");
     pool.close().await;
     let output = replay(&stack, "inventory-svc", &["--verify"]);
     assert!(!output.status.success(), "verify must fail on a tampered row:\n{}", text(&output));
     assert!(text(&output).contains(&format!("table stock differs from its rebuild at key {sku}")), "{}", text(&output));
-    for service in SERVICES {
+    for service in services() {
         let (output, answered) = replay_while_querying(&stack, service).await;
         assert!(output.status.success(), "{service} replay failed:\n{}", text(&output));
         let report = String::from_utf8_lossy(&output.stdout);
@@ -74,9 +74,9 @@ async fn read_models_rebuilt_from_the_topics_equal_the_live_ones() {
     // 3. Applying the same partition ranges again (checkpoints rewound to 0, tips kept as the
     //    database has them) changes nothing.
     let settled = digests(&stack).await;
-    for service in SERVICES {
+    for service in services() {
         stack.stop(service);
-        let pool = db::connect(&stack.database_url(service), None).await.expect("service database");
+        let pool = connect_read_model_db(&stack.database_url(service), None).await.expect("service database");
         sqlx::query("UPDATE projection_checkpoints SET next_offset = 0").execute(&pool).await.expect("rewind");
         pool.close().await;
         stack.start_service(service);
@@ -85,7 +85,7 @@ async fn read_models_rebuilt_from_the_topics_equal_the_live_ones() {
 
     // 4. Deleting a database and restarting rebuilds the same read models, also when the
     //    service is killed in the middle of catching up (no gap, nothing counted twice).
-    for service in SERVICES {
+    for service in services() {
         stack.stop(service);
         stack.delete_database(service);
         stack.start_service(service);
@@ -120,9 +120,8 @@ async fn run_mixed_orders(stack: &Stack) -> BTreeMap<String, usize> {
     let mut outcomes = BTreeMap::new();
     let mut confirmed = Vec::new();
     for order_id in &orders {
-        let view = stack
-            .eventually("order-svc", &format!("/orders/{order_id}"), SETTLE, |o| o["status"] == "CONFIRMED" || o["status"] == "CANCELLED")
-            .await;
+        let view =
+            stack.eventually("order-svc", &format!("/orders/{order_id}"), SETTLE, |o| o["status"] == "CONFIRMED" || o["status"] == "CANCELLED").await;
         let outcome = view["cancellation_reason"].as_str().unwrap_or("CONFIRMED").to_string();
         if outcome == "CONFIRMED" {
             confirmed.push(order_id.clone());
@@ -156,7 +155,9 @@ async fn place_and_settle_one_more(stack: &Stack) -> String {
     stack.eventually("payment-svc", &format!("/accounts/{customer}"), SETTLE, |a| a["balance_cents"] == 5_000).await;
     stack.send("order.commands", &order_id, &place_order(&order_id, &customer, &[(&sku, 1, PRICE)], "EUR", "DE")).await;
     let view = stack.order_reaches(&order_id, "CONFIRMED").await;
-    stack.eventually("notify-svc", &format!("/notifications?order_id={order_id}"), SETTLE, |n| n.as_array().is_some_and(|all| !all.is_empty())).await;
+    stack
+        .eventually("notify-svc", &format!("/notifications?order_id={order_id}"), SETTLE, |n| n.as_array().is_some_and(|all| !all.is_empty()))
+        .await;
     view["status"].to_string()
 }
 
@@ -218,7 +219,7 @@ async fn kill_while_catching_up(stack: &Stack, service: &'static str, expected: 
 }
 
 async fn row_count(url: &str, tables: &BTreeMap<String, TableDigest>) -> usize {
-    let Ok(pool) = db::connect(url, None).await else { return 0 };
+    let Ok(pool) = connect_read_model_db(url, None).await else { return 0 };
     let mut rows = 0;
     for table in tables.keys() {
         let sql = format!("SELECT COUNT(*) FROM {table}");
@@ -257,10 +258,10 @@ fn assert_tables_equal(expected: &Digests, actual: &Digests, when: &str) {
 
 async fn digests(stack: &Stack) -> Digests {
     let mut all = Digests::new();
-    for service in SERVICES {
+    for service in services() {
         let url = stack.database_url(service);
         let backend = Backend::of(&url);
-        let pool: AnyPool = db::connect(&url, None).await.expect("service database");
+        let pool: AnyPool = connect_read_model_db(&url, None).await.expect("service database");
         let mut conn = pool.acquire().await.expect("connection");
         let tables_sql = match backend {
             Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
@@ -289,9 +290,9 @@ async fn digests(stack: &Stack) -> Digests {
 /// After a swap (and after a verify) only the live tables are left, and on SQLite their
 /// indexes have the names the migrations gave them.
 async fn assert_no_replay_leftovers(stack: &Stack) {
-    for service in SERVICES {
+    for service in services() {
         let url = stack.database_url(service);
-        let pool = db::connect(&url, None).await.expect("service database");
+        let pool = connect_read_model_db(&url, None).await.expect("service database");
         let sql = match Backend::of(&url) {
             Backend::Sqlite => "SELECT name FROM sqlite_master WHERE name LIKE '%\\_\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
             Backend::Postgres => {

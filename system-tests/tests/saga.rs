@@ -111,7 +111,9 @@ async fn unserved_country_cancels_refunds_and_releases() {
     assert_eq!(order["cancellation_reason"], "SHIPPING_UNAVAILABLE");
     stock(stack, &sku, 0, 5).await;
     let account = balance(stack, &customer, 10_000).await;
-    let account = if account["refunded_cents"] == 2000 { account } else {
+    let account = if account["refunded_cents"] == 2000 {
+        account
+    } else {
         stack.eventually("payment-svc", &format!("/accounts/{customer}"), WAIT, |a| a["refunded_cents"] == 2000).await
     };
     assert_eq!(account["captured_cents"], 2000);
@@ -184,7 +186,7 @@ async fn two_orders_race_for_the_last_unit_and_exactly_one_wins() {
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicated_commands_and_redelivered_events_have_no_second_effect() {
     let stack = stack();
-    let partitions = runtime::topology::DEFAULT_PARTITIONS;
+    let partitions = runtime::kafka::DEFAULT_PARTITIONS;
     let (sku, customer) = stocked(stack, 10, 10_000).await;
 
     // The same deposit command twice: counted once.
@@ -212,7 +214,7 @@ async fn duplicated_commands_and_redelivered_events_have_no_second_effect() {
     }
     // A marker order behind the duplicates on the same order, account and stock partitions:
     // once it is confirmed and notified, every policy has read past the duplicates.
-    let order_partition = runtime::partitioner::partition_for(&order_id, partitions);
+    let order_partition = runtime::kafka::partition_for(&order_id, partitions);
     let marker = id_on_partition("marker", order_partition, partitions);
     stack.send("order.commands", &marker, &place_order(&marker, &customer, &[(&sku, 1, 1000)], "EUR", "DE")).await;
     stack.order_reaches(&marker, "CONFIRMED").await;

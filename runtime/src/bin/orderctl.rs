@@ -8,7 +8,7 @@ use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     message::Headers,
 };
-use runtime::{codec, kafka, topology};
+use runtime::kafka;
 use schema_registry_converter::{
     async_impl::{avro::AvroDecoder, schema_registry::post_schema},
     schema_registry_common::{SchemaType, SuppliedSchema},
@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Create every command, event, dead-letter and rejection topic (existing ones are kept).
     CreateTopics {
-        #[arg(long, env = "PARTITIONS", default_value_t = topology::DEFAULT_PARTITIONS)]
+        #[arg(long, env = "PARTITIONS", default_value_t = kafka::DEFAULT_PARTITIONS)]
         partitions: i32,
     },
     /// Register each schemas/<topic>.avsc as subject <topic>-value.
@@ -57,13 +57,13 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::CreateTopics { partitions } => {
-            topology::ensure_all(&cli.brokers, partitions).await?;
-            for topic in topology::all_topics(partitions) {
+            kafka::ensure_all(&cli.brokers, partitions).await?;
+            for topic in kafka::all_topics(partitions) {
                 println!("{}\t{} partitions", topic.name, topic.partitions);
             }
         }
         Command::RegisterSchemas => {
-            let settings = codec::registry_settings(&cli.registry)?;
+            let settings = kafka::registry_settings(&cli.registry)?;
             for (topic, schema) in contracts::EVENT_SCHEMAS {
                 let subject = contracts::value_subject(topic);
                 let registered = post_schema(&settings, subject.clone(), SuppliedSchema::new(None, SchemaType::Avro, schema.to_string()))
@@ -94,7 +94,7 @@ async fn consume(brokers: &str, registry: &str, topic: &str, follow: bool, max: 
         }
     }
     consumer.assign(&assignment)?;
-    let decoder = AvroDecoder::new(codec::registry_settings(registry)?);
+    let decoder = AvroDecoder::new(kafka::registry_settings(registry)?);
     let mut printed = 0u64;
     let mut stdout = std::io::stdout().lock();
     while follow || !remaining.is_empty() {
@@ -110,7 +110,11 @@ async fn consume(brokers: &str, registry: &str, topic: &str, follow: bool, max: 
         }
         let headers: serde_json::Map<String, Json> = message
             .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map_or(Json::Null, |v| Json::String(String::from_utf8_lossy(v).into_owned())))).collect())
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.map_or(Json::Null, |v| Json::String(String::from_utf8_lossy(v).into_owned()))))
+                    .collect()
+            })
             .unwrap_or_default();
         let (schema_id, value) = decode_value(&decoder, message.payload()).await;
         let line = json!({
@@ -138,7 +142,7 @@ async fn consume(brokers: &str, registry: &str, topic: &str, follow: bool, max: 
 /// anything else is shown as JSON if it parses, else as text.
 async fn decode_value(decoder: &AvroDecoder, payload: Option<&[u8]>) -> (Option<u32>, Json) {
     let Some(bytes) = payload else { return (None, Json::Null) };
-    if let Ok((schema_id, schema, value)) = codec::read_with_writer_schema(decoder, bytes).await {
+    if let Ok((schema_id, schema, value)) = kafka::read_with_writer_schema(decoder, bytes).await {
         return (Some(schema_id), avro_to_json(value, &schema));
     }
     match serde_json::from_slice(bytes) {
@@ -149,7 +153,7 @@ async fn decode_value(decoder: &AvroDecoder, payload: Option<&[u8]>) -> (Option<
 
 fn avro_to_json(value: apache_avro::types::Value, schema: &apache_avro::Schema) -> Json {
     use apache_avro::types::Value;
-    let branches = codec::payload_branches(schema).unwrap_or_default();
+    let branches = kafka::payload_branches(schema).unwrap_or_default();
     let Value::Record(fields) = value else { return Json::try_from(value).unwrap_or(Json::Null) };
     let mut object = serde_json::Map::new();
     for (name, field) in fields {

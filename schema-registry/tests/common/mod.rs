@@ -38,10 +38,7 @@ impl Registry {
             .env("KAFKA_BROKERS", brokers())
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("SCHEMAS_TOPIC", topic)
-            .env(
-                "RUST_LOG",
-                std::env::var("REGISTRY_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("REGISTRY_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn schema-registry binary");
@@ -49,10 +46,7 @@ impl Registry {
             child,
             url: format!("http://127.0.0.1:{port}"),
             topic: topic.to_string(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("http client"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
         };
         registry.wait_ready().await;
         registry
@@ -64,54 +58,30 @@ impl Registry {
             if let Some(status) = self.child.try_wait().expect("poll child") {
                 panic!("schema-registry exited during startup: {status}");
             }
-            let ready = self
-                .client
-                .get(format!("{}/subjects", self.url))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
+            let ready = self.client.get(format!("{}/subjects", self.url)).send().await.is_ok_and(|r| r.status().is_success());
             if ready {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "schema-registry did not become ready on {}",
-                self.url
-            );
+            assert!(Instant::now() < deadline, "schema-registry did not become ready on {}", self.url);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Sends a request with a JSON body (if any) and returns the status and the JSON answer.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let body = body.map(|b| b.to_string());
-        self.call_raw(method, path, body.as_deref(), CONTENT_TYPE)
-            .await
+        self.call_raw(method, path, body.as_deref(), CONTENT_TYPE).await
     }
 
-    pub async fn call_raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&str>,
-        content_type: &str,
-    ) -> (StatusCode, Value) {
+    pub async fn call_raw(&self, method: Method, path: &str, body: Option<&str>, content_type: &str) -> (StatusCode, Value) {
         let mut request = self.client.request(method, format!("{}{path}", self.url));
         if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body.to_string());
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type).body(body.to_string());
         }
         let response = request.send().await.expect("request to registry");
         let status = response.status();
         let text = response.text().await.expect("response body");
-        let json = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("non-JSON answer ({status}) {text:?}: {e}"));
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON answer ({status}) {text:?}: {e}"));
         (status, json)
     }
 
@@ -129,12 +99,7 @@ impl Registry {
 
     /// Registers `schema` under `subject`, asserting success; returns the id.
     pub async fn register(&self, subject: &str, schema: &str) -> u64 {
-        let (status, body) = self
-            .post(
-                &format!("/subjects/{subject}/versions"),
-                serde_json::json!({ "schema": schema }),
-            )
-            .await;
+        let (status, body) = self.post(&format!("/subjects/{subject}/versions"), serde_json::json!({ "schema": schema })).await;
         assert_eq!(status, StatusCode::OK, "register {subject}: {body}");
         body["id"].as_u64().expect("id in register answer")
     }
@@ -152,15 +117,9 @@ impl Drop for Registry {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free port")
-        .port()
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("find a free port").port()
 }
 
 pub fn record_schema(name: &str, fields: &[&str]) -> String {
-    format!(
-        r#"{{"type":"record","name":"{name}","namespace":"test","fields":[{}]}}"#,
-        fields.join(",")
-    )
+    format!(r#"{{"type":"record","name":"{name}","namespace":"test","fields":[{}]}}"#, fields.join(","))
 }

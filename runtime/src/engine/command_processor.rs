@@ -1,0 +1,358 @@
+//! The single writer of an aggregate stream.
+//!
+//! Command and event topics are co-partitioned (same count, murmur2 on the aggregate id), so
+//! whoever owns partition p of `<stream>.commands` in the consumer group is the only writer of
+//! partition p of `<stream>.events`. On assignment it rebuilds p's aggregates from the event
+//! log, then handles commands in batches: decide, append events (explicitly to partition p),
+//! wait for every acknowledgement, read the partition back to make sure the log holds exactly
+//! what it appended, and commit the command offsets once per batch. No Kafka transactions:
+//! a redelivered command is recognised by its id (explicit, or derived from its record
+//! position and pinned when forwarded), which every event carries; and a writer that lost its
+//! partition notices on read-back and rebuilds from the log.
+//!
+//! Commands are never skipped by offset: one batch produces to several partitions (events,
+//! forwards, dead letters), and a crash during the flush can leave a later command's events
+//! durable while an earlier command's forward was lost. Re-handling is always safe: commands
+//! already in the log are duplicates by id, the rest are decided again.
+use super::{
+    BATCH_LINGER, LoopError, MAX_BATCH,
+    command_core::{Causation, Classified, Command, PartitionState, Position, Route, apply_logged, classify, rejection_record, stamp},
+    pause::wait_while_paused,
+};
+use crate::{
+    decider::{Decider, Rejection},
+    kafka::{
+        self, EventCodec,
+        consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
+        event_log::read_to_end,
+        header, headers, headers_without,
+    },
+    observe::{
+        lag::LagReporter,
+        metrics::{self as m, Outcome},
+        telemetry,
+    },
+    shared::{LoopKind, now_millis},
+};
+use contracts::{CommandTarget, EventType, Stream, dead_letter_topic, rejections_topic};
+use rdkafka::{Message, consumer::Consumer, message::OwnedMessage};
+use std::{collections::HashMap, sync::Arc, time::Instant};
+use tracing::{Instrument, field::Empty};
+use uuid::Uuid;
+
+pub struct CommandProcessor<D: Decider> {
+    decider: Arc<D>,
+    codec: Arc<EventCodec<D::Stream>>,
+    brokers: String,
+    group_id: String,
+}
+
+impl<D: Decider> CommandProcessor<D> {
+    pub fn new(decider: Arc<D>, codec: Arc<EventCodec<D::Stream>>, brokers: &str, service: &str) -> Self {
+        CommandProcessor { decider, codec, brokers: brokers.to_string(), group_id: format!("{service}.commands") }
+    }
+
+    /// Runs until an error; the caller restarts it (a fresh consumer, so fresh state).
+    pub async fn run(&self) -> Result<(), LoopError> {
+        let stream_commands = <D::Stream as Stream>::COMMANDS_TOPIC;
+        let stream_events = <D::Stream as Stream>::EVENTS_TOPIC;
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?);
+        let producer = kafka::producer(&self.brokers)?;
+        let reader = Arc::new(kafka::reader(&self.brokers)?);
+        let _lag = LagReporter::spawn(LoopKind::Command, self.group_id.clone(), consumer.clone(), Default::default(), None);
+        let partitions = super::partition_count(&consumer, stream_commands).await?;
+        let event_partitions = super::partition_count(&consumer, stream_events).await?;
+        if partitions != event_partitions {
+            return Err(LoopError::NotCoPartitioned {
+                commands: stream_commands.into(),
+                commands_partitions: partitions,
+                events: stream_events.into(),
+                events_partitions: event_partitions,
+            });
+        }
+        consumer.subscribe(&[stream_commands])?;
+        tracing::info!(topic = stream_commands, group = %self.group_id, "command processor started");
+        let mut owned: HashMap<i32, PartitionState<D::State>> = HashMap::new();
+        loop {
+            wait_while_paused(LoopKind::Command).await;
+            let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            let started = Instant::now();
+            for (_, partition) in consumer.context().take_changed() {
+                owned.remove(&partition);
+            }
+            let groups = by_partition(batch);
+            let mut outbox = Outbox::new(&producer);
+            let mut appended: HashMap<i32, Vec<String>> = HashMap::new();
+            for ((_, partition), messages) in &groups {
+                if !owned.contains_key(partition) {
+                    let state = self.rehydrate(reader.clone(), *partition).await?;
+                    owned.insert(*partition, state);
+                }
+                let Some(state) = owned.get_mut(partition) else { continue };
+                for message in messages {
+                    let ids = self.handle(state, message, partitions, &mut outbox).await?;
+                    appended.entry(*partition).or_default().extend(ids);
+                }
+            }
+            outbox.flush().await?;
+            for (partition, event_ids) in appended {
+                if let Some(state) = owned.get_mut(&partition)
+                    && let Err(error) = self.verify_appended(reader.clone(), partition, state, event_ids).await
+                {
+                    owned.remove(&partition);
+                    return Err(error);
+                }
+            }
+            commit_batch(&consumer, &groups)?;
+            m::batch_took(LoopKind::Command, &self.group_id, started.elapsed());
+        }
+    }
+
+    /// Rebuilds every aggregate of one partition from the event log.
+    async fn rehydrate(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32) -> Result<PartitionState<D::State>, LoopError> {
+        let topic = <D::Stream as Stream>::EVENTS_TOPIC;
+        let started = std::time::Instant::now();
+        let (records, end) = read_to_end(reader, topic.to_string(), partition, 0).await?;
+        let mut state = PartitionState::empty();
+        state.log_end = end;
+        let mut skipped = 0usize;
+        for record in &records {
+            let Some(bytes) = &record.value else { continue };
+            match self.codec.decode(bytes).await {
+                Ok(event) => {
+                    if !apply_logged::<D>(&mut state, &event) {
+                        skipped += 1;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(topic, partition, offset = record.offset, %error, "undecodable event in the log; its aggregate stops at the event before it");
+                    skipped += 1;
+                }
+            }
+        }
+        tracing::info!(
+            topic,
+            partition,
+            events = records.len(),
+            skipped,
+            aggregates = state.aggregates.len(),
+            last_command_offset = state.last_command_offset,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "rehydrated partition"
+        );
+        Ok(state)
+    }
+
+    /// Handles one command record in its own span, which continues the trace of the record's
+    /// `traceparent` (or starts one); returns the ids of the events it appended.
+    async fn handle(
+        &self,
+        state: &mut PartitionState<D::State>,
+        message: &OwnedMessage,
+        partitions: i32,
+        outbox: &mut Outbox<'_>,
+    ) -> Result<Vec<String>, LoopError> {
+        // The span's name must be known when it starts; the full parse comes later.
+        #[derive(serde::Deserialize)]
+        struct TypeOnly {
+            #[serde(rename = "type")]
+            command_type: Option<String>,
+        }
+        let stream = <D::Stream as Stream>::NAME;
+        let command_type = serde_json::from_slice::<TypeOnly>(message.payload().unwrap_or_default()).ok().and_then(|t| t.command_type);
+        let span = tracing::info_span!(
+            "command",
+            otel.name = %format!("{stream} {}", command_type.as_deref().unwrap_or("command")), otel.kind = "consumer", stream,
+            command_type = Empty, aggregate_id = Empty, command_id = Empty, trace_id = Empty, outcome = Empty,
+            partition = message.partition(), offset = message.offset(),
+        );
+        telemetry::continue_from_record(&span, message);
+        self.handle_in(state, message, partitions, outbox, &span).instrument(span.clone()).await
+    }
+
+    async fn handle_in(
+        &self,
+        state: &mut PartitionState<D::State>,
+        message: &OwnedMessage,
+        partitions: i32,
+        outbox: &mut Outbox<'_>,
+        span: &tracing::Span,
+    ) -> Result<Vec<String>, LoopError> {
+        let stream = <D::Stream as Stream>::NAME;
+        let position = Position { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+        let bytes = message.payload().unwrap_or_default();
+        let Classified { command_id, command, route } = match classify::<D::Stream>(position, bytes, partitions, &state.handled_commands) {
+            Ok(classified) => classified,
+            Err(reason) => {
+                dead_letter(outbox, message, "unparseable", &reason)?;
+                span.record("outcome", "dead_lettered");
+                m::command_handled(stream, "unparseable", Outcome::DeadLettered);
+                return Ok(vec![]);
+            }
+        };
+        let command_type = command.command_type();
+        let aggregate_id = command.aggregate_id();
+        span.record("command_type", command_type);
+        span.record("aggregate_id", aggregate_id);
+        span.record("command_id", command_id.as_str());
+        match route {
+            Route::Duplicate => {
+                tracing::debug!(%command_id, "duplicate command ignored");
+                span.record("outcome", "duplicate");
+                m::command_handled(stream, command_type, Outcome::Duplicate);
+                Ok(vec![])
+            }
+            Route::Forward { owner, pinned } => {
+                let forwarded_from = format!("{}/{}", position.partition, position.offset);
+                outbox.send(Outgoing {
+                    topic: message.topic(),
+                    partition: Some(owner),
+                    key: aggregate_id,
+                    payload: &pinned,
+                    headers: headers_without(message, &["forwarded_from"])
+                        .insert(rdkafka::message::Header { key: "forwarded_from", value: Some(forwarded_from.as_bytes()) }),
+                })?;
+                tracing::debug!(%command_id, from = position.partition, to = owner, "command forwarded to its partition");
+                span.record("outcome", "forwarded");
+                m::command_handled(stream, command_type, Outcome::Forwarded);
+                Ok(vec![])
+            }
+            Route::Decide => self.decide(state, message, &command_id, &command, outbox, span).await,
+        }
+    }
+
+    /// Decides a command of this partition's own and puts the outcome in the outbox: its
+    /// events, its refusal or (invalid) its dead letter.
+    async fn decide(
+        &self,
+        state: &mut PartitionState<D::State>,
+        message: &OwnedMessage,
+        command_id: &str,
+        command: &Command<D>,
+        outbox: &mut Outbox<'_>,
+        span: &tracing::Span,
+    ) -> Result<Vec<String>, LoopError> {
+        let stream = <D::Stream as Stream>::NAME;
+        let (command_type, aggregate_id) = (command.command_type(), command.aggregate_id());
+        let aggregate = state.aggregate_mut(aggregate_id);
+        let decided_at = Instant::now();
+        let decision = tracing::info_span!("decide", command_type, aggregate_id).in_scope(|| self.decider.decide(&aggregate.state, command));
+        m::decision_took(stream, decided_at.elapsed());
+        match decision {
+            Ok(events) => {
+                let causation = Causation {
+                    command_id: command_id.to_string(),
+                    correlation_id: header(message, "correlation_id").unwrap_or_else(|| command_id.to_string()),
+                    causation_id: header(message, "causation_id").unwrap_or_else(|| command_id.to_string()),
+                    command_offset: message.offset(),
+                    occurred_at: now_millis(),
+                };
+                let events = stamp::<D>(aggregate, aggregate_id, events, &causation, || Uuid::new_v4().to_string());
+                let mut appended = Vec::with_capacity(events.len());
+                for event in events {
+                    let bytes = self.codec.encode(&event).await?;
+                    outbox.send(Outgoing {
+                        topic: <D::Stream as Stream>::EVENTS_TOPIC,
+                        partition: Some(message.partition()),
+                        key: aggregate_id,
+                        payload: &bytes,
+                        headers: telemetry::with_trace(
+                            headers(&[
+                                ("event_type", event.payload.event_type()),
+                                ("correlation_id", &causation.correlation_id),
+                                ("causation_id", &causation.causation_id),
+                                ("command_id", command_id),
+                            ]),
+                            span,
+                        ),
+                    })?;
+                    m::event_appended(stream, event.payload.event_type());
+                    appended.push(event.event_id);
+                }
+                state.handled_commands.insert(command_id.to_string());
+                span.record("outcome", "accepted");
+                m::command_handled(stream, command_type, Outcome::Accepted);
+                tracing::debug!(events = appended.len(), "command accepted");
+                Ok(appended)
+            }
+            Err(Rejection::Invalid(reason)) => {
+                dead_letter(outbox, message, "invalid", &reason)?;
+                span.record("outcome", "dead_lettered");
+                m::command_handled(stream, command_type, Outcome::DeadLettered);
+                Ok(vec![])
+            }
+            Err(Rejection::Refused(reason)) => {
+                let bytes = message.payload().unwrap_or_default();
+                let record = rejection_record(command_id, command_type, aggregate_id, &reason, bytes, now_millis());
+                outbox.send(Outgoing {
+                    topic: &rejections_topic(stream),
+                    partition: Some(message.partition()),
+                    key: aggregate_id,
+                    payload: record.as_bytes(),
+                    headers: telemetry::with_trace(headers(&[("command_id", command_id), ("reason", &reason)]), span),
+                })?;
+                span.record("outcome", "rejected");
+                m::command_handled(stream, command_type, Outcome::Rejected);
+                tracing::info!(%command_id, command_type, %reason, "command rejected");
+                Ok(vec![])
+            }
+        }
+    }
+
+    /// Reads the partition from where this writer last read: it must find exactly the events
+    /// it just appended. Anything else means another writer appended too.
+    async fn verify_appended(
+        &self,
+        reader: Arc<rdkafka::consumer::BaseConsumer>,
+        partition: i32,
+        state: &mut PartitionState<D::State>,
+        appended: Vec<String>,
+    ) -> Result<(), LoopError> {
+        let topic = <D::Stream as Stream>::EVENTS_TOPIC;
+        let (records, end) = read_to_end(reader, topic.to_string(), partition, state.log_end).await?;
+        let mut expected = appended.iter();
+        for record in &records {
+            let Some(bytes) = &record.value else { continue };
+            let event_id = match self.codec.decode(bytes).await {
+                Ok(event) => event.event_id,
+                Err(_) => String::new(),
+            };
+            if expected.next() != Some(&event_id) {
+                tracing::warn!(topic, partition, offset = record.offset, "event log diverged from this writer's appends");
+                return Err(LoopError::LostOwnership { topic: topic.into(), partition });
+            }
+        }
+        if expected.next().is_some() {
+            return Err(LoopError::LostOwnership { topic: topic.into(), partition });
+        }
+        state.log_end = end;
+        Ok(())
+    }
+}
+
+/// Sends the original record, untouched, to the dead-letter topic with the reason in headers.
+fn dead_letter(outbox: &mut Outbox<'_>, message: &OwnedMessage, kind: &str, reason: &str) -> Result<(), LoopError> {
+    let topic = dead_letter_topic(message.topic());
+    let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    let mut dlq_headers = headers_without(message, &[]);
+    for (name, value) in [
+        ("dlq.error.kind", kind),
+        ("dlq.error.reason", reason),
+        ("dlq.source.topic", message.topic()),
+        ("dlq.source.partition", &partition),
+        ("dlq.source.offset", &offset),
+    ] {
+        dlq_headers = dlq_headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_bytes()) });
+    }
+    tracing::warn!(source = message.topic(), partition = message.partition(), offset = message.offset(), kind, reason, "command dead-lettered");
+    outbox.send(Outgoing {
+        topic: &topic,
+        partition: Some(message.partition()),
+        key: &key,
+        payload: message.payload().unwrap_or_default(),
+        headers: dlq_headers,
+    })?;
+    Ok(())
+}

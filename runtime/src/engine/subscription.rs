@@ -1,0 +1,178 @@
+//! Loops that follow another stream's events (policies, and reactors that perform side effects
+//! such as sending a notification). At-least-once: produce what the batch caused, wait for the
+//! acknowledgements, then commit the source offsets. Redelivered events are stopped by the
+//! version rule; what slips through (a crash before the commit) yields commands with the same
+//! derived ids, which the command processor ignores.
+use super::{BATCH_LINGER, LoopError, MAX_BATCH, pause::wait_while_paused};
+use crate::{
+    history::HistoryGuard,
+    kafka::{
+        self, EventCodec,
+        consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
+        event_log::read_records,
+        headers, partition_for,
+    },
+    observe::{lag::LagReporter, metrics as m, telemetry},
+    policy::Policy,
+    shared::{LoopKind, command_id_for_reaction},
+};
+use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, EventType, Stream};
+use rdkafka::{Message, consumer::Consumer};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Instant};
+use tracing::{Instrument, field::Empty};
+
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A command a handler wants produced onto one of its service's own command topics.
+pub struct CommandOut {
+    pub topic: &'static str,
+    pub aggregate_id: String,
+    pub command_id: String,
+    pub json: Vec<u8>,
+}
+
+/// Reacts to the events of stream `S`.
+pub trait EventHandler<S: Stream>: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn handle(&self, event: &EventEnvelope<S::Event>) -> impl Future<Output = Result<Vec<CommandOut>, HandlerError>> + Send;
+}
+
+/// Runs a [`Policy`] as an [`EventHandler`]: each command gets the id
+/// `uuid5(event_id / policy / position)`, identical on every redelivery.
+pub struct PolicyHandler<P: Policy>(pub P);
+
+impl<P: Policy> EventHandler<P::Source> for PolicyHandler<P> {
+    fn name(&self) -> &str {
+        P::NAME
+    }
+
+    async fn handle(&self, event: &EventEnvelope<<P::Source as Stream>::Event>) -> Result<Vec<CommandOut>, HandlerError> {
+        let mut out = Vec::new();
+        for (position, command) in self.0.react(event).into_iter().enumerate() {
+            let command_id = command_id_for_reaction(&event.event_id, P::NAME, position);
+            let aggregate_id = command.aggregate_id().to_string();
+            let json = serde_json::to_vec(&CommandEnvelope { command_id: Some(command_id.clone()), command })?;
+            out.push(CommandOut { topic: <P::Target as Stream>::COMMANDS_TOPIC, aggregate_id, command_id, json });
+        }
+        Ok(out)
+    }
+}
+
+pub struct Subscription<S: Stream, H: EventHandler<S>> {
+    handler: H,
+    codec: Arc<EventCodec<S>>,
+    brokers: String,
+    group_id: String,
+}
+
+impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
+    pub fn new(handler: H, codec: Arc<EventCodec<S>>, brokers: &str, service: &str) -> Self {
+        let group_id = format!("{service}.{}", handler.name());
+        Subscription { handler, codec, brokers: brokers.to_string(), group_id }
+    }
+
+    pub async fn run(&self) -> Result<(), LoopError> {
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?);
+        let producer = kafka::producer(&self.brokers)?;
+        let reader = Arc::new(kafka::reader(&self.brokers)?);
+        let _lag = LagReporter::spawn(LoopKind::Policy, self.group_id.clone(), consumer.clone(), Default::default(), None);
+        let mut target_partitions: HashMap<&'static str, i32> = HashMap::new();
+        consumer.subscribe(&[S::EVENTS_TOPIC])?;
+        tracing::info!(topic = S::EVENTS_TOPIC, group = %self.group_id, "subscription started");
+        let mut guards: HashMap<i32, HistoryGuard> = HashMap::new();
+        loop {
+            wait_while_paused(LoopKind::Policy).await;
+            let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            let started = Instant::now();
+            for (_, partition) in consumer.context().take_changed() {
+                guards.remove(&partition);
+            }
+            let groups = by_partition(batch);
+            let mut outbox = Outbox::new(&producer);
+            for ((_, partition), messages) in &groups {
+                if !guards.contains_key(partition) {
+                    let first = messages.first().map_or(0, |m| m.offset());
+                    guards.insert(*partition, self.history_before(reader.clone(), *partition, first).await?);
+                }
+                let Some(guard) = guards.get_mut(partition) else { continue };
+                for message in messages {
+                    let Some(bytes) = message.payload() else { continue };
+                    let event = match self.codec.decode(bytes).await {
+                        Ok(event) => event,
+                        Err(error) => {
+                            tracing::error!(topic = S::EVENTS_TOPIC, partition, offset = message.offset(), %error, handler = self.handler.name(), "undecodable event skipped");
+                            continue;
+                        }
+                    };
+                    if !guard.accept(&event.metadata()) {
+                        tracing::debug!(event_id = %event.event_id, version = event.version, "event outside the accepted history skipped");
+                        continue;
+                    }
+                    // One span per handled event, continuing the trace of the command that
+                    // caused it; the commands it produces carry this span as their parent.
+                    let event_type = event.payload.event_type();
+                    let span = tracing::info_span!(
+                        "event",
+                        otel.name = %format!("{} {event_type}", self.handler.name()), otel.kind = "consumer",
+                        handler = self.handler.name(), event_type, aggregate_id = %event.aggregate_id,
+                        event_id = %event.event_id, trace_id = Empty,
+                    );
+                    telemetry::continue_from_record(&span, message);
+                    let commands = self.handler.handle(&event).instrument(span.clone()).await.map_err(|error| LoopError::Handler {
+                        name: self.handler.name().to_string(),
+                        topic: S::EVENTS_TOPIC.to_string(),
+                        partition: *partition,
+                        offset: message.offset(),
+                        error,
+                    })?;
+                    for command in commands {
+                        let partitions = match target_partitions.get(command.topic) {
+                            Some(count) => *count,
+                            None => {
+                                let count = super::partition_count(&consumer, command.topic).await?;
+                                target_partitions.insert(command.topic, count);
+                                count
+                            }
+                        };
+                        outbox.send(Outgoing {
+                            topic: command.topic,
+                            partition: Some(partition_for(&command.aggregate_id, partitions)),
+                            key: &command.aggregate_id,
+                            payload: &command.json,
+                            headers: telemetry::with_trace(
+                                headers(&[
+                                    ("correlation_id", &event.correlation_id),
+                                    ("causation_id", &event.event_id),
+                                    ("command_id", &command.command_id),
+                                ]),
+                                &span,
+                            ),
+                        })?;
+                        span.in_scope(|| tracing::debug!(topic = command.topic, command_id = %command.command_id, "command produced"));
+                    }
+                }
+            }
+            outbox.flush().await?;
+            commit_batch(&consumer, &groups)?;
+            m::batch_took(LoopKind::Policy, &self.group_id, started.elapsed());
+        }
+    }
+
+    /// The accepted history of a partition up to `offset`, so the version rule holds from the
+    /// first event this member handles.
+    async fn history_before(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32, offset: i64) -> Result<HistoryGuard, LoopError> {
+        let mut guard = HistoryGuard::default();
+        if offset == 0 {
+            return Ok(guard);
+        }
+        let (records, _) = read_records(reader, S::EVENTS_TOPIC.to_string(), partition, 0, Some(offset)).await?;
+        for record in &records {
+            if let Some(bytes) = &record.value
+                && let Ok(event) = self.codec.decode(bytes).await
+            {
+                guard.accept(&event.metadata());
+            }
+        }
+        Ok(guard)
+    }
+}

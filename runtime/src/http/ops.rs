@@ -1,0 +1,129 @@
+//! Operational endpoints the runtime adds to every service: `/health` (alive), `/ready`
+//! (broker and registry reachable, every projection caught up to within `READY_MAX_LAG`),
+//! `/metrics` (Prometheus) and the operator pause (`/admin/pause`, `/admin/resume`).
+use super::AppState;
+use crate::{engine::pause, shared::LoopKind};
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A lag measured longer ago than this says nothing about now (the loop or broker is stuck).
+const LAG_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// What `/ready` checks.
+pub struct Readiness {
+    pub service: &'static str,
+    pub registry_url: String,
+    pub projections: Vec<&'static str>,
+    /// `READY_MAX_LAG`: the most records a projection may be behind and still serve.
+    pub max_lag: i64,
+    http: reqwest::Client,
+}
+
+impl Readiness {
+    pub fn new(service: &'static str, registry_url: &str, projections: Vec<&'static str>) -> Self {
+        let max_lag = std::env::var("READY_MAX_LAG").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        let http = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().unwrap_or_default();
+        Readiness { service, registry_url: registry_url.trim_end_matches('/').to_string(), projections, max_lag, http }
+    }
+
+    async fn registry_problem(&self) -> Option<String> {
+        match self.http.get(format!("{}/subjects", self.registry_url)).send().await {
+            Ok(response) if response.status().is_success() => None,
+            Ok(response) => Some(format!("answered {}", response.status())),
+            Err(error) => Some(error.to_string()),
+        }
+    }
+
+    fn projection_problems(&self) -> HashMap<&'static str, Value> {
+        let lags = crate::observe::lag::lag_snapshot();
+        let mut problems = HashMap::new();
+        for name in &self.projections {
+            match lags.get(*name) {
+                None => {
+                    problems.insert(*name, json!({ "reason": "lag not measured yet" }));
+                }
+                Some(lag) if lag.measured_at.elapsed() > LAG_MAX_AGE => {
+                    problems.insert(*name, json!({ "reason": "lag not measured recently", "seconds_ago": lag.measured_at.elapsed().as_secs() }));
+                }
+                Some(lag) => {
+                    let total: i64 = lag.partitions.values().sum();
+                    if total > self.max_lag {
+                        problems.insert(*name, json!({ "reason": "behind", "lag": total, "max_lag": self.max_lag }));
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// `/health`, `/ready`, `/metrics`, `/admin/pause`, `/admin/resume`.
+pub fn routes(readiness: Readiness) -> Router<AppState> {
+    let service = readiness.service;
+    let readiness = Arc::new(readiness);
+    Router::new()
+        .route("/health", get(move || async move { Json(json!({ "status": "ok", "service": service })) }))
+        .route("/ready", get(move |state: State<AppState>| ready(state, readiness.clone())))
+        .route("/metrics", get(|| async { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::observe::metrics::render()) }))
+        .route("/admin/pause", post(|query: Query<PauseQuery>| set_pause(query, true)))
+        .route("/admin/resume", post(|query: Query<PauseQuery>| set_pause(query, false)))
+}
+
+async fn ready(State(state): State<AppState>, readiness: Arc<Readiness>) -> impl IntoResponse {
+    let started = Instant::now();
+    let (broker, registry) = tokio::join!(state.commands.broker_problem(PROBE_TIMEOUT), readiness.registry_problem());
+    let projections = readiness.projection_problems();
+    let ready = broker.is_none() && registry.is_none() && projections.is_empty();
+    let mut not_ready = serde_json::Map::new();
+    if let Some(problem) = broker {
+        not_ready.insert("broker".into(), json!(problem));
+    }
+    if let Some(problem) = registry {
+        not_ready.insert("registry".into(), json!(problem));
+    }
+    if !projections.is_empty() {
+        not_ready.insert("projections".into(), json!(projections));
+    }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "service": readiness.service,
+        "not_ready": not_ready,
+        "checked_in_ms": started.elapsed().as_millis() as u64,
+    });
+    (status, Json(body))
+}
+
+#[derive(serde::Deserialize)]
+struct PauseQuery {
+    /// `command`, `policy` or `projection`; all kinds when absent.
+    kind: Option<String>,
+}
+
+async fn set_pause(Query(query): Query<PauseQuery>, paused: bool) -> impl IntoResponse {
+    let kinds: Vec<LoopKind> = match query.kind.as_deref() {
+        None | Some("") | Some("all") => LoopKind::ALL.to_vec(),
+        Some(text) => match LoopKind::parse(text) {
+            Some(kind) => vec![kind],
+            None => return (StatusCode::BAD_REQUEST, Json(json!({ "error": format!("unknown loop kind {text:?}"), "status": 400 }))),
+        },
+    };
+    for kind in kinds {
+        pause::set_paused(kind, paused);
+    }
+    tracing::warn!(paused, "operator changed the pause of consuming loops");
+    let state: serde_json::Map<String, Value> = LoopKind::ALL.iter().map(|k| (k.as_str().to_string(), json!(pause::is_paused(*k)))).collect();
+    (StatusCode::OK, Json(json!({ "paused": state })))
+}

@@ -1,0 +1,185 @@
+//! rdkafka clients configured the one way this system needs them, and small helpers for
+//! metadata, watermarks, bounded reads and headers.
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    admin::AdminClient,
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer},
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{BorrowedMessage, Headers, OwnedHeaders},
+    producer::FutureProducer,
+};
+use std::time::Duration;
+
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("topic {0} does not exist (run `orderctl create-topics`)")]
+    MissingTopic(String),
+    #[error("creating topic {topic}: {code}")]
+    CreateTopic { topic: String, code: RDKafkaErrorCode },
+}
+
+fn base(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers).set("client.id", client_id());
+    config
+}
+
+fn client_id() -> String {
+    std::env::var("SERVICE_NAME").unwrap_or_else(|_| "orderflow".into())
+}
+
+/// Idempotent, acks=all producer. Records with a key and no explicit partition use the Java
+/// client's murmur2 partitioner, so everything agrees on where a key lives.
+pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
+    base(brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .create()
+}
+
+/// A consumer-group member that never commits on its own: offsets are committed only after the
+/// work they cover is durable.
+pub fn group_consumer<C>(brokers: &str, group_id: &str, context: C) -> Result<rdkafka::consumer::StreamConsumer<C>, KafkaError>
+where
+    C: rdkafka::consumer::ConsumerContext + 'static,
+{
+    base(brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("max.poll.interval.ms", "300000")
+        // A saga hop is one consume: keep the broker from holding fetches back.
+        .set("fetch.wait.max.ms", "10")
+        .create_with_context(context)
+}
+
+/// A consumer outside any group, for reading partitions by explicit assignment.
+pub fn reader(brokers: &str) -> Result<BaseConsumer, KafkaError> {
+    base(brokers)
+        .set("group.id", "orderflow-unused-reader-group")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        // Reads here are bounded by a known end offset; waiting for more data only adds latency.
+        .set("fetch.wait.max.ms", "5")
+        .create()
+}
+
+/// A consumer of assigned partitions only (projections), offsets never committed: checkpoints
+/// live in the read-model database. `fetch_wait` trades latency for throughput: brokers such as
+/// Nisshi size a fetch response by the time the client allows.
+pub fn assigned_consumer(brokers: &str, group: &str, fetch_wait: Duration) -> Result<rdkafka::consumer::StreamConsumer, KafkaError> {
+    base(brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
+        .create()
+}
+
+pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    base(brokers).create()
+}
+
+/// Number of partitions of an existing topic.
+pub fn partition_count<X: rdkafka::consumer::ConsumerContext, C: Consumer<X>>(consumer: &C, topic: &str) -> Result<i32, KafkaSetupError> {
+    partitions_of(consumer.client(), topic)
+}
+
+/// Number of partitions of an existing topic, asked through any client (consumer or producer).
+pub fn partitions_of<X: rdkafka::ClientContext>(client: &rdkafka::client::Client<X>, topic: &str) -> Result<i32, KafkaSetupError> {
+    let metadata = client.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let count = metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len() as i32).unwrap_or(0);
+    if count == 0 { Err(KafkaSetupError::MissingTopic(topic.to_string())) } else { Ok(count) }
+}
+
+/// Low and high watermark of one partition.
+pub fn watermarks<X: rdkafka::consumer::ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+}
+
+/// Reads `topic`/`partition` from `from` up to (not including) `until`, calling `visit` for each
+/// record in order. `until` is usually the high watermark taken just before.
+pub fn read_range(
+    reader: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    until: i64,
+    mut visit: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
+    if from >= until {
+        return Ok(());
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(from))?;
+    reader.assign(&assignment)?;
+    let mut next = from;
+    while next < until {
+        match reader.poll(Duration::from_secs(5)) {
+            Some(Ok(message)) => {
+                next = message.offset() + 1;
+                if message.offset() < until {
+                    visit(&message);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                // Compaction or aborted records can leave holes: the high watermark taken
+                // before reading is still the bound, so re-check it instead of waiting forever.
+                let (_, high) = watermarks(reader, topic, partition)?;
+                if next >= high.min(until) {
+                    break;
+                }
+            }
+            Some(Err(error)) => return Err(error),
+            None => {
+                let (_, high) = watermarks(reader, topic, partition)?;
+                if next >= high.min(until) {
+                    break;
+                }
+            }
+        }
+    }
+    reader.unassign()?;
+    Ok(())
+}
+
+/// Header value as UTF-8, if present.
+pub fn header<M: Message>(message: &M, name: &str) -> Option<String> {
+    message
+        .headers()
+        .and_then(|headers| headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned()))
+}
+
+/// Copies every header of `message` except the named ones.
+pub fn headers_without<M: Message>(message: &M, skip: &[&str]) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new();
+    if let Some(headers) = message.headers() {
+        for h in headers.iter().filter(|h| !skip.contains(&h.key)) {
+            out = out.insert(rdkafka::message::Header { key: h.key, value: h.value });
+        }
+    }
+    out
+}
+
+/// Builds headers from name/value pairs.
+pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
+    pairs.iter().fold(OwnedHeaders::new(), |h, (key, value)| h.insert(rdkafka::message::Header { key, value: Some(value.as_bytes()) }))
+}

@@ -1,0 +1,137 @@
+//! Avro + schema registry (Confluent wire format) for one stream's events.
+//!
+//! Encoding goes through `schema_registry_converter` with TopicNameStrategy, which registers
+//! the `.avsc` from `contracts` on first use. Decoding reads with the *writer's* schema and
+//! then maps the payload union branch by record name onto our enum: Avro's generic resolution
+//! matches union branches by shape, which cannot tell two field-less records apart.
+use apache_avro::{Schema, from_value, reader::datum::GenericDatumReader, schema::Schema as S, types::Value};
+use contracts::{EventEnvelope, Stream, value_subject};
+use schema_registry_converter::{
+    async_impl::{
+        avro::{AvroDecoder, AvroEncoder},
+        schema_registry::SrSettings,
+    },
+    error::SRCError,
+    schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema},
+};
+use std::{collections::HashMap, marker::PhantomData, sync::Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("schema registry: {0}")]
+    Registry(#[from] SRCError),
+    #[error("avro: {0}")]
+    Avro(#[from] Box<apache_avro::Error>),
+    #[error("not in Confluent wire format (magic byte 0 + 4-byte schema id)")]
+    NotWireFormat,
+    #[error("event type {0} is unknown to this service's schema (newer writer?)")]
+    UnknownEventType(String),
+    #[error("event record has no payload union")]
+    NoPayload,
+}
+
+impl From<apache_avro::Error> for CodecError {
+    fn from(e: apache_avro::Error) -> Self {
+        CodecError::Avro(Box::new(e))
+    }
+}
+
+/// Splits a Confluent-framed record value into schema id and Avro body.
+pub fn split_wire_format(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+    match bytes {
+        [0, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
+        _ => Err(CodecError::NotWireFormat),
+    }
+}
+
+/// Names of the records in the `payload` union of an envelope schema, in branch order.
+pub fn payload_branches(schema: &Schema) -> Result<Vec<String>, CodecError> {
+    let S::Record(record) = schema else { return Err(CodecError::NoPayload) };
+    let field = record.fields.iter().find(|f| f.name == "payload").ok_or(CodecError::NoPayload)?;
+    let S::Union(union) = &field.schema else { return Err(CodecError::NoPayload) };
+    Ok(union
+        .variants()
+        .iter()
+        .map(|branch| match branch {
+            S::Record(r) => r.name.name().to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect())
+}
+
+/// Reads an Avro body with the writer schema the registry has under `schema_id`.
+pub async fn read_with_writer_schema(decoder: &AvroDecoder, bytes: &[u8]) -> Result<(u32, Schema, Value), CodecError> {
+    let (schema_id, mut body) = split_wire_format(bytes)?;
+    let writer = decoder.get_schema(schema_id).await?;
+    let value = GenericDatumReader::builder(&writer.parsed).build()?.read_value(&mut body)?;
+    Ok((schema_id, writer.parsed.clone(), value))
+}
+
+pub fn registry_settings(url: &str) -> Result<SrSettings, SRCError> {
+    SrSettings::new_builder(url.to_string()).no_proxy().build()
+}
+
+/// Encodes and decodes the events of stream `S`.
+pub struct EventCodec<S: Stream> {
+    encoder: AvroEncoder,
+    decoder: AvroDecoder,
+    strategy: SubjectNameStrategy,
+    our_branches: Vec<String>,
+    /// writer schema id -> for each writer branch, our branch index.
+    branch_maps: Mutex<HashMap<u32, Vec<Option<u32>>>>,
+    _stream: PhantomData<S>,
+}
+
+impl<S: Stream> EventCodec<S> {
+    pub fn new(registry_url: &str) -> Result<Self, CodecError> {
+        let schema = Schema::parse_str(S::EVENT_SCHEMA)?;
+        let supplied = SuppliedSchema::new(None, SchemaType::Avro, S::EVENT_SCHEMA.to_string());
+        Ok(EventCodec {
+            encoder: AvroEncoder::new(registry_settings(registry_url)?),
+            decoder: AvroDecoder::new(registry_settings(registry_url)?),
+            strategy: SubjectNameStrategy::TopicNameStrategyWithSchema(S::EVENTS_TOPIC.to_string(), false, supplied),
+            our_branches: payload_branches(&schema)?,
+            branch_maps: Mutex::new(HashMap::new()),
+            _stream: PhantomData,
+        })
+    }
+
+    pub fn subject() -> String {
+        value_subject(S::EVENTS_TOPIC)
+    }
+
+    /// Confluent-framed Avro bytes; registers the schema on first use.
+    pub async fn encode(&self, event: &EventEnvelope<S::Event>) -> Result<Vec<u8>, CodecError> {
+        Ok(self.encoder.encode_struct(event, &self.strategy).await?)
+    }
+
+    pub async fn decode(&self, bytes: &[u8]) -> Result<EventEnvelope<S::Event>, CodecError> {
+        let (schema_id, writer_schema, mut value) = read_with_writer_schema(&self.decoder, bytes).await?;
+        let map = self.branch_map(schema_id, &writer_schema)?;
+        if let Value::Record(fields) = &mut value
+            && let Some((_, Value::Union(index, inner))) = fields.iter_mut().find(|(name, _)| name == "payload")
+        {
+            let _ = inner;
+            match map.get(*index as usize).copied().flatten() {
+                Some(ours) => *index = ours,
+                None => {
+                    let writer_branches = payload_branches(&writer_schema)?;
+                    let name = writer_branches.get(*index as usize).cloned().unwrap_or_else(|| format!("#{index}"));
+                    return Err(CodecError::UnknownEventType(name));
+                }
+            }
+        }
+        Ok(from_value(&value)?)
+    }
+
+    fn branch_map(&self, schema_id: u32, writer_schema: &Schema) -> Result<Vec<Option<u32>>, CodecError> {
+        let mut maps = self.branch_maps.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(map) = maps.get(&schema_id) {
+            return Ok(map.clone());
+        }
+        let map: Vec<Option<u32>> =
+            payload_branches(writer_schema)?.iter().map(|name| self.our_branches.iter().position(|ours| ours == name).map(|i| i as u32)).collect();
+        maps.insert(schema_id, map.clone());
+        Ok(map)
+    }
+}

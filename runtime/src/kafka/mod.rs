@@ -1,0 +1,20 @@
+//! Everything that touches Kafka or the schema registry, and nothing above it: clients
+//! configured one way, the partitioner every client agrees on, the topics, the loop plumbing
+//! (batches, rebalances, the outbox of produces, commits), bounded reads of an event
+//! partition and the Avro codec.
+//!
+//! Tools (`orderctl`, the system tests) get the small public part re-exported here; the rest
+//! is the runtime's own.
+mod clients;
+pub(crate) mod codec;
+pub(crate) mod consume;
+pub(crate) mod event_log;
+mod partitioner;
+mod topology;
+
+pub use clients::{KafkaSetupError, METADATA_TIMEOUT, admin, headers, partition_count, partitions_of, producer, read_range, reader, watermarks};
+pub use codec::{CodecError, EventCodec, payload_branches, read_with_writer_schema, registry_settings, split_wire_format};
+pub use partitioner::{murmur2, partition_for};
+pub use topology::{DEFAULT_PARTITIONS, TopicSpec, all_topics, ensure_all, ensure_topics};
+
+pub(crate) use clients::{assigned_consumer, group_consumer, header, headers_without};

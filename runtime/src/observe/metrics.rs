@@ -1,0 +1,94 @@
+//! Prometheus metrics through the `metrics` facade, rendered on `GET /metrics` (no listener of
+//! the exporter's own). Every name starts with `orderflow_`; the README lists them.
+use crate::shared::LoopKind;
+use metrics::{counter, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::{sync::OnceLock, time::Duration};
+
+pub const COMMANDS_TOTAL: &str = "orderflow_commands_total";
+pub const EVENTS_APPENDED_TOTAL: &str = "orderflow_events_appended_total";
+pub const DECISION_SECONDS: &str = "orderflow_decision_duration_seconds";
+pub const BATCH_SECONDS: &str = "orderflow_batch_duration_seconds";
+pub const HTTP_REQUESTS_TOTAL: &str = "orderflow_http_requests_total";
+pub const HTTP_SECONDS: &str = "orderflow_http_request_duration_seconds";
+
+/// Outcome label of `orderflow_commands_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    Accepted,
+    Rejected,
+    DeadLettered,
+    Forwarded,
+    Duplicate,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Rejected => "rejected",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Forwarded => "forwarded",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder (once per process); `service` becomes a label of every metric.
+pub fn install(service: &str) {
+    if HANDLE.get().is_some() {
+        return;
+    }
+    // Explicit buckets make histograms real Prometheus histograms (aggregatable), not summaries.
+    let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+    let builder = PrometheusBuilder::new().add_global_label("service", service);
+    let builder = match builder.set_buckets(&buckets) {
+        Ok(builder) => builder,
+        Err(error) => {
+            tracing::error!(%error, "metric buckets rejected; metrics disabled");
+            return;
+        }
+    };
+    match builder.install_recorder() {
+        Ok(handle) => {
+            let _ = HANDLE.set(handle);
+        }
+        Err(error) => tracing::error!(%error, "metrics recorder not installed"),
+    }
+}
+
+/// The Prometheus text exposition of every metric (empty if the recorder is not installed).
+pub fn render() -> String {
+    HANDLE.get().map(|handle| handle.render()).unwrap_or_default()
+}
+
+/// Housekeeping the exporter leaves to its owner (draining histogram buffers); run periodically.
+pub fn upkeep() {
+    if let Some(handle) = HANDLE.get() {
+        handle.run_upkeep();
+    }
+}
+
+pub fn command_handled(stream: &'static str, command_type: &'static str, outcome: Outcome) {
+    counter!(COMMANDS_TOTAL, "stream" => stream, "type" => command_type, "outcome" => outcome.as_str()).increment(1);
+}
+
+pub fn event_appended(stream: &'static str, event_type: &'static str) {
+    counter!(EVENTS_APPENDED_TOTAL, "stream" => stream, "type" => event_type).increment(1);
+}
+
+pub fn decision_took(stream: &'static str, elapsed: Duration) {
+    histogram!(DECISION_SECONDS, "stream" => stream).record(elapsed.as_secs_f64());
+}
+
+pub fn batch_took(kind: LoopKind, loop_name: &str, elapsed: Duration) {
+    histogram!(BATCH_SECONDS, "kind" => kind.as_str(), "loop" => loop_name.to_string()).record(elapsed.as_secs_f64());
+}
+
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let (method, route) = (method.to_string(), route.to_string());
+    counter!(HTTP_REQUESTS_TOTAL, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    histogram!(HTTP_SECONDS, "method" => method, "route" => route).record(elapsed.as_secs_f64());
+}

@@ -1,0 +1,5 @@
+//! What the system tells its operators: Prometheus metrics (`metrics`), consumer lag per loop
+//! (`lag`) and traces that follow a command across Kafka (`telemetry`).
+pub(crate) mod lag;
+pub(crate) mod metrics;
+pub(crate) mod telemetry;

@@ -1,0 +1,253 @@
+//! Assembles a service from its parts and runs it: command processor, policies, reactors,
+//! projections and the HTTP API, each loop supervised (restarted with back-off on error,
+//! which also rebuilds its state from the log).
+mod config;
+mod list;
+
+pub use config::{ServiceConfig, UnknownService};
+pub use list::{ServiceEntry, service, services};
+
+use crate::{
+    decider::Decider,
+    engine::{
+        command_processor::CommandProcessor,
+        subscription::{EventHandler, PolicyHandler, Subscription},
+        supervise::supervise,
+    },
+    http::{ApiRoutes, AppState, CommandBus, ProjectionProgress, ReadDb, middleware, openapi, ops},
+    kafka::{self, CodecError, EventCodec, KafkaSetupError},
+    observe::{metrics, telemetry},
+    policy::Policy,
+    projection::{
+        Progress, Projection, command_outcomes,
+        replay::{self, ReplayError},
+        runner::ProjectionRunner,
+        store::{self, DbError},
+    },
+};
+use axum::Router;
+use contracts::Stream;
+use futures::future::BoxFuture;
+use sqlx::{AnyPool, migrate::Migrator};
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaSetupError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("http {addr}: {source}")]
+    Http { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("no projection named {0} (this service has: {1})")]
+    UnknownProjection(String, String),
+    #[error(transparent)]
+    UnknownService(#[from] UnknownService),
+}
+
+/// The service binary's command line: `<service>` serves; `<service> replay [--verify]`
+/// rebuilds its read models from the topics, next to a running instance or without one.
+#[derive(Debug, clap::Parser)]
+#[command(about = "An order-system service: serves its aggregate, policies, read models and HTTP API (default), or replays its read models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Mode>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+enum Mode {
+    /// Run the service (the default).
+    Serve,
+    /// Rebuild the read models from offset 0 of every topic they read, into fresh tables that
+    /// replace the live ones in one transaction (a running instance keeps serving meanwhile);
+    /// prints events/s and the duration.
+    Replay {
+        /// Rebuild into scratch tables up to where the live tables are and compare checksums
+        /// instead of swapping; exits non-zero naming the first differing table and key.
+        #[arg(long)]
+        verify: bool,
+        /// Only these projections (repeatable); all of the service's by default.
+        #[arg(long = "projection", value_name = "NAME")]
+        projections: Vec<String>,
+    },
+}
+
+type Task = BoxFuture<'static, ()>;
+
+pub struct Service {
+    pub config: ServiceConfig,
+    pub pool: AnyPool,
+    version: &'static str,
+    mode: Mode,
+    tasks: Vec<Task>,
+    routes: ApiRoutes,
+    progress: HashMap<&'static str, Progress>,
+    projections: Vec<Arc<ProjectionRunner>>,
+}
+
+impl Service {
+    /// Reads the config, sets up logging, opens and migrates the database, makes sure every
+    /// topic exists. `name` and `version` are the service crate's (`env!("CARGO_PKG_NAME")`,
+    /// `env!("CARGO_PKG_VERSION")`): the name is its line in `services.tsv` (its default port)
+    /// and, with the version, the title of its OpenAPI document.
+    pub async fn start(name: &'static str, version: &'static str, migrator: &'static Migrator) -> Result<Self, ServiceError> {
+        let mode = <Cli as clap::Parser>::parse().command.unwrap_or(Mode::Serve);
+        telemetry::init(name);
+        metrics::install(name);
+        let config = ServiceConfig::from_env(name)?;
+        tracing::info!(?config, "starting");
+        let pool = store::connect(&config.database_url, Some(migrator)).await?;
+        kafka::ensure_all(&config.kafka_brokers, config.partitions).await?;
+        Ok(Service { config, pool, version, mode, tasks: Vec::new(), routes: ApiRoutes::new(), progress: HashMap::new(), projections: Vec::new() })
+    }
+
+    /// The service's aggregate: its command processor (the single writer of its stream).
+    pub fn aggregate<D: Decider>(&mut self, decider: D) -> Result<&mut Self, ServiceError> {
+        let codec = Arc::new(EventCodec::<D::Stream>::new(&self.config.schema_registry_url)?);
+        let processor = Arc::new(CommandProcessor::new(Arc::new(decider), codec, &self.config.kafka_brokers, self.config.name));
+        let label = format!("{} command processor", <D::Stream as Stream>::COMMANDS_TOPIC);
+        self.tasks.push(Box::pin(supervise(label, move || {
+            let processor = processor.clone();
+            async move { processor.run().await }
+        })));
+        // Every aggregate's commands can be looked up: `GET /commands/{command_id}`.
+        self.projection(command_outcomes::projection::<D::Stream>)?;
+        Ok(self)
+    }
+
+    /// A policy: another stream's events become commands for this service's aggregate.
+    pub fn policy<P: Policy>(&mut self, policy: P) -> Result<&mut Self, ServiceError> {
+        self.reactor::<P::Source, _>(PolicyHandler(policy))
+    }
+
+    /// Any handler of a stream's events (policies, side effects such as sending notifications).
+    pub fn reactor<S: Stream, H: EventHandler<S>>(&mut self, handler: H) -> Result<&mut Self, ServiceError> {
+        let codec = Arc::new(EventCodec::<S>::new(&self.config.schema_registry_url)?);
+        let label = format!("{} reactor {}", S::EVENTS_TOPIC, handler.name());
+        let subscription = Arc::new(Subscription::new(handler, codec, &self.config.kafka_brokers, self.config.name));
+        self.tasks.push(Box::pin(supervise(label, move || {
+            let subscription = subscription.clone();
+            async move { subscription.run().await }
+        })));
+        Ok(self)
+    }
+
+    /// A read model. `build` gets the registry URL to decode its source streams with.
+    pub fn projection(&mut self, build: impl FnOnce(&str) -> Result<Projection, CodecError>) -> Result<&mut Self, ServiceError> {
+        let runner = Arc::new(ProjectionRunner::new(build(&self.config.schema_registry_url)?, self.pool.clone(), &self.config.kafka_brokers));
+        self.progress.insert(runner.name(), runner.progress());
+        self.projections.push(runner.clone());
+        let label = format!("projection {}", runner.name());
+        self.tasks.push(Box::pin(supervise(label, move || {
+            let runner = runner.clone();
+            async move { runner.run().await }
+        })));
+        Ok(self)
+    }
+
+    /// Read and write routes, documented by their handlers' annotations: the service serves
+    /// them with the runtime's shared routes and `GET /openapi.json` over all of them.
+    pub fn routes(&mut self, routes: ApiRoutes) -> &mut Self {
+        self.routes = std::mem::take(&mut self.routes).merge(routes);
+        self
+    }
+
+    /// Runs every loop and serves HTTP until SIGINT/SIGTERM (or replays, when asked to).
+    pub async fn run(self) -> Result<(), ServiceError> {
+        if let Mode::Replay { verify, projections } = self.mode.clone() {
+            let outcome = self.replay(verify, &projections).await;
+            telemetry::shutdown();
+            return outcome;
+        }
+        let name = self.config.name;
+        let readiness = ops::Readiness::new(name, &self.config.schema_registry_url, self.progress.keys().copied().collect());
+        let state = AppState {
+            db: ReadDb(self.pool.clone()),
+            progress: ProjectionProgress(Arc::new(self.progress)),
+            commands: CommandBus::new(&self.config.kafka_brokers).map_err(KafkaSetupError::from)?,
+        };
+        let app = Router::new()
+            .merge(ops::routes(readiness))
+            .merge(openapi::documented(name, self.version, self.routes))
+            .layer(axum::middleware::from_fn(middleware::track_http))
+            .with_state(state);
+        let addr = self.config.http_addr.clone();
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServiceError::Http { addr: addr.clone(), source })?;
+        tracing::info!(%addr, "http listening");
+        for task in self.tasks {
+            tokio::spawn(task);
+        }
+        tokio::spawn(async {
+            let mut ticker = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                ticker.tick().await;
+                metrics::upkeep();
+            }
+        });
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(|source| ServiceError::Http { addr, source })?;
+        tracing::info!("stopped");
+        telemetry::shutdown();
+        Ok(())
+    }
+}
+
+impl Service {
+    /// Rebuilds (or verifies) the chosen projections one after the other, printing a report
+    /// for each and a total.
+    async fn replay(&self, verify: bool, only: &[String]) -> Result<(), ServiceError> {
+        let known: Vec<&str> = self.projections.iter().map(|p| p.name()).collect();
+        if let Some(unknown) = only.iter().find(|name| !known.contains(&name.as_str())) {
+            return Err(ServiceError::UnknownProjection(unknown.clone(), known.join(", ")));
+        }
+        let chosen = self.projections.iter().filter(|p| only.is_empty() || only.iter().any(|name| name == p.name()));
+        let backend = store::Backend::of(&self.config.database_url);
+        let brokers = &self.config.kafka_brokers;
+        let started = std::time::Instant::now();
+        let mut events = 0;
+        let mut first_difference = None;
+        for runner in chosen {
+            if verify {
+                let report = replay::verify(runner.projection(), &self.pool, backend, brokers).await?;
+                print!("{report}");
+                events += report.events;
+                first_difference = first_difference.or(report.result().err());
+            } else {
+                let report = replay::rebuild(runner.projection(), &self.pool, backend, brokers).await?;
+                println!("{report}");
+                events += report.events;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{} {}: {events} events in {seconds:.2} s ({:.0} events/s)",
+            if verify { "verify" } else { "replay" },
+            self.config.name,
+            events as f64 / seconds.max(1e-9)
+        );
+        match first_difference {
+            Some(difference) => Err(difference.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
