@@ -16,6 +16,8 @@
 #   TEST_POSTGRES_URL    postgres://orders_test:<pw>@127.0.0.1:<port>/postgres (a superuser)
 #   READ_MODEL_DB        sqlite or postgres: the pass running
 #
+# Before the tests: `cargo fmt --check` and `cargo clippy --workspace --all-targets -D warnings`
+# (NO_LINT=1 skips both).
 # Env: TEST_RUN_DIR (default run/test-<timestamp>), NO_INSTALL=1, NO_BUILD=1,
 #      KEEP_TEST_RUN_DIR=0 (delete the run folder when the tests pass),
 #      READ_MODEL_DBS="sqlite postgres" (the passes to run, in order; e.g. "postgres").
@@ -77,8 +79,18 @@ trap 'exit 143' TERM
 if [[ "${NO_INSTALL:-0}" != 1 ]]; then
   timed "[test] install" "$REPO_ROOT/scripts/install.sh"
 fi
+# Formatting and lints are part of the suite: a red lint fails the run like a red test.
+if [[ "${NO_LINT:-0}" != 1 ]]; then
+  for component in rustfmt clippy; do
+    cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1 || timed "[install] rustup component $component" rustup component add "$component"
+  done
+  timed "[lint] cargo fmt --all --check" cargo fmt --all -- --check
+fi
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
   timed "[build] cargo build --workspace --all-targets" cargo build --workspace --all-targets
+fi
+if [[ "${NO_LINT:-0}" != 1 ]]; then
+  timed "[lint] cargo clippy --workspace --all-targets -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 fi
 
 # ------------------------------------------------------------------ broker + registry
