@@ -144,6 +144,29 @@ pub(crate) fn stamp<D: Decider>(
     stamped
 }
 
+/// Where this writer's appends to one partition landed, in send order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Landed {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Checks that the appends of one batch to `partition` landed right at `log_end` and one after
+/// another, and returns the new end of the log. The broker assigns offsets in order, and this
+/// writer is the partition's only legitimate writer, so appends that continue the log without
+/// a gap prove the log holds exactly what this writer appended; `None` means another writer
+/// appended too (or the log changed under it), which is the end of this writer's ownership.
+pub(crate) fn continues_log(partition: i32, log_end: i64, landed: &[Landed]) -> Option<i64> {
+    let mut next = log_end;
+    for appended in landed {
+        if appended.partition != partition || appended.offset != next {
+            return None;
+        }
+        next += 1;
+    }
+    Some(next)
+}
+
 /// The JSON record of a refused command on `<stream>.rejections`: what was refused and why,
 /// with the original command when it is JSON.
 pub(crate) fn rejection_record(command_id: &str, command_type: &str, aggregate_id: &str, reason: &str, original: &[u8], rejected_at: i64) -> String {
@@ -259,6 +282,21 @@ mod tests {
         assert!(state.handled_commands.contains("c"));
         assert_eq!(state.last_command_offset, 3);
         assert_eq!(state.aggregates["sku-1"].state, 1);
+    }
+
+    #[test]
+    fn appends_that_continue_the_log_move_its_end() {
+        let at = |offset| Landed { partition: 2, offset };
+        assert_eq!(continues_log(2, 10, &[at(10), at(11), at(12)]), Some(13));
+        assert_eq!(continues_log(2, 10, &[]), Some(10));
+    }
+
+    #[test]
+    fn a_gap_or_a_foreign_partition_means_another_writer() {
+        let at = |offset| Landed { partition: 2, offset };
+        assert_eq!(continues_log(2, 10, &[at(11)]), None, "someone appended at 10 first");
+        assert_eq!(continues_log(2, 10, &[at(10), at(12)]), None, "someone appended between");
+        assert_eq!(continues_log(2, 10, &[Landed { partition: 3, offset: 10 }]), None);
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! whoever owns partition p of `<stream>.commands` in the consumer group is the only writer of
 //! partition p of `<stream>.events`. On assignment it rebuilds p's aggregates from the event
 //! log, then handles commands in batches: decide, append events (explicitly to partition p),
-//! wait for every acknowledgement, read the partition back to make sure the log holds exactly
-//! what it appended, and commit the command offsets once per batch. No Kafka transactions:
-//! a redelivered command is recognised by its id (explicit, or derived from its record
-//! position and pinned when forwarded), which every event carries; and a writer that lost its
-//! partition notices on read-back and rebuilds from the log.
+//! wait for every acknowledgement, check that the acknowledged offsets continue the log right
+//! where this writer left it, with no gap (so the log holds exactly what it appended: nobody
+//! else wrote in between), and commit the command offsets once per batch. No Kafka
+//! transactions: a redelivered command is recognised by its id (explicit, or derived from its
+//! record position and pinned when forwarded), which every event carries; and a writer that
+//! lost its partition finds a gap at its next append and rebuilds from the log.
 //!
 //! Commands are never skipped by offset: one batch produces to several partitions (events,
 //! forwards, dead letters), and a crash during the flush can leave a later command's events
@@ -16,7 +17,9 @@
 //! already in the log are duplicates by id, the rest are decided again.
 use super::{
     BATCH_LINGER, LoopError, MAX_BATCH,
-    command_core::{Causation, Classified, Command, PartitionState, Position, Route, apply_logged, classify, rejection_record, stamp},
+    command_core::{
+        Causation, Classified, Command, Landed, PartitionState, Position, Route, apply_logged, classify, continues_log, rejection_record, stamp,
+    },
     pause::wait_while_paused,
 };
 use crate::{
@@ -82,7 +85,8 @@ impl<D: Decider> CommandProcessor<D> {
             }
             let groups = by_partition(batch);
             let mut outbox = Outbox::new(&producer);
-            let mut appended: HashMap<i32, Vec<String>> = HashMap::new();
+            // Per partition, the outbox places of the events appended to it.
+            let mut appended: HashMap<i32, Vec<usize>> = HashMap::new();
             for ((_, partition), messages) in &groups {
                 if !owned.contains_key(partition) {
                     let state = self.rehydrate(reader.clone(), *partition).await?;
@@ -90,17 +94,30 @@ impl<D: Decider> CommandProcessor<D> {
                 }
                 let Some(state) = owned.get_mut(partition) else { continue };
                 for message in messages {
-                    let ids = self.handle(state, message, partitions, &mut outbox).await?;
-                    appended.entry(*partition).or_default().extend(ids);
+                    let places = self.handle(state, message, partitions, &mut outbox).await?;
+                    if !places.is_empty() {
+                        appended.entry(*partition).or_default().extend(places);
+                    }
                 }
             }
-            outbox.flush().await?;
-            for (partition, event_ids) in appended {
-                if let Some(state) = owned.get_mut(&partition)
-                    && let Err(error) = self.verify_appended(reader.clone(), partition, state, event_ids).await
-                {
-                    owned.remove(&partition);
-                    return Err(error);
+            let delivered = outbox.flush().await?;
+            for (partition, places) in appended {
+                let landed: Vec<Landed> =
+                    places.iter().map(|place| Landed { partition: delivered[*place].partition, offset: delivered[*place].offset }).collect();
+                let Some(state) = owned.get_mut(&partition) else { continue };
+                match continues_log(partition, state.log_end, &landed) {
+                    Some(end) => state.log_end = end,
+                    None => {
+                        tracing::warn!(
+                            topic = stream_events,
+                            partition,
+                            expected_at = state.log_end,
+                            ?landed,
+                            "event log diverged from this writer's appends"
+                        );
+                        owned.remove(&partition);
+                        return Err(LoopError::LostOwnership { topic: stream_events.into(), partition });
+                    }
                 }
             }
             commit_batch(&consumer, &groups)?;
@@ -144,14 +161,14 @@ impl<D: Decider> CommandProcessor<D> {
     }
 
     /// Handles one command record in its own span, which continues the trace of the record's
-    /// `traceparent` (or starts one); returns the ids of the events it appended.
+    /// `traceparent` (or starts one); returns the outbox places of the events it appended.
     async fn handle(
         &self,
         state: &mut PartitionState<D::State>,
         message: &OwnedMessage,
         partitions: i32,
         outbox: &mut Outbox<'_>,
-    ) -> Result<Vec<String>, LoopError> {
+    ) -> Result<Vec<usize>, LoopError> {
         // The span's name must be known when it starts; the full parse comes later.
         #[derive(serde::Deserialize)]
         struct TypeOnly {
@@ -177,7 +194,7 @@ impl<D: Decider> CommandProcessor<D> {
         partitions: i32,
         outbox: &mut Outbox<'_>,
         span: &tracing::Span,
-    ) -> Result<Vec<String>, LoopError> {
+    ) -> Result<Vec<usize>, LoopError> {
         let stream = <D::Stream as Stream>::NAME;
         let position = Position { topic: message.topic(), partition: message.partition(), offset: message.offset() };
         let bytes = message.payload().unwrap_or_default();
@@ -231,7 +248,7 @@ impl<D: Decider> CommandProcessor<D> {
         command: &Command<D>,
         outbox: &mut Outbox<'_>,
         span: &tracing::Span,
-    ) -> Result<Vec<String>, LoopError> {
+    ) -> Result<Vec<usize>, LoopError> {
         let stream = <D::Stream as Stream>::NAME;
         let (command_type, aggregate_id) = (command.command_type(), command.aggregate_id());
         let aggregate = state.aggregate_mut(aggregate_id);
@@ -251,7 +268,7 @@ impl<D: Decider> CommandProcessor<D> {
                 let mut appended = Vec::with_capacity(events.len());
                 for event in events {
                     let bytes = self.codec.encode(&event).await?;
-                    outbox.send(Outgoing {
+                    let place = outbox.send(Outgoing {
                         topic: <D::Stream as Stream>::EVENTS_TOPIC,
                         partition: Some(message.partition()),
                         key: aggregate_id,
@@ -267,7 +284,7 @@ impl<D: Decider> CommandProcessor<D> {
                         ),
                     })?;
                     m::event_appended(stream, event.payload.event_type());
-                    appended.push(event.event_id);
+                    appended.push(place);
                 }
                 state.handled_commands.insert(command_id.to_string());
                 span.record("outcome", "accepted");
@@ -297,36 +314,6 @@ impl<D: Decider> CommandProcessor<D> {
                 Ok(vec![])
             }
         }
-    }
-
-    /// Reads the partition from where this writer last read: it must find exactly the events
-    /// it just appended. Anything else means another writer appended too.
-    async fn verify_appended(
-        &self,
-        reader: Arc<rdkafka::consumer::BaseConsumer>,
-        partition: i32,
-        state: &mut PartitionState<D::State>,
-        appended: Vec<String>,
-    ) -> Result<(), LoopError> {
-        let topic = <D::Stream as Stream>::EVENTS_TOPIC;
-        let (records, end) = read_to_end(reader, topic.to_string(), partition, state.log_end).await?;
-        let mut expected = appended.iter();
-        for record in &records {
-            let Some(bytes) = &record.value else { continue };
-            let event_id = match self.codec.decode(bytes).await {
-                Ok(event) => event.event_id,
-                Err(_) => String::new(),
-            };
-            if expected.next() != Some(&event_id) {
-                tracing::warn!(topic, partition, offset = record.offset, "event log diverged from this writer's appends");
-                return Err(LoopError::LostOwnership { topic: topic.into(), partition });
-            }
-        }
-        if expected.next().is_some() {
-            return Err(LoopError::LostOwnership { topic: topic.into(), partition });
-        }
-        state.log_end = end;
-        Ok(())
     }
 }
 

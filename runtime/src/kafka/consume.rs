@@ -118,7 +118,9 @@ impl<'p> Outbox<'p> {
         Outbox { producer, pending: Vec::new() }
     }
 
-    pub fn send(&mut self, record: Outgoing<'_>) -> Result<(), DeliveryError> {
+    /// Queues a record; returns its place in send order, which indexes what [`Outbox::flush`]
+    /// returns.
+    pub fn send(&mut self, record: Outgoing<'_>) -> Result<usize, DeliveryError> {
         let mut future_record = FutureRecord::to(record.topic).key(record.key).payload(record.payload).headers(record.headers);
         if let Some(partition) = record.partition {
             future_record = future_record.partition(partition);
@@ -127,7 +129,7 @@ impl<'p> Outbox<'p> {
             match self.producer.send_result(future_record) {
                 Ok(delivery) => {
                     self.pending.push(delivery);
-                    return Ok(());
+                    return Ok(self.pending.len() - 1);
                 }
                 Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), returned)) => {
                     // Back-pressure: let librdkafka drain its queue, then retry the same record.
