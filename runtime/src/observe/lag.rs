@@ -1,12 +1,19 @@
-//! Consumer lag, measured by one background task per consuming loop: every second it asks the
-//! broker for the high watermark of each assigned partition and subtracts the loop's position.
-//! Asking the broker (not librdkafka's cached watermarks) keeps lag growing while a loop is
-//! paused or stuck, which is exactly when it matters.
+//! Consumer lag, measured by one background task per consuming loop: every second it takes the
+//! high watermark of each assigned partition and subtracts the loop's position.
+//!
+//! The high watermark is the one librdkafka caches from the broker's fetch responses, not one
+//! asked for: two ListOffsets per partition, loop and second kept a broker busy while the
+//! system was idle (and timed out under load). librdkafka's fetcher keeps fetching into its
+//! local queue while the loop is paused, so the cached watermark still moves then and the lag
+//! still grows. Only a partition with no fetch response yet is asked of the broker.
+//! Positions are local; the group's committed offsets (for partitions the loop has consumed
+//! nothing from) are asked once per assignment and then every `COMMITTED_MAX_AGE`.
 use crate::shared::{LoopKind, now_millis};
 use metrics::gauge;
 use rdkafka::{
-    Offset,
+    Offset, TopicPartitionList,
     consumer::{Consumer, ConsumerContext, StreamConsumer},
+    error::KafkaError,
 };
 use std::{
     collections::HashMap,
@@ -22,6 +29,7 @@ pub const CHECKPOINT_AGE: &str = "orderflow_projection_checkpoint_age_seconds";
 
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(2);
+const COMMITTED_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Last lag measurement of one loop, for `/ready`.
 #[derive(Debug, Clone)]
@@ -71,10 +79,11 @@ impl LagReporter {
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(LAG_INTERVAL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let measurer = Arc::new(Mutex::new(Measurer { seed, committed: None }));
             loop {
                 ticker.tick().await;
-                let (consumer, seed) = (consumer.clone(), seed.clone());
-                let measured = tokio::task::spawn_blocking(move || measure(&*consumer, &seed)).await;
+                let (consumer, measurer) = (consumer.clone(), measurer.clone());
+                let measured = tokio::task::spawn_blocking(move || measurer.lock().unwrap_or_else(|p| p.into_inner()).measure(&*consumer)).await;
                 let partitions = match measured {
                     Ok(Ok(partitions)) => partitions,
                     Ok(Err(error)) => {
@@ -99,33 +108,72 @@ impl LagReporter {
     }
 }
 
-/// High watermark − position for every partition assigned to `consumer`. Blocking (broker calls).
-fn measure<C: ConsumerContext, K: Consumer<C>>(consumer: &K, seed: &Seed) -> Result<HashMap<(String, i32), i64>, rdkafka::error::KafkaError> {
-    let assignment = consumer.assignment()?;
-    let positions = consumer.position()?;
-    let position_of = |topic: &str, partition: i32| match positions.find_partition(topic, partition).map(|p| p.offset()) {
-        Some(Offset::Offset(offset)) => Some(offset),
-        _ => None,
-    };
-    let mut committed = None;
-    let mut lags = HashMap::new();
-    for element in assignment.elements() {
-        let (topic, partition) = (element.topic(), element.partition());
-        let (low, high) = consumer.fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)?;
-        let position = match position_of(topic, partition).or_else(|| seed.get(&(topic.to_string(), partition)).copied()) {
-            Some(position) => position,
-            None => {
-                if committed.is_none() {
-                    committed = Some(consumer.committed(WATERMARK_TIMEOUT)?);
-                }
-                match committed.as_ref().and_then(|c| c.find_partition(topic, partition)).map(|p| p.offset()) {
-                    Some(Offset::Offset(offset)) => offset,
-                    // Nothing committed: the group starts at the earliest record.
-                    _ => low,
-                }
+/// What a loop's lag task keeps between measurements.
+struct Measurer {
+    seed: Seed,
+    committed: Option<Committed>,
+}
+
+/// The group's committed offsets, for the assignment they were asked for, and when.
+struct Committed {
+    assignment: Vec<(String, i32)>,
+    offsets: TopicPartitionList,
+    asked_at: Instant,
+}
+
+impl Measurer {
+    /// High watermark − position for every partition assigned to `consumer`. Blocking (it may
+    /// ask the broker).
+    fn measure<C: ConsumerContext, K: Consumer<C>>(&mut self, consumer: &K) -> Result<HashMap<(String, i32), i64>, KafkaError> {
+        let assignment = consumer.assignment()?;
+        let positions = consumer.position()?;
+        let assigned: Vec<(String, i32)> = assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let mut lags = HashMap::new();
+        for (topic, partition) in &assigned {
+            let (low, high) = match cached_watermarks(consumer.client(), topic, *partition) {
+                Some(watermarks) => watermarks,
+                None => consumer.fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT)?,
+            };
+            let position = match positions.find_partition(topic, *partition).map(|p| p.offset()) {
+                Some(Offset::Offset(offset)) => offset,
+                _ => match self.seed.get(&(topic.clone(), *partition)) {
+                    Some(seed) => *seed,
+                    None => match self.committed(consumer, &assigned)?.find_partition(topic, *partition).map(|p| p.offset()) {
+                        Some(Offset::Offset(offset)) => offset,
+                        // Nothing committed: the group starts at the earliest record.
+                        _ => low,
+                    },
+                },
+            };
+            lags.insert((topic.clone(), *partition), (high - position).max(0));
+        }
+        Ok(lags)
+    }
+
+    /// The group's committed offsets, asked again when the assignment changed or the answer
+    /// is older than `COMMITTED_MAX_AGE`.
+    fn committed<C: ConsumerContext, K: Consumer<C>>(&mut self, consumer: &K, assigned: &[(String, i32)]) -> Result<&TopicPartitionList, KafkaError> {
+        let stale = |c: &Committed| c.assignment != assigned || c.asked_at.elapsed() >= COMMITTED_MAX_AGE;
+        let committed = match self.committed.take() {
+            Some(committed) if !stale(&committed) => self.committed.insert(committed),
+            _ => {
+                let offsets = consumer.committed(WATERMARK_TIMEOUT)?;
+                self.committed.insert(Committed { assignment: assigned.to_vec(), offsets, asked_at: Instant::now() })
             }
         };
-        lags.insert((topic.to_string(), partition), (high - position).max(0));
+        Ok(&committed.offsets)
     }
-    Ok(lags)
+}
+
+/// The low and high watermark librdkafka last saw in a fetch response for the partition, or
+/// `None` before the first one. rust-rdkafka wraps only the variant that asks the broker, so
+/// this calls librdkafka's own `rd_kafka_get_watermark_offsets` through the bindings it ships.
+fn cached_watermarks<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client pointer is valid for the borrow of `client`; librdkafka only reads the
+    // NUL-terminated topic name and writes the two offsets it is given.
+    let error = unsafe { rdkafka::bindings::rd_kafka_get_watermark_offsets(client.native_ptr(), topic.as_ptr(), partition, &mut low, &mut high) };
+    // Offsets below 0 are librdkafka's "not known yet" (RD_KAFKA_OFFSET_INVALID).
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0).then_some((low, high))
 }
