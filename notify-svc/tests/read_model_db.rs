@@ -3,11 +3,10 @@
 //! to run the same checks there.
 use contracts::EventEnvelope;
 use contracts::notification::{Channel, NotificationEvent, NotificationKind};
+use notify_svc::MIGRATOR;
 use notify_svc::read_model::{api, project_notification};
 use runtime::testing::{apply, envelope, read_model_db, serve};
 use serde_json::{Value, json};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 async fn get(url: String) -> (u16, Value) {
     let response = reqwest::get(url).await.unwrap();

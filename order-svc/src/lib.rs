@@ -5,7 +5,8 @@ pub mod read_model;
 pub mod saga_metrics;
 pub mod write_api;
 
-/// The read-model tables (`migrations/`), applied when the service starts.
+/// The read-model tables (`migrations/`), applied when the service starts (and by the
+/// read-model tests in `tests/read_model_db.rs`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// The crate's version: with its name, the title of the service's OpenAPI document.

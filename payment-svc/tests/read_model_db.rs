@@ -2,11 +2,10 @@
 //! SQLite in a temp file by default; set `TEST_DATABASE_URL` (e.g. a fresh PostgreSQL database)
 //! to run the same checks there.
 use contracts::account::{AccountEvent, DeclineReason};
+use payment_svc::MIGRATOR;
 use payment_svc::read_model::{api, project_account};
 use runtime::testing::{apply, envelope, read_model_db, serve};
 use serde_json::{Value, json};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 async fn get(url: String) -> (u16, Value) {
     let response = reqwest::get(url).await.unwrap();

@@ -1,12 +1,12 @@
 //! The read model against a real database: migrations, projected writes and query routes.
 //! SQLite in a temp file by default; set `TEST_DATABASE_URL` (e.g. a fresh PostgreSQL database)
 //! to run the same checks there.
+use contracts::EventEnvelope;
 use contracts::shipment::{ShipmentEvent, ShipmentLine};
 use runtime::testing::{apply, envelope, read_model_db, serve};
 use serde_json::{Value, json};
+use shipping_svc::MIGRATOR;
 use shipping_svc::read_model::{api, project_shipment};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 async fn get(url: String) -> (u16, Value) {
     let response = reqwest::get(url).await.unwrap();
@@ -56,4 +56,79 @@ async fn shipments_follow_the_events() {
     assert_eq!(shipment["reason"], "destination country JP is not served");
     let (status, _) = get(format!("{base}/shipments/unknown-{run}")).await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn shipments_are_listed_by_status_longest_in_it_first() {
+    let (pool, _db) = read_model_db(&MIGRATOR).await;
+    // Unique ids, for a shared TEST_DATABASE_URL.
+    let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let order = |name: &str| format!("{run}-{name}");
+    let scheduled = |country: &str| ShipmentEvent::ShipmentScheduled {
+        customer_id: "c-1".into(),
+        carrier: "DHL".into(),
+        tracking_number: "T1".into(),
+        destination_country: country.into(),
+        lines: vec![],
+    };
+    let events = [
+        ("a", 1, 30, scheduled("DE")),
+        ("b", 1, 10, scheduled("FR")),
+        // Same time as b: the order id decides.
+        ("c", 1, 10, scheduled("AT")),
+        ("d", 1, 5, scheduled("DE")),
+        ("d", 2, 40, ShipmentEvent::ShipmentDispatched { customer_id: "c-1".into(), lines: vec![] }),
+        (
+            "e",
+            1,
+            1,
+            ShipmentEvent::ShipmentRejected {
+                customer_id: "c-1".into(),
+                reason: "destination country JP is not served".into(),
+                destination_country: "JP".into(),
+            },
+        ),
+    ];
+    for (name, version, occurred_at, payload) in events {
+        apply(&pool, &project_shipment(&EventEnvelope { occurred_at, ..envelope(&order(name), version, payload) })).await;
+    }
+    let base = serve(api().into(), pool).await;
+    let list = |query: &str| get(format!("{base}/shipments?{query}"));
+    let ours = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .expect("a JSON array")
+            .iter()
+            .filter_map(|shipment| Some(shipment["order_id"].as_str()?.strip_prefix(&format!("{run}-"))?.to_string()))
+            .collect()
+    };
+
+    let (status, shipments) = list("status=SCHEDULED").await;
+    assert_eq!(status, 200, "{shipments}");
+    assert_eq!(ours(&shipments), ["b", "c", "a"]);
+    let b = shipments.as_array().unwrap().iter().find(|s| s["order_id"] == order("b")).unwrap();
+    assert_eq!(
+        b,
+        &serde_json::json!({
+            "order_id": order("b"), "customer_id": "c-1", "status": "SCHEDULED", "carrier": "DHL", "tracking_number": "T1",
+            "destination_country": "FR", "reason": null, "updated_at": 10,
+        })
+    );
+    assert_eq!(ours(&list("status=DISPATCHED").await.1), ["d"]);
+    let (_, rejected) = list("status=REJECTED&limit=1000").await;
+    assert_eq!(ours(&rejected), ["e"]);
+    assert_eq!(list("status=DELIVERED").await, (200, serde_json::json!([])));
+    let (status, first) = list("status=SCHEDULED&limit=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(first.as_array().unwrap().len(), 1);
+
+    for query in
+        ["", "status=", "status=NOPE", "status=scheduled", "status=SCHEDULED&limit=0", "status=SCHEDULED&limit=1001", "status=SCHEDULED&limit=x"]
+    {
+        let (status, error) = list(query).await;
+        assert_eq!(status, 400, "{query}: {error}");
+        assert_eq!(error["status"], 400, "{error}");
+        assert!(error["error"].is_string(), "{error}");
+    }
+    let (status, error) = get(format!("{base}/shipments/{run}-unknown")).await;
+    assert_eq!((status, &error["status"]), (404, &serde_json::json!(404)), "{error}");
 }

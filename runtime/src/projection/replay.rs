@@ -9,7 +9,9 @@
 mod checksum;
 mod tables;
 
-pub use checksum::{Difference, Shape, TableDigest, shape};
+pub use checksum::{Difference, TableDigest};
+#[cfg(feature = "testing")]
+pub use checksum::{Shape, shape};
 
 use super::{
     renames::TableRenames,
