@@ -19,9 +19,8 @@ use serde_json::{Value, json};
 
 use crate::compatibility::Level;
 use crate::error::RegistryError;
+use crate::reply::{CONTENT_TYPE, json_reply};
 use crate::store::{Store, SubjectVersion, parse_schema};
-
-pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 type AppState = State<Arc<Store>>;
 type ApiResult = Result<Response, RegistryError>;
@@ -44,11 +43,6 @@ pub fn router(store: Arc<Store>) -> Router {
             json_reply(StatusCode::METHOD_NOT_ALLOWED, &json!({"error_code": 405, "message": "HTTP 405 Method Not Allowed"}))
         })
         .with_state(store)
-}
-
-pub fn json_reply(status: StatusCode, body: &impl serde::Serialize) -> Response {
-    let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
 fn ok(body: &impl serde::Serialize) -> Response {

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::api::json_reply;
+use crate::reply::json_reply;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

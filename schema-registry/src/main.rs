@@ -3,6 +3,7 @@
 mod api;
 mod compatibility;
 mod error;
+mod reply;
 mod store;
 
 use std::io::IsTerminal;
