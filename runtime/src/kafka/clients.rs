@@ -13,6 +13,21 @@ use std::time::Duration;
 
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the broker may hold a fetch of a live loop when there is nothing new
+/// (`fetch.wait.max.ms`; `KAFKA_FETCH_WAIT_MS` overrides). Apache Kafka answers a fetch as
+/// soon as a record arrives, so a long wait costs nothing there. Nisshi 0.8.1 instead re-polls
+/// its storage for every partition of the fetch at sleeps of half the time left, and never
+/// wakes on produce: every fetch is broker work, so fewer, longer fetches are what let it keep
+/// up. Measured on the sqlite engine at 600 orders/min: 10 ms settled 104 orders/min, 100 ms
+/// 481, 250 ms all 600 (with the other client changes of that run).
+const LIVE_FETCH_WAIT_MS: u64 = 250;
+
+/// `fetch.wait.max.ms` of the live loops' consumers.
+pub(crate) fn live_fetch_wait() -> Duration {
+    let millis = std::env::var("KAFKA_FETCH_WAIT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(LIVE_FETCH_WAIT_MS);
+    Duration::from_millis(millis)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
     #[error("kafka: {0}")]
@@ -57,10 +72,11 @@ where
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
+        // A third of the session timeout, Kafka's usual ratio: every heartbeat is a write on
+        // Nisshi's storage, so once a second per member was needless broker work.
+        .set("heartbeat.interval.ms", "3000")
         .set("max.poll.interval.ms", "300000")
-        // A saga hop is one consume: keep the broker from holding fetches back.
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", live_fetch_wait().as_millis().to_string())
         .create_with_context(context)
 }
 

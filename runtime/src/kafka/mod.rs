@@ -17,4 +17,4 @@ pub use codec::{CodecError, EventCodec, payload_branches, read_with_writer_schem
 pub use partitioner::{murmur2, partition_for};
 pub use topology::{DEFAULT_PARTITIONS, TopicSpec, all_topics, ensure_all, ensure_topics};
 
-pub(crate) use clients::{assigned_consumer, group_consumer, header, headers_without};
+pub(crate) use clients::{assigned_consumer, group_consumer, header, headers_without, live_fetch_wait};

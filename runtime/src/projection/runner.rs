@@ -31,8 +31,6 @@ use tracing::{Instrument, field::Empty};
 
 const MAX_BATCH: usize = 2000;
 const LINGER: Duration = Duration::from_millis(10);
-/// Live read models follow the log closely.
-const LIVE_FETCH_WAIT: Duration = Duration::from_millis(10);
 /// Events older than this get no span: rebuilding a read model from old history would add
 /// thousands of spans to traces that ended long ago (and flood the exporter).
 const TRACE_MAX_EVENT_AGE_MS: i64 = 5 * 60 * 1000;
@@ -144,7 +142,7 @@ impl ProjectionRunner {
     async fn run_generation(&self) -> Result<(), LoopError> {
         let name = self.projection.name;
         let generation = current_generation(&self.pool, name).await?;
-        let consumer = Arc::new(assigned_consumer(&self.brokers, &format!("projection.{name}"), LIVE_FETCH_WAIT)?);
+        let consumer = Arc::new(assigned_consumer(&self.brokers, &format!("projection.{name}"), kafka::live_fetch_wait())?);
         let checkpoints = load_checkpoints(&self.pool, name).await?;
         let mut assignment = TopicPartitionList::new();
         let mut seed = Seed::new();
