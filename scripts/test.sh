@@ -16,6 +16,7 @@
 #   TEST_POSTGRES_URL    postgres://orders_test:<pw>@127.0.0.1:<port>/postgres (a superuser)
 #   READ_MODEL_DB        sqlite or postgres: the pass running
 #
+# After them: a 20 s smoke of the k6 load test against the whole system (LOAD_SMOKE=0 skips it).
 # Before the tests: `cargo fmt --check` and `cargo clippy --workspace --all-targets -D warnings`
 # (NO_LINT=1 skips both).
 # Env: TEST_RUN_DIR (default run/test-<timestamp>), NO_INSTALL=1, NO_BUILD=1,
@@ -160,6 +161,33 @@ for i in "${!passes[@]}"; do
   fi
   log "===== ${summary[-1]} ====="
 done
+stop_broker_and_registry
+
+# ------------------------------------------------------------------------- load smoke
+# The k6 load test keeps working: the whole system as scripts/up.sh starts it (debug build,
+# memory broker, its own run folder), 20 s at 600 orders/min, then every order placed must be
+# terminal and the summary written. No timing is asserted here (--target-ms is the wait budget).
+load_smoke() {
+  local dir="$TEST_RUN_DIR/load-smoke" summary rc=0
+  RUN_DIR="$dir" KAFKA_PORT=$(free_port) REGISTRY_PORT=$(free_port) PROFILE=debug \
+    "$REPO_ROOT/scripts/up.sh" --memory --no-install --no-build || return 1
+  RUN_DIR="$dir" LOAD_DIR="$dir/load" "$REPO_ROOT/scripts/load.sh" --rate 600 --duration 20s --target-ms 30000 || rc=$?
+  RUN_DIR="$dir" "$REPO_ROOT/scripts/down.sh" || true
+  summary=$(ls -1 "$dir"/load/*/summary.json 2>/dev/null | tail -n 1)
+  [[ -n "$summary" ]] || { warn "load smoke: no summary.json under $dir/load"; return 1; }
+  python3 "$REPO_ROOT/scripts/lib/all_settled.py" "$summary" || return 1
+  return "$rc"
+}
+if [[ "${LOAD_SMOKE:-1}" == 1 ]]; then
+  smoke_start=$(now_s)
+  if load_smoke; then
+    summary+=("load smoke (20 s at 600 orders/min): passed in $(fmt_duration $(($(now_s) - smoke_start)))")
+  else
+    summary+=("load smoke (20 s at 600 orders/min): FAILED")
+    ((test_rc != 0)) || test_rc=1
+  fi
+fi
+
 for line in "${summary[@]}"; do log "[test] $line"; done
 log "cargo test exit code: $test_rc"
 exit "$test_rc"
