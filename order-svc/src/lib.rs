@@ -16,3 +16,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn routes() -> runtime::http::ApiRoutes {
     read_model::api().merge(write_api::api())
 }
+
+/// One order's events, shared with `tests/read_model_db.rs`.
+#[cfg(test)]
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;

@@ -5,7 +5,7 @@ use axum::{
     Json,
     extract::{Path, Query, State},
 };
-use contracts::order::{Address, CancellationReason, OrderEvent, OrderLine};
+use contracts::order::{CancellationReason, OrderEvent};
 use contracts::shipment::ShipmentEvent;
 use order_svc::MIGRATOR;
 use order_svc::read_model::{
@@ -15,47 +15,9 @@ use order_svc::read_model::{
 use runtime::http::{ProjectionProgress, ReadDb};
 use runtime::testing::{apply, envelope, read_model_db};
 
-// The same events as the unit tests of `src/read_model/projections.rs`.
-fn lines() -> Vec<OrderLine> {
-    vec![OrderLine { sku: "SKU-A".into(), quantity: 2, unit_price_cents: 1500 }]
-}
+mod fixtures;
 
-fn placed() -> OrderEvent {
-    OrderEvent::OrderPlaced {
-        customer_id: "c1".into(),
-        lines: lines(),
-        currency: "EUR".into(),
-        shipping_address: Address {
-            name: "Ada".into(),
-            street: "1 Way".into(),
-            city: "Berlin".into(),
-            postal_code: "10115".into(),
-            country: "DE".into(),
-        },
-        total_cents: 3000,
-    }
-}
-
-fn happy_path() -> Vec<OrderEvent> {
-    vec![
-        placed(),
-        OrderEvent::OrderLineReserved { sku: "SKU-A".into(), quantity: 2 },
-        OrderEvent::OrderStockReserved { customer_id: "c1".into(), total_cents: 3000, currency: "EUR".into() },
-        OrderEvent::OrderPaid {
-            customer_id: "c1".into(),
-            amount_cents: 3000,
-            currency: "EUR".into(),
-            shipping_address: match placed() {
-                OrderEvent::OrderPlaced { shipping_address, .. } => shipping_address,
-                _ => unreachable!(),
-            },
-            lines: lines(),
-        },
-        OrderEvent::OrderConfirmed { customer_id: "c1".into(), carrier: "DHL".into(), tracking_number: "T1".into() },
-        OrderEvent::OrderShipped { customer_id: "c1".into() },
-        OrderEvent::OrderDelivered { customer_id: "c1".into() },
-    ]
-}
+use fixtures::{happy_path, lines, placed};
 
 #[tokio::test]
 async fn the_projected_happy_path_reads_back_through_the_routes() {

@@ -185,49 +185,9 @@ pub fn project_stock(event: &EventEnvelope<StockEvent>) -> Vec<SqlWrite> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use contracts::order::{Address, CancellationReason};
+    use crate::fixtures::{happy_path, lines, placed};
+    use contracts::order::CancellationReason;
     use runtime::testing::envelope;
-
-    fn lines() -> Vec<OrderLine> {
-        vec![OrderLine { sku: "SKU-A".into(), quantity: 2, unit_price_cents: 1500 }]
-    }
-
-    fn placed() -> OrderEvent {
-        OrderEvent::OrderPlaced {
-            customer_id: "c1".into(),
-            lines: lines(),
-            currency: "EUR".into(),
-            shipping_address: Address {
-                name: "Ada".into(),
-                street: "1 Way".into(),
-                city: "Berlin".into(),
-                postal_code: "10115".into(),
-                country: "DE".into(),
-            },
-            total_cents: 3000,
-        }
-    }
-
-    fn happy_path() -> Vec<OrderEvent> {
-        vec![
-            placed(),
-            OrderEvent::OrderLineReserved { sku: "SKU-A".into(), quantity: 2 },
-            OrderEvent::OrderStockReserved { customer_id: "c1".into(), total_cents: 3000, currency: "EUR".into() },
-            OrderEvent::OrderPaid {
-                customer_id: "c1".into(),
-                amount_cents: 3000,
-                currency: "EUR".into(),
-                shipping_address: match placed() {
-                    OrderEvent::OrderPlaced { shipping_address, .. } => shipping_address,
-                    _ => unreachable!(),
-                },
-                lines: lines(),
-            },
-            OrderEvent::OrderConfirmed { customer_id: "c1".into(), carrier: "DHL".into(), tracking_number: "T1".into() },
-            OrderEvent::OrderShipped { customer_id: "c1".into() },
-            OrderEvent::OrderDelivered { customer_id: "c1".into() },
-        ]
-    }
 
     #[test]
     fn order_placed_upserts_the_whole_row() {
