@@ -141,7 +141,11 @@ impl Stack {
             extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             dir,
             producer,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client"),
+            // No idle connections kept: a stack is shared by the tests of a binary, each on its
+            // own tokio runtime, and a pooled connection belongs to the runtime that opened it.
+            // Reused after that test's runtime is gone, it fails at once, although the request
+            // may already have been sent and handled (seen as a POST that "got no answer").
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).pool_max_idle_per_host(0).build().expect("http client"),
         };
         for service in services {
             stack.launch(service);
