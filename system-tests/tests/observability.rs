@@ -246,11 +246,26 @@ async fn metrics_show_the_pipeline_and_lag_rises_while_paused_and_drains_after()
     admin(stack, "inventory-svc", "pause", "command").await;
     admin(stack, "order-svc", "pause", "projection").await;
     let paused_sku = unique("sku");
+    let mut restocks = 0;
     for _ in 0..3 {
         stack.send("stock.commands", &paused_sku, &restock(&paused_sku, 1)).await;
+        restocks += 1;
     }
     let paused_order = place_over_http(stack, &customer, &sku).await;
-    metrics_until(stack, "inventory-svc", "command lag while paused", |text| total(text, "orderflow_consumer_lag", "kind=\"command\"") >= 3.0).await;
+    // Likewise a command processor waiting for records when the pause came still takes that
+    // one batch, and with long fetch waits it can hold every restock sent so far: one more
+    // restock a second until the paused processor's lag shows (a few at most).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, text) = stack.get_text("inventory-svc", "/metrics").await;
+        if status == 200 && total(&text, "orderflow_consumer_lag", "kind=\"command\"") > 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline && restocks < 13, "inventory-svc: command lag while paused not seen; last scrape:\n{text}");
+        stack.send("stock.commands", &paused_sku, &restock(&paused_sku, 1)).await;
+        restocks += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     // A projection that was waiting for records when the pause came still takes that one batch
     // (here: the paused order's only event) before it pauses. Every further order stays
     // unconsumed, so one more order a second until the lag shows (a few at most).
@@ -274,7 +289,7 @@ async fn metrics_show_the_pipeline_and_lag_rises_while_paused_and_drains_after()
 
     admin(stack, "inventory-svc", "resume", "command").await;
     admin(stack, "order-svc", "resume", "projection").await;
-    stack.eventually("inventory-svc", &format!("/stock/{paused_sku}"), WAIT, |s| s["on_hand"] == 3).await;
+    stack.eventually("inventory-svc", &format!("/stock/{paused_sku}"), WAIT, |s| s["on_hand"] == restocks).await;
     for order_id in std::iter::once(&paused_order).chain(&extra_orders) {
         stack.order_reaches(order_id, "CONFIRMED").await;
     }
