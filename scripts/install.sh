@@ -2,7 +2,7 @@
 # Installs the tools the project needs, each only when missing, printing how long each
 # step took ("==> [install] NAME: Ns").
 #
-#   scripts/install.sh                 all components: base nisshi kcat k6 postgres
+#   scripts/install.sh                 all components: base nisshi kcat k6 postgres compose
 #   scripts/install.sh kcat k6         only these
 #   INSTALL_COMPONENTS="nisshi kcat"   same, from the environment
 #
@@ -17,6 +17,9 @@
 #   postgres PostgreSQL server binaries (initdb, pg_ctl, postgres) for the tests' private
 #           server (scripts/test.sh)                            -> apt `postgresql`, only when
 #           no /usr/lib/postgresql/<version>/bin has them. No cluster is used or started here.
+#   compose docker-compose 1.29, to validate the Apache Kafka  -> apt `docker-compose` (without
+#           compose files (`docker-compose config` in             recommends), only when no
+#           scripts/test.sh). Docker itself is not installed.     docker-compose is on PATH.
 #
 # Env: TOOLS_DIR (default <repo>/.tools), NISSHI_VERSION (0.8.1), FORCE=1 rebuilds kcat.
 set -euo pipefail
@@ -38,7 +41,7 @@ LOGS="$TOOLS_DIR/build-logs"
 if (($# > 0)); then
   COMPONENTS="$*"
 else
-  COMPONENTS="${INSTALL_COMPONENTS:-base nisshi kcat k6 postgres}"
+  COMPONENTS="${INSTALL_COMPONENTS:-base nisshi kcat k6 postgres compose}"
 fi
 
 want() { [[ " $COMPONENTS " == *" $1 "* ]]; }
@@ -336,6 +339,20 @@ install_postgres() {
   log "postgres: $bin ($("$bin/postgres" --version))"
 }
 
+# ---------------------------------------------------------------------------- compose
+
+install_compose() {
+  if command -v docker-compose >/dev/null 2>&1; then
+    log "[install] compose: present ($(command -v docker-compose))"
+    return 0
+  fi
+  apt_update_once
+  # Without recommends: the package recommends docker.io, which is not needed to validate.
+  timed "[install] compose (apt docker-compose)" apt_install docker-compose
+  command -v docker-compose >/dev/null 2>&1 || die "docker-compose installed but not on PATH"
+  log "compose: $(command -v docker-compose) ($(docker-compose version --short 2>/dev/null))"
+}
+
 # ------------------------------------------------------------------------------- main
 
 mkdir -p "$TOOLS_DIR"
@@ -356,4 +373,5 @@ want nisshi && install_nisshi
 want kcat && install_kcat
 want k6 && install_k6
 want postgres && install_postgres
+want compose && install_compose
 log "[install] total: $(($(now_s) - total_start))s"

@@ -15,6 +15,7 @@
 #   build.sh     workspace binaries: target_bin, built_bin
 #   postgres.sh  the tests' private PostgreSQL server
 #   services.sh  the service list (<repo>/services.tsv): SERVICES, SERVICE_PORT, ...
+#   compose.sh   the Apache Kafka compose files: validate_compose
 
 if [[ -n "${_ORDERS_LIB_SH:-}" ]]; then
   return 0
@@ -37,3 +38,5 @@ source "$_ORDERS_LIB_DIR/build.sh"
 source "$_ORDERS_LIB_DIR/postgres.sh"
 # shellcheck source=lib/services.sh
 source "$_ORDERS_LIB_DIR/services.sh"
+# shellcheck source=lib/compose.sh
+source "$_ORDERS_LIB_DIR/compose.sh"

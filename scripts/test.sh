@@ -16,6 +16,8 @@
 #   TEST_POSTGRES_URL    postgres://orders_test:<pw>@127.0.0.1:<port>/postgres (a superuser)
 #   READ_MODEL_DB        sqlite or postgres: the pass running
 #
+# Before the build: `docker-compose config` of docker-compose.kafka.yml, alone and with the
+# 3-broker docker-compose.kafka-3.yml (scripts/lib/compose.sh; Docker itself cannot run here).
 # After them: a 20 s smoke of the k6 load test against the whole system (LOAD_SMOKE=0 skips it).
 # Before the tests: `cargo fmt --check` and `cargo clippy --workspace --all-targets -D warnings`
 # (NO_LINT=1 skips both).
@@ -87,6 +89,8 @@ if [[ "${NO_LINT:-0}" != 1 ]]; then
   done
   timed "[lint] cargo fmt --all --check" cargo fmt --all -- --check
 fi
+# The Apache Kafka compose files must validate (their contents: system-tests/tests/compose.rs).
+timed "[check] docker-compose config (docker-compose.kafka.yml: 1 and 3 brokers)" validate_compose
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
   timed "[build] cargo build --workspace --all-targets" cargo build --workspace --all-targets
 fi
