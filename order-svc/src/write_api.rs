@@ -2,7 +2,7 @@
 //! path a kcat user takes) and answers 202 with the command id to look the outcome up.
 use axum::extract::{Path, State};
 use contracts::order::{Address, Order, OrderCommand, OrderLine};
-use runtime::http::{Accepted, ApiError, ApiRoutes, CommandBus, CommandErrors, JsonBody, submit};
+use runtime::http::{Accepted, ApiError, ApiRoutes, CommandBus, CommandErrors, IdempotencyKey, IdempotentCommandErrors, JsonBody, submit};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -14,9 +14,11 @@ pub fn api() -> ApiRoutes {
 /// Like the `PlaceOrder` command.
 #[derive(Deserialize, ToSchema)]
 struct PlaceOrderRequest {
-    /// Optional: a new UUID when absent or empty.
+    /// Optional: when absent or empty, derived from the `Idempotency-Key` header if there is
+    /// one, else a new UUID.
     order_id: Option<String>,
-    /// Optional; an id of your own makes a retried request one command.
+    /// Optional; an id of your own makes a retried request one command (so does an
+    /// `Idempotency-Key` header).
     command_id: Option<String>,
     customer_id: String,
     lines: Vec<OrderLine>,
@@ -44,14 +46,26 @@ fn order_accepted(order_id: String, command_id: String) -> OrderCommandAccepted 
 }
 
 /// Places an order: produces a `PlaceOrder` command.
+///
+/// With an `Idempotency-Key`, a retried request is the same order: the order id and the command
+/// id the body leaves out are derived from the key and the customer, so every retry produces the
+/// same command, which order-svc handles once (the first request's body counts), and answers
+/// the same ids.
 #[utoipa::path(post, path = "/orders", tag = "commands",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Optional, 1 to 128 printable ASCII characters: the same key (for the same `customer_id`) on a retry places no second order")),
     request_body = PlaceOrderRequest,
-    responses((status = 202, description = "Command queued", body = OrderCommandAccepted), CommandErrors))]
+    responses((status = 202, description = "Command queued", body = OrderCommandAccepted), IdempotentCommandErrors))]
 async fn place_order(
     State(bus): State<CommandBus>,
+    key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<PlaceOrderRequest>,
 ) -> Result<Accepted<OrderCommandAccepted>, ApiError> {
-    let order_id = request.order_id.filter(|id| !id.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // A key names a request of one customer: another customer's same key is another order.
+    let scope = format!("POST /orders customer_id={}", request.customer_id);
+    let derived = |what: &str| key.as_ref().map(|key| key.derive(&scope, what));
+    let order_id = request.order_id.filter(|id| !id.is_empty()).or_else(|| derived("order_id")).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let command_id = request.command_id.filter(|id| !id.is_empty()).or_else(|| derived("command_id"));
     let command = OrderCommand::PlaceOrder {
         order_id: order_id.clone(),
         customer_id: request.customer_id,
@@ -59,7 +73,7 @@ async fn place_order(
         currency: request.currency,
         shipping_address: request.shipping_address,
     };
-    submit::<Order, _>(&bus, request.command_id, command, order_accepted).await
+    submit::<Order, _>(&bus, command_id, command, order_accepted).await
 }
 
 /// Cancels an order on the customer's behalf: produces a `CancelOrder` command.

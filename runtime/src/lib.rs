@@ -33,7 +33,7 @@ pub mod testing;
 
 pub use decider::{Decider, Rejection, fold};
 pub use engine::{CommandOut, EventHandler, HandlerError, LoopError};
-pub use kafka::CodecError;
+pub use kafka::{CodecError, Pace};
 pub use policy::Policy;
 pub use projection::{Backend, DbError, Projection, connect as connect_read_model_db};
 pub use projector::{Projector, RawProjector, RawRecord, SqlValue, SqlWrite};

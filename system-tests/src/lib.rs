@@ -85,6 +85,16 @@ fn block_on<T: Send + 'static>(future: impl std::future::Future<Output = T> + Se
     std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(future)).join()
 }
 
+/// The stack's own producer, for commands sent as a kcat user would.
+fn test_producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        // kcat's default: not the Java partitioner; the services must cope.
+        .set("partitioner", "consistent_random")
+        .create()
+        .expect("producer")
+}
+
 pub struct Stack {
     pub brokers: String,
     pub registry: String,
@@ -110,12 +120,7 @@ impl Stack {
         let dir = std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name));
         std::fs::create_dir_all(dir.join("logs")).expect("stack folder");
         let brokers = brokers.to_string();
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            // kcat's default: not the Java partitioner; the services must cope.
-            .set("partitioner", "consistent_random")
-            .create()
-            .expect("producer");
+        let producer = test_producer(&brokers);
         let postgres = if runtime::testing::read_model_db_is_postgres() {
             let stack_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string());
             let names: Vec<(&'static str, String)> =
@@ -274,6 +279,15 @@ impl Stack {
             }
         }
         let _ = child.wait();
+    }
+
+    /// Points the stack at another broker and registry (e.g. a new, empty one): services started
+    /// from now on, and the commands the stack sends, go there. Stop the services first.
+    pub fn move_to(&mut self, brokers: &str, registry: &str) {
+        assert!(self.ports.keys().all(|service| !self.running(service)), "stop every service before moving the stack to another broker");
+        self.brokers = brokers.to_string();
+        self.registry = registry.to_string();
+        self.producer = test_producer(brokers);
     }
 
     /// Starts `service` (after [`Stack::stop`] or [`Stack::kill`]) and waits until it answers

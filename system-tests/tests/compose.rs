@@ -8,9 +8,14 @@
 //!   service crate's) is in its `environment`, with a value or passed on from the host;
 //! * init runs `orderctl create-topics` and `register-schemas` with the variables orderctl reads;
 //! * with three brokers, every client lists all three, every topic of
-//!   `runtime::kafka::all_topics` is created with 3 replicas and `min.insync.replicas=2`, and the
+//!   `runtime::kafka::all_topics` and `internal_topics` is created with 3 replicas and `min.insync.replicas=2`, and the
 //!   brokers agree on the quorum;
-//! * the images of Kafka, the registry and PostgreSQL are pinned.
+//! * Prometheus scrapes exactly the services of `services.tsv`, by compose name and port
+//!   (`observability/prometheus.yml`, mounted where Prometheus reads it); Grafana gets that
+//!   Prometheus as its datasource and the dashboards folder from its provisioning files, and
+//!   lets anonymous visitors view (the dashboard's queries: system-tests/tests/dashboard.rs);
+//! * every published port listens on 127.0.0.1 only;
+//! * the images of Kafka, the registry, PostgreSQL, Prometheus and Grafana are pinned.
 //!
 //! No broker and no Docker: the files are only read. (`scripts/test.sh` also validates them
 //! with `docker-compose config`, scripts/lib/compose.sh.)
@@ -26,6 +31,10 @@ const THREE_BROKERS: &[&str] = &["docker-compose.kafka.yml", "docker-compose.kaf
 /// Compose services that are not in `services.tsv`: the infrastructure and the one-shots.
 const INFRASTRUCTURE: &[&str] = &["kafka-1", "kafka-2", "kafka-3", "schema-registry", "postgres", "postgres-init", "init", "topics"];
 
+/// Compose services that watch the app services: neither in `services.tsv` nor infrastructure
+/// the app needs (the system runs without them).
+const MONITORING: &[&str] = &["prometheus", "grafana"];
+
 /// What `scripts/up.sh` gives every service (`KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`, `HTTP_ADDR`,
 /// `DATABASE_URL`, `RUN_DIR`) and the rest of `runtime/src/service/config.rs`. The scan of the
 /// sources below must find each of them: a scan that stops finding them is broken.
@@ -36,7 +45,7 @@ const UP_SH_AND_CONFIG: &[&str] = &["KAFKA_BROKERS", "SCHEMA_REGISTRY_URL", "HTT
 const READ_BY_LIBRARIES: &[&str] = &["RUST_LOG"];
 
 /// The images that must carry a version tag (not `latest`, not none).
-const PINNED_IMAGES: &[&str] = &["apache/kafka", "confluentinc/cp-schema-registry", "postgres"];
+const PINNED_IMAGES: &[&str] = &["apache/kafka", "confluentinc/cp-schema-registry", "postgres", "prom/prometheus", "grafana/grafana"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository root").to_path_buf()
@@ -165,6 +174,81 @@ fn published_ports(service: &Value) -> Vec<(u16, u16)> {
         .collect()
 }
 
+/// The host address of each published port (`127.0.0.1` of `127.0.0.1:9092:9092`; empty when
+/// none is given, which means every interface), with the port as written.
+fn published_addresses(service: &Value) -> Vec<(String, String)> {
+    let Some(ports) = service.get("ports").and_then(Value::as_sequence) else { return Vec::new() };
+    ports
+        .iter()
+        .map(|port| match port {
+            Value::Mapping(long) => (long.get("host_ip").and_then(scalar).unwrap_or_default(), format!("{long:?}")),
+            short => {
+                let text = scalar(short).unwrap_or_else(|| panic!("port {short:?}"));
+                let parts: Vec<&str> = text.split('/').next().unwrap_or_default().rsplitn(3, ':').collect();
+                (parts.get(2).map(|ip| ip.to_string()).unwrap_or_default(), text)
+            }
+        })
+        .collect()
+}
+
+/// Bind mounts as (host path, container path), from the short syntax `./host:/container[:ro]`
+/// or the long one (`type: bind`); named volumes are left out. Host paths are resolved against
+/// the repository root, where the compose files are.
+fn bind_mounts(service: &Value) -> Vec<(PathBuf, String)> {
+    let Some(volumes) = service.get("volumes").and_then(Value::as_sequence) else { return Vec::new() };
+    let host = |source: &str| repo().join(source.strip_prefix("./").unwrap_or(source));
+    volumes
+        .iter()
+        .filter_map(|volume| match volume {
+            Value::Mapping(long) => {
+                let field = |key: &str| long.get(key).and_then(Value::as_str);
+                (field("type") == Some("bind"))
+                    .then(|| (host(field("source").expect("a bind's source")), field("target").expect("a bind's target").to_string()))
+            }
+            short => {
+                let text = scalar(short).unwrap_or_else(|| panic!("volume {short:?}"));
+                let mut parts = text.split(':');
+                let (source, target) = (parts.next().unwrap_or_default(), parts.next()?);
+                source.starts_with(['.', '/']).then(|| (host(source), target.to_string()))
+            }
+        })
+        .collect()
+}
+
+/// Where `container_path` of `service` comes from on the host: the bind mount of it or of a
+/// folder above it.
+fn mounted(service: &Value, name: &str, container_path: &str) -> PathBuf {
+    let mounts = bind_mounts(service);
+    mounts
+        .iter()
+        .find_map(|(host, target)| {
+            let rest = container_path.strip_prefix(target.trim_end_matches('/'))?;
+            match rest.strip_prefix('/') {
+                Some(rest) => Some(host.join(rest)),
+                None => rest.is_empty().then(|| host.clone()),
+            }
+        })
+        .unwrap_or_else(|| panic!("{name}: nothing of the repository is mounted at {container_path} (bind mounts {mounts:?})"))
+}
+
+fn read_yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+}
+
+/// The `.yml`/`.yaml` files of a folder, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> =
+        entries.map(|entry| entry.expect("a directory entry").path()).filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml")).collect();
+    files.sort();
+    files
+}
+
+fn sequence<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value.get(key).and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or_default()
+}
+
 /// The `host` of `host:port` entries in a comma-separated list such as `KAFKA_BROKERS`.
 fn hosts(list: &str) -> BTreeSet<String> {
     list.split(',').map(|entry| entry.trim().rsplit('/').next().unwrap_or_default().split(':').next().unwrap_or_default().to_string()).collect()
@@ -263,7 +347,10 @@ fn every_service_of_services_tsv_is_in_the_compose_file_on_its_port() {
     }
     let names: BTreeSet<&str> = listed.iter().map(|entry| entry.name).collect();
     for key in services(&compose).keys().filter_map(Value::as_str) {
-        assert!(names.contains(key) || INFRASTRUCTURE.contains(&key), "compose service {key} is neither in services.tsv nor infrastructure");
+        assert!(
+            names.contains(key) || INFRASTRUCTURE.contains(&key) || MONITORING.contains(&key),
+            "compose service {key} is neither in services.tsv nor infrastructure nor monitoring"
+        );
     }
 }
 
@@ -390,9 +477,12 @@ fn three_brokers_replicate_every_topic_three_times_with_two_in_sync() {
             (topic, configs)
         })
         .collect();
-    let wanted: BTreeMap<String, BTreeSet<String>> =
-        runtime::kafka::all_topics(1).into_iter().map(|spec| (spec.name, spec.configs.iter().map(|(k, v)| format!("{k}={v}")).collect())).collect();
-    assert_eq!(listed, wanted, "docker-compose.kafka-3.yml TOPICS must be runtime::kafka::all_topics (name and configs)");
+    let wanted: BTreeMap<String, BTreeSet<String>> = runtime::kafka::all_topics(1)
+        .into_iter()
+        .chain(runtime::kafka::internal_topics())
+        .map(|spec| (spec.name, spec.configs.iter().map(|(k, v)| format!("{k}={v}")).collect()))
+        .collect();
+    assert_eq!(listed, wanted, "docker-compose.kafka-3.yml TOPICS must be runtime::kafka::all_topics and internal_topics (name and configs)");
 }
 
 #[test]
@@ -405,8 +495,96 @@ fn infrastructure_images_are_pinned() {
         let (repository, tag) = image.rsplit_once(':').unwrap_or((image, ""));
         if PINNED_IMAGES.contains(&repository) {
             seen.insert(repository.to_string());
-            assert!(tag.starts_with(|c: char| c.is_ascii_digit()), "{name}: image {image} must name a version");
+            // `4.1.0`, or Prometheus's `v3.5.0`.
+            let version = tag.strip_prefix('v').unwrap_or(tag);
+            assert!(version.starts_with(|c: char| c.is_ascii_digit()), "{name}: image {image} must name a version");
         }
     }
-    assert_eq!(seen, PINNED_IMAGES.iter().map(|i| i.to_string()).collect(), "Kafka, the registry and PostgreSQL are all used");
+    assert_eq!(seen, PINNED_IMAGES.iter().map(|i| i.to_string()).collect(), "Kafka, the registry, PostgreSQL, Prometheus and Grafana are all used");
+}
+
+#[test]
+fn every_published_port_listens_on_127_0_0_1_only() {
+    for files in [SINGLE, THREE_BROKERS] {
+        let compose = load(files);
+        for (name, svc) in services(&compose) {
+            for (address, port) in published_addresses(svc) {
+                assert_eq!(address, "127.0.0.1", "{files:?}: {name:?} publishes {port} on {address:?}, not on 127.0.0.1 only");
+            }
+        }
+    }
+}
+
+#[test]
+fn prometheus_scrapes_every_service_of_services_tsv_by_its_compose_name_and_port() {
+    let compose = load(SINGLE);
+    let prometheus = service(&compose, "prometheus");
+    assert!(published_ports(prometheus).contains(&(9090, 9090)), "prometheus must publish 9090:9090, has {:?}", published_ports(prometheus));
+    let args = words(prometheus.get("command"));
+    let config_file = args.iter().find_map(|arg| arg.strip_prefix("--config.file=")).unwrap_or("/etc/prometheus/prometheus.yml");
+    let config_path = mounted(prometheus, "prometheus", config_file);
+    assert_eq!(config_path, repo().join("observability/prometheus.yml"), "prometheus must read observability/prometheus.yml");
+    assert!(!args.iter().any(|arg| arg.starts_with("--web.listen-address")), "prometheus listens on 9090, where Grafana's datasource looks");
+
+    let config = read_yaml(&config_path);
+    let mut targets = Vec::new();
+    for job in sequence(&config, "scrape_configs") {
+        let name = job.get("job_name").and_then(Value::as_str).unwrap_or("?");
+        let path = job.get("metrics_path").and_then(Value::as_str).unwrap_or("/metrics");
+        assert_eq!(path, "/metrics", "job {name}: the services serve GET /metrics");
+        assert_eq!(job.get("scheme").and_then(Value::as_str).unwrap_or("http"), "http", "job {name}: the services speak plain HTTP");
+        for static_config in sequence(job, "static_configs") {
+            targets.extend(sequence(static_config, "targets").iter().filter_map(scalar));
+        }
+    }
+    targets.sort();
+    // Each service once: one scraped twice would count double in every `sum`.
+    let mut wanted: Vec<String> = runtime::services().iter().map(|entry| format!("{}:{}", entry.name, entry.port)).collect();
+    wanted.sort();
+    assert_eq!(targets, wanted, "observability/prometheus.yml must scrape each service of services.tsv once, as <compose service>:<port>");
+    for entry in runtime::services() {
+        let addr = env_value(service(&compose, entry.name), entry.name, "HTTP_ADDR");
+        assert!(addr.ends_with(&format!(":{}", entry.port)), "{}: HTTP_ADDR {addr} is not where Prometheus scrapes it", entry.name);
+    }
+}
+
+#[test]
+fn grafana_has_prometheus_as_datasource_and_the_dashboards_for_anonymous_viewers() {
+    let compose = load(SINGLE);
+    let grafana = service(&compose, "grafana");
+    assert!(published_ports(grafana).contains(&(3000, 3000)), "grafana must publish 3000:3000, has {:?}", published_ports(grafana));
+    let env = environment(grafana);
+    let setting = |name: &str| env.get(name).cloned().flatten();
+    assert_eq!(setting("GF_AUTH_ANONYMOUS_ENABLED").as_deref(), Some("true"), "grafana: anonymous access");
+    assert_eq!(setting("GF_AUTH_ANONYMOUS_ORG_ROLE").as_deref(), Some("Viewer"), "grafana: anonymous visitors may only view");
+
+    let provisioning = mounted(grafana, "grafana", &setting("GF_PATHS_PROVISIONING").unwrap_or("/etc/grafana/provisioning".into()));
+    // One Prometheus datasource, the compose service `prometheus` on the port it listens on.
+    let datasources: Vec<Value> = yaml_files(&provisioning.join("datasources"))
+        .iter()
+        .flat_map(|file| sequence(&read_yaml(file), "datasources").to_vec())
+        .filter(|datasource| datasource.get("type").and_then(Value::as_str) == Some("prometheus"))
+        .collect();
+    assert_eq!(datasources.len(), 1, "grafana's provisioning must have one Prometheus datasource, has {datasources:?}");
+    let url = datasources[0].get("url").and_then(Value::as_str).unwrap_or_default();
+    assert_eq!(url.trim_end_matches('/'), "http://prometheus:9090", "grafana's Prometheus datasource");
+    let image = service(&compose, "prometheus").get("image").and_then(Value::as_str).unwrap_or_default();
+    assert!(image.starts_with("prom/prometheus:"), "the compose service prometheus runs {image}");
+
+    // Every dashboard provider reads a folder of the repository; together they load orderflow.json.
+    let mut dashboards = BTreeSet::new();
+    for file in yaml_files(&provisioning.join("dashboards")) {
+        for provider in sequence(&read_yaml(&file), "providers") {
+            assert_eq!(provider.get("type").and_then(Value::as_str).unwrap_or("file"), "file", "{}: a file provider", file.display());
+            let path = provider.get("options").and_then(|o| o.get("path")).and_then(Value::as_str).expect("a provider's options.path");
+            let dir = mounted(grafana, "grafana", path);
+            let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {path} is {}: {e}", file.display(), dir.display()));
+            dashboards.extend(entries.map(|entry| entry.expect("a directory entry").path()).filter(|p| p.extension().is_some_and(|e| e == "json")));
+        }
+    }
+    let dashboard = repo().join("observability/grafana/dashboards/orderflow.json");
+    assert!(dashboards.contains(&dashboard), "grafana's dashboard providers do not load {} (they load {dashboards:?})", dashboard.display());
+    if let Some(home) = setting("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH") {
+        assert!(mounted(grafana, "grafana", &home).is_file(), "grafana: the home dashboard {home} is not a file of the repository");
+    }
 }

@@ -108,6 +108,78 @@ async fn every_write_route_answers_202_and_its_outcome_becomes_accepted() {
     assert_eq!(rejected["command_type"], "CancelOrder");
 }
 
+/// `POST /orders` with an `Idempotency-Key` header → (status, JSON body or Null).
+async fn post_order_with_key(stack: &Stack, key: &str, body: &Value) -> (u16, Value) {
+    let response = http().post(stack.url("order-svc", "/orders")).header("Idempotency-Key", key).json(body).send().await.expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_post_orders_with_the_same_idempotency_key_is_one_order() {
+    let stack = stack();
+    let (sku, customer) = stocked_over_http(stack, 10, 10_000).await;
+    let body = json!({"customer_id": customer, "currency": "EUR", "lines": [{"sku": sku, "quantity": 2, "unit_price_cents": 1000}], "shipping_address": address("DE")});
+    let key = unique("retry");
+    let (status, first) = post_order_with_key(stack, &key, &body).await;
+    assert_eq!(status, 202, "{first}");
+    // The client did not see the answer and sends the same request again.
+    let (status, retry) = post_order_with_key(stack, &key, &body).await;
+    assert_eq!(status, 202, "{retry}");
+    assert_eq!((&retry["order_id"], &retry["command_id"]), (&first["order_id"], &first["command_id"]), "the same order and command");
+    let order_id = first["order_id"].as_str().expect("order_id");
+    stack.order_reaches(order_id, "CONFIRMED").await;
+    outcome(stack, "order-svc", first["command_id"].as_str().expect("command_id"), "ACCEPTED").await;
+
+    // The same key from another customer is another order.
+    let other_customer = unique("cust");
+    accepted_202(stack, "payment-svc", &format!("/accounts/{other_customer}/deposits"), Some(json!({"amount_cents": 5_000, "currency": "EUR"})))
+        .await;
+    stack.eventually("payment-svc", &format!("/accounts/{other_customer}"), WAIT, |a| a["balance_cents"] == 5_000).await;
+    let mut other = body.clone();
+    other["customer_id"] = json!(other_customer);
+    let (status, theirs) = post_order_with_key(stack, &key, &other).await;
+    assert_eq!(status, 202, "{theirs}");
+    assert_ne!(theirs["order_id"], first["order_id"]);
+    stack.order_reaches(theirs["order_id"].as_str().expect("order_id"), "CONFIRMED").await;
+
+    // One order of the first customer, charged once, its stock reserved once.
+    let (status, page) = stack.get("order-svc", &format!("/orders?customer_id={customer}")).await;
+    assert_eq!(status, 200, "{page}");
+    let orders: Vec<&Value> = page["orders"].as_array().into_iter().flatten().collect();
+    assert_eq!(orders.iter().map(|o| o["order_id"].as_str()).collect::<Vec<_>>(), [Some(order_id)], "{page}");
+    stack
+        .eventually("payment-svc", &format!("/accounts/{customer}"), WAIT, |a| a["balance_cents"] == 8_000 && a["captured_cents"] == 2_000)
+        .await;
+    stack.eventually("inventory-svc", &format!("/stock/{sku}"), WAIT, |s| s["reserved"] == 4 && s["on_hand"] == 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_idempotency_key_is_a_400_with_the_reason() {
+    let stack = stack();
+    let customer = unique("cust");
+    let body = json!({"customer_id": customer, "currency": "EUR", "lines": [{"sku": "s", "quantity": 1, "unit_price_cents": 1}], "shipping_address": address("DE")});
+    let too_long = "k".repeat(129);
+    for (key, reason) in [("", "1 to 128 characters, got 0"), (too_long.as_str(), "1 to 128 characters, got 129")] {
+        let (status, answer) = post_order_with_key(stack, key, &body).await;
+        assert_eq!(status, 400, "{key:?}: {answer}");
+        assert_eq!(answer["status"], 400, "{answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| e.starts_with("Idempotency-Key") && e.contains(reason)), "{key:?}: {answer}");
+    }
+    let response = http()
+        .post(stack.url("order-svc", "/orders"))
+        .header("Idempotency-Key", reqwest::header::HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is a header value"))
+        .json(&body)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().await.expect("a JSON error");
+    assert_eq!(answer["error"], "Idempotency-Key must be printable ASCII", "{answer}");
+    let (status, page) = stack.get("order-svc", &format!("/orders?customer_id={customer}")).await;
+    assert_eq!((status, page["orders"].as_array().map(Vec::len)), (200, Some(0)), "nothing was placed: {page}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_bodies_get_json_errors_and_nothing_is_produced() {
     let stack = stack();

@@ -79,3 +79,14 @@ async fn a_route_registered_without_an_annotation_is_found_undocumented() {
     let (_, documented, served) = documented_and_served("inventory-svc", inventory_svc::VERSION, undocumented, pool).await;
     assert_eq!(served.difference(&documented).collect::<Vec<_>>(), ["GET /stock/{sku}/audit"]);
 }
+
+#[tokio::test]
+async fn post_orders_documents_its_idempotency_key_header() {
+    let (pool, _db) = read_model_db(&order_svc::MIGRATOR).await;
+    let (json, _, _) = documented_and_served("order-svc", order_svc::VERSION, order_svc::routes(), pool).await;
+    let parameters = json["paths"]["/orders"]["post"]["parameters"].as_array().cloned().unwrap_or_default();
+    let key = parameters.iter().find(|p| p["name"] == "Idempotency-Key").unwrap_or_else(|| panic!("no Idempotency-Key in {parameters:?}"));
+    assert_eq!((key["in"].as_str(), key["required"].as_bool()), (Some("header"), Some(false)), "{key}");
+    let bad_request = &json["paths"]["/orders"]["post"]["responses"]["400"]["description"];
+    assert!(bad_request.as_str().is_some_and(|d| d.contains("Idempotency-Key")), "{bad_request}");
+}

@@ -35,6 +35,8 @@ pub use view::{OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry};
 /// The `orders` projection: the order view joined with every other stream.
 pub fn projection(registry_url: &str) -> Result<Projection, CodecError> {
     Projection::new(PROJECTION, &["orders", "order_payments", "order_shipments", "order_notifications", "order_timeline"])
+        // `GET /orders/{id}?wait_for=` waits on this view: the saga is done when it shows so.
+        .on_saga_path()
         .from::<Order>(registry_url, project_order_view)?
         .from::<Account>(registry_url, project_payment)?
         .from::<Shipment>(registry_url, project_shipment)?

@@ -143,7 +143,7 @@ async fn consume(brokers: &str, registry: &str, topic: &str, follow: bool, max: 
 async fn decode_value(decoder: &AvroDecoder, payload: Option<&[u8]>) -> (Option<u32>, Json) {
     let Some(bytes) = payload else { return (None, Json::Null) };
     if let Ok((schema_id, schema, value)) = kafka::read_with_writer_schema(decoder, bytes).await {
-        return (Some(schema_id), avro_to_json(value, &schema));
+        return (Some(schema_id), avro_to_json(value, &schema.parsed));
     }
     match serde_json::from_slice(bytes) {
         Ok(json) => (None, json),

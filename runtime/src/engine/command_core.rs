@@ -1,7 +1,13 @@
 //! The command processor's pure core: what the writer of a partition knows, what a command
-//! record asks of it ([`classify`]), the envelopes of the events a decision appends
-//! ([`stamp`]) and the record of a refusal. No Kafka, no clock, no randomness of its own: the
-//! shell in `command_processor` passes time and event ids in and does the I/O.
+//! record asks of it ([`classify`]), what a decision appends ([`decide`], [`stamp`]) and the
+//! record of a refusal. No Kafka, no clock, no randomness of its own: the shell in
+//! `command_processor` passes time and event ids in and does the I/O.
+//!
+//! A command id names one decision. A command counts as handled once its whole decision is in
+//! the log: every event it appended, or its refusal on `<stream>.rejections`. Each event
+//! record carries its place in its decision ([`Part`], header `decision_part`), so a decision
+//! cut short by a crash (the first of two events persisted, not the second) is known on
+//! rehydration; its redelivered command completes it with the events that are missing.
 use crate::{decider::Decider, history::HistoryTip, shared::command_id_for_record};
 use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, Stream};
 use std::collections::{HashMap, HashSet};
@@ -16,11 +22,52 @@ pub(crate) struct Aggregate<St> {
     pub tip: HistoryTip,
 }
 
-/// What the writer of one partition knows, rebuilt from the event log on every assignment.
-#[derive(Debug)]
-pub(crate) struct PartitionState<St> {
-    pub aggregates: HashMap<String, Aggregate<St>>,
+/// Where an event stands in the decision that appended it: event `index` (from 1) of `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    pub index: u32,
+    pub of: u32,
+}
+
+impl Part {
+    /// Reads the `decision_part` header, `"<index>/<of>"` with `1 <= index <= of`.
+    pub fn parse(text: &str) -> Option<Part> {
+        let (index, of) = text.split_once('/')?;
+        let part = Part { index: index.trim().parse().ok()?, of: of.trim().parse().ok()? };
+        (1..=part.of).contains(&part.index).then_some(part)
+    }
+
+    pub fn is_last(self) -> bool {
+        self.index == self.of
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.of)
+    }
+}
+
+/// A decision whose first events are in the log but not its last: what its command needs to
+/// be completed when it is redelivered.
+pub(crate) struct PartialDecision<D: Decider> {
+    pub command_id: String,
+    /// The aggregate's state before the decision's first event: what it was decided against.
+    pub before: D::State,
+    /// The events of the decision that are in the log, in order.
+    pub persisted: Vec<Event<D>>,
+    /// How many events the decision had.
+    pub of: u32,
+}
+
+/// What the writer of one partition knows, rebuilt from the event log (and the partition's
+/// rejections) on every assignment.
+pub(crate) struct PartitionState<D: Decider> {
+    pub aggregates: HashMap<String, Aggregate<D::State>>,
+    /// Commands whose decision is complete in the log: accepted (all their events) or refused.
     pub handled_commands: HashSet<String>,
+    /// Decisions cut short, by aggregate: their commands are not handled yet.
+    pub partial: HashMap<String, PartialDecision<D>>,
     /// Highest command offset whose events are in the log (for the operator: where the
     /// previous writer got to).
     pub last_command_offset: i64,
@@ -28,29 +75,66 @@ pub(crate) struct PartitionState<St> {
     pub log_end: i64,
 }
 
-impl<St: Default> PartitionState<St> {
+impl<D: Decider> PartitionState<D> {
     pub fn empty() -> Self {
-        PartitionState { aggregates: HashMap::new(), handled_commands: HashSet::new(), last_command_offset: -1, log_end: 0 }
+        PartitionState { aggregates: HashMap::new(), handled_commands: HashSet::new(), partial: HashMap::new(), last_command_offset: -1, log_end: 0 }
     }
 
-    pub fn aggregate_mut(&mut self, aggregate_id: &str) -> &mut Aggregate<St> {
+    pub fn aggregate_mut(&mut self, aggregate_id: &str) -> &mut Aggregate<D::State> {
         self.aggregates.entry(aggregate_id.to_string()).or_default()
+    }
+
+    /// A refusal of `command_id` (decided now, or read back from `<stream>.rejections`): the
+    /// command is handled, and a redelivery of it is a duplicate, not a second decision.
+    pub fn remember_refusal(&mut self, command_id: &str) {
+        self.handled_commands.insert(command_id.to_string());
     }
 }
 
 /// Applies one logged event to a partition's state if it passes the version rule (what
-/// rehydration does for every record); says whether it did.
-pub(crate) fn apply_logged<D: Decider>(state: &mut PartitionState<D::State>, event: &EventEnvelope<Event<D>>) -> bool {
-    let aggregate = state.aggregate_mut(&event.aggregate_id);
+/// rehydration does for every record); says whether it did. `part` is the event's place in its
+/// decision (`None` for events written before decisions were numbered: complete by themselves).
+pub(crate) fn apply_logged<D: Decider>(state: &mut PartitionState<D>, event: &EventEnvelope<Event<D>>, part: Option<Part>) -> bool {
     let metadata = event.metadata();
-    if !aggregate.tip.accepts(&metadata) {
+    if !state.aggregate_mut(&event.aggregate_id).tip.accepts(&metadata) {
         return false;
+    }
+    let open = match state.partial.remove(&event.aggregate_id) {
+        Some(open) if open.command_id == event.command_id => Some(open),
+        // Another command's event on top of a decision cut short: that history is what the
+        // log says now, and the earlier command stays as far as it got.
+        Some(superseded) => {
+            state.handled_commands.insert(superseded.command_id);
+            None
+        }
+        None => None,
+    };
+    let aggregate = state.aggregates.entry(event.aggregate_id.clone()).or_default();
+    match part {
+        Some(part) if !part.is_last() => {
+            let mut open = open.unwrap_or_else(|| PartialDecision {
+                command_id: event.command_id.clone(),
+                before: aggregate.state.clone(),
+                persisted: Vec::new(),
+                of: part.of,
+            });
+            open.persisted.push(event.payload.clone());
+            state.partial.insert(event.aggregate_id.clone(), open);
+        }
+        _ => {
+            state.handled_commands.insert(event.command_id.clone());
+        }
     }
     aggregate.tip.advance(&metadata);
     aggregate.state = D::evolve(std::mem::take(&mut aggregate.state), &event.payload);
-    state.handled_commands.insert(event.command_id.clone());
     state.last_command_offset = state.last_command_offset.max(event.command_offset);
     true
+}
+
+/// The id of the command a record of `<stream>.rejections` refused (see [`rejection_record`]).
+pub(crate) fn refused_command_id(record: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(record).ok()?;
+    json.get("command_id").and_then(serde_json::Value::as_str).filter(|id| !id.is_empty()).map(str::to_string)
 }
 
 /// Where a command record sits.
@@ -102,6 +186,72 @@ pub(crate) fn classify<S: Stream>(
         Route::Decide
     };
     Ok(Classified { command_id, command, route })
+}
+
+/// What one decision appends: `events` are its parts `first..` of `of` in all.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Decision<E> {
+    pub events: Vec<E>,
+    pub first: u32,
+    pub of: u32,
+    pub basis: Basis,
+}
+
+/// What a decision was made against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Basis {
+    /// The aggregate's current state: a new decision.
+    Current,
+    /// The state before a decision of this command cut short, `persisted` of whose events are
+    /// in the log: the same decision again, of which only the missing events are appended.
+    Completion { persisted: usize },
+    /// A decision cut short that came out differently when made again (the decider or the
+    /// command changed since): decided anew against the state with the persisted events applied.
+    Redecided { persisted: usize },
+}
+
+impl<E> Decision<E> {
+    /// The place in the decision of `events[i]`.
+    pub fn part(&self, i: usize) -> Part {
+        Part { index: self.first + i as u32, of: self.of }
+    }
+}
+
+/// Decides a command of aggregate `aggregate_id`, which is ours and not handled yet. When the
+/// log holds the beginning of this command's decision (a crash cut it short), the decider sees
+/// the state before it and, deciding the same (deciders are pure), only the missing events are
+/// appended, continuing the history where the persisted ones left it.
+pub(crate) fn decide<D: Decider>(
+    decider: &D,
+    state: &mut PartitionState<D>,
+    aggregate_id: &str,
+    command_id: &str,
+    command: &Command<D>,
+) -> Result<Decision<Event<D>>, crate::decider::Rejection> {
+    let mut basis = Basis::Current;
+    if let Some(partial) = state.partial.remove(aggregate_id) {
+        if partial.command_id == command_id {
+            let persisted = partial.persisted.len();
+            match decider.decide(&partial.before, command) {
+                Ok(events) if events.len() == partial.of as usize && events.len() > persisted && events.starts_with(&partial.persisted) => {
+                    let of = partial.of;
+                    return Ok(Decision {
+                        events: events.into_iter().skip(persisted).collect(),
+                        first: persisted as u32 + 1,
+                        of,
+                        basis: Basis::Completion { persisted },
+                    });
+                }
+                _ => basis = Basis::Redecided { persisted },
+            }
+        } else {
+            // Another command of the aggregate came first: the history goes on from the part
+            // that is in the log, and the earlier command stays as far as it got.
+            state.handled_commands.insert(partial.command_id);
+        }
+    }
+    let events = decider.decide(&state.aggregate_mut(aggregate_id).state, command)?;
+    Ok(Decision { of: events.len() as u32, events, first: 1, basis })
 }
 
 /// Why the events of one decision exist: the command and the trace they continue.
@@ -272,16 +422,176 @@ mod tests {
 
     #[test]
     fn rehydration_applies_each_event_once_and_remembers_its_command() {
-        let mut state = PartitionState::<u32>::empty();
+        let mut state = PartitionState::<Counter>::empty();
         let causation = Causation { command_id: "c".into(), correlation_id: "c".into(), causation_id: "c".into(), command_offset: 3, occurred_at: 0 };
         let mut writer = Aggregate::<u32>::default();
         let restocked = StockEvent::StockRestocked { quantity: 1 };
         let events = stamp::<Counter>(&mut writer, "sku-1", vec![restocked], &causation, || "e1".into());
-        assert!(apply_logged::<Counter>(&mut state, &events[0]));
-        assert!(!apply_logged::<Counter>(&mut state, &events[0]), "a redelivered event");
+        assert!(apply_logged::<Counter>(&mut state, &events[0], Some(Part { index: 1, of: 1 })));
+        assert!(!apply_logged::<Counter>(&mut state, &events[0], Some(Part { index: 1, of: 1 })), "a redelivered event");
         assert!(state.handled_commands.contains("c"));
         assert_eq!(state.last_command_offset, 3);
         assert_eq!(state.aggregates["sku-1"].state, 1);
+    }
+
+    /// Reserves stock for an order once (natural key: the order), then closes the reservation
+    /// with a second event, like the order decider's line and stock reservations: decided again
+    /// against a state that has the first event, it would see nothing left to do.
+    struct Reserver;
+
+    #[derive(Debug, Default, Clone, PartialEq)]
+    struct Ledger {
+        reserved: std::collections::BTreeSet<String>,
+        closed: u32,
+    }
+
+    impl Decider for Reserver {
+        type Stream = Stock;
+        type State = Ledger;
+        fn decide(&self, state: &Ledger, command: &StockCommand) -> Result<Vec<StockEvent>, Rejection> {
+            match command {
+                StockCommand::ReserveStock { order_id, .. } if state.reserved.contains(order_id) => Ok(vec![]),
+                StockCommand::ReserveStock { order_id, quantity, .. } => Ok(vec![
+                    StockEvent::StockReserved { order_id: order_id.clone(), quantity: *quantity },
+                    StockEvent::StockRestocked { quantity: 0 },
+                ]),
+                _ => Err(Rejection::Refused("only reservations".into())),
+            }
+        }
+        fn evolve(mut state: Ledger, event: &StockEvent) -> Ledger {
+            match event {
+                StockEvent::StockReserved { order_id, .. } => {
+                    state.reserved.insert(order_id.clone());
+                }
+                _ => state.closed += 1,
+            }
+            state
+        }
+    }
+
+    fn reserve(order_id: &str, quantity: i32) -> StockCommand {
+        StockCommand::ReserveStock { sku: "sku-1".into(), order_id: order_id.into(), quantity }
+    }
+
+    fn reservation_command(order_id: &str, quantity: i32, command_id: &str) -> Vec<u8> {
+        serde_json::to_vec(&CommandEnvelope { command_id: Some(command_id.into()), command: reserve(order_id, quantity) }).expect("json")
+    }
+
+    /// The events a writer appends for `command` on a fresh aggregate, with the parts it numbers them with.
+    fn decided_on_fresh_aggregate(command: &StockCommand, command_id: &str) -> Vec<(EventEnvelope<StockEvent>, Part)> {
+        let mut writer = PartitionState::<Reserver>::empty();
+        let decision = decide(&Reserver, &mut writer, "sku-1", command_id, command).expect("accepted");
+        let causation =
+            Causation { command_id: command_id.into(), correlation_id: "r".into(), causation_id: "s".into(), command_offset: 7, occurred_at: 0 };
+        let mut ids = (1..).map(|n| format!("{command_id}-e{n}"));
+        let parts: Vec<Part> = (0..decision.events.len()).map(|i| decision.part(i)).collect();
+        let events = stamp::<Reserver>(writer.aggregate_mut("sku-1"), "sku-1", decision.events, &causation, || ids.next().unwrap_or_default());
+        events.into_iter().zip(parts).collect()
+    }
+
+    #[test]
+    fn decision_parts_are_written_as_index_slash_count_and_read_back() {
+        let part = Part { index: 2, of: 3 };
+        assert_eq!(part.to_string(), "2/3");
+        assert_eq!(Part::parse("2/3"), Some(part));
+        assert!(Part::parse("3/3").is_some_and(Part::is_last));
+        for bad in ["", "1", "0/2", "3/2", "a/b", "1/", "/1", "-1/2"] {
+            assert_eq!(Part::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_event_of_a_decision_is_numbered_and_the_last_one_closes_it() {
+        let events = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
+        assert_eq!(events.iter().map(|(_, part)| part.to_string()).collect::<Vec<_>>(), ["1/2", "2/2"]);
+        let mut state = PartitionState::<Reserver>::empty();
+        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, Some(events[0].1)));
+        assert!(!state.handled_commands.contains("c-1"), "half a decision does not handle its command");
+        assert!(apply_logged::<Reserver>(&mut state, &events[1].0, Some(events[1].1)));
+        assert!(state.handled_commands.contains("c-1"));
+        assert!(state.partial.is_empty());
+    }
+
+    #[test]
+    fn events_written_before_decisions_were_numbered_count_as_complete() {
+        let events = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
+        let mut state = PartitionState::<Reserver>::empty();
+        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, None));
+        assert!(state.handled_commands.contains("c-1"));
+        assert!(state.partial.is_empty());
+    }
+
+    #[test]
+    fn a_decision_cut_short_is_completed_by_its_redelivered_command() {
+        let events = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
+        // The crash: only the first of the two events reached the log.
+        let mut state = PartitionState::<Reserver>::empty();
+        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, Some(events[0].1)));
+        let partition = owner_of("sku-1");
+        let redelivered = classify::<Stock>(at(partition, 7), &reservation_command("o-1", 2, "c-1"), 6, &state.handled_commands).expect("a command");
+        assert_eq!(redelivered.route, Route::Decide, "not a duplicate: its decision is incomplete");
+        // Decided against the partial state, the reservation would look done and the second event never come.
+        assert_eq!(Reserver.decide(&state.aggregates["sku-1"].state, &redelivered.command), Ok(vec![]));
+
+        let decision = decide(&Reserver, &mut state, "sku-1", "c-1", &redelivered.command).expect("accepted");
+        assert_eq!(
+            decision,
+            Decision { events: vec![StockEvent::StockRestocked { quantity: 0 }], first: 2, of: 2, basis: Basis::Completion { persisted: 1 } }
+        );
+        let causation =
+            Causation { command_id: "c-1".into(), correlation_id: "r".into(), causation_id: "s".into(), command_offset: 7, occurred_at: 1 };
+        let completion = stamp::<Reserver>(state.aggregate_mut("sku-1"), "sku-1", decision.events, &causation, || "c-1-e2-again".into());
+        assert_eq!((completion[0].version, completion[0].previous_event_id.as_deref()), (2, Some("c-1-e1")), "continues the persisted part");
+        assert_eq!(state.aggregates["sku-1"].state, Ledger { reserved: ["o-1".to_string()].into(), closed: 1 });
+
+        // The next writer finds the decision complete.
+        let mut next = PartitionState::<Reserver>::empty();
+        assert!(apply_logged::<Reserver>(&mut next, &events[0].0, Some(events[0].1)));
+        assert!(apply_logged::<Reserver>(&mut next, &completion[0], Some(Part { index: 2, of: 2 })));
+        assert!(next.handled_commands.contains("c-1") && next.partial.is_empty());
+        assert_eq!(next.aggregates["sku-1"].state, state.aggregates["sku-1"].state);
+    }
+
+    #[test]
+    fn a_decision_cut_short_that_comes_out_differently_is_decided_anew_on_the_current_state() {
+        let events = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
+        let mut state = PartitionState::<Reserver>::empty();
+        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, Some(events[0].1)));
+        // The same command id, another command (e.g. a client reusing an id).
+        let decision = decide(&Reserver, &mut state, "sku-1", "c-1", &reserve("o-2", 5)).expect("accepted");
+        assert_eq!(decision.basis, Basis::Redecided { persisted: 1 });
+        assert_eq!((decision.first, decision.of), (1, 2));
+        assert_eq!(decision.events[0], StockEvent::StockReserved { order_id: "o-2".into(), quantity: 5 });
+        assert!(state.partial.is_empty());
+    }
+
+    #[test]
+    fn another_commands_event_on_top_of_a_decision_cut_short_leaves_it_as_it_is() {
+        let first = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
+        let mut state = PartitionState::<Reserver>::empty();
+        assert!(apply_logged::<Reserver>(&mut state, &first[0].0, Some(first[0].1)));
+        let causation =
+            Causation { command_id: "c-2".into(), correlation_id: "r".into(), causation_id: "s".into(), command_offset: 8, occurred_at: 0 };
+        let mut writer = Aggregate { state: state.aggregates["sku-1"].state.clone(), tip: state.aggregates["sku-1"].tip.clone() };
+        let on_top = stamp::<Reserver>(&mut writer, "sku-1", vec![StockEvent::StockRestocked { quantity: 4 }], &causation, || "c-2-e1".into());
+        assert!(apply_logged::<Reserver>(&mut state, &on_top[0], Some(Part { index: 1, of: 1 })));
+        assert!(state.handled_commands.contains("c-1") && state.handled_commands.contains("c-2"));
+        assert!(state.partial.is_empty());
+    }
+
+    #[test]
+    fn a_refused_command_is_a_duplicate_when_it_comes_again() {
+        let record = rejection_record("c-9", "ReserveStock", "sku-1", "only reservations", &reservation_command("o-1", 1, "c-9"), 5);
+        assert_eq!(refused_command_id(record.as_bytes()).as_deref(), Some("c-9"));
+        assert_eq!(refused_command_id(b"not json"), None);
+        assert_eq!(refused_command_id(br#"{"command_id":""}"#), None);
+
+        let mut state = PartitionState::<Reserver>::empty();
+        let partition = owner_of("sku-1");
+        let bytes = reservation_command("o-1", 1, "c-9");
+        assert_eq!(classify::<Stock>(at(partition, 3), &bytes, 6, &state.handled_commands).expect("a command").route, Route::Decide);
+        state.remember_refusal("c-9");
+        assert_eq!(classify::<Stock>(at(partition, 3), &bytes, 6, &state.handled_commands).expect("a command").route, Route::Duplicate);
     }
 
     #[test]

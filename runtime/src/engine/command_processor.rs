@@ -15,19 +15,27 @@
 //! forwards, dead letters), and a crash during the flush can leave a later command's events
 //! durable while an earlier command's forward was lost. Re-handling is always safe: commands
 //! already in the log are duplicates by id, the rest are decided again.
+//!
+//! What counts as "in the log" is a command's whole decision: every event it appended (each
+//! record says which of how many it is, in its `decision_part` header), or its refusal on
+//! `<stream>.rejections` (co-partitioned with the commands, read back on assignment too). A
+//! redelivered command gets the outcome it first got, refusals included; one whose decision the
+//! log holds only the beginning of is decided again against the state before it, and the
+//! events that are missing are appended.
 use super::{
     BATCH_LINGER, LoopError, MAX_BATCH,
     command_core::{
-        Causation, Classified, Command, Landed, PartitionState, Position, Route, apply_logged, classify, continues_log, rejection_record, stamp,
+        Basis, Causation, Classified, Command, Landed, Part, PartitionState, Position, Route, apply_logged, classify, continues_log, decide,
+        refused_command_id, rejection_record, stamp,
     },
     pause::wait_while_paused,
 };
 use crate::{
     decider::{Decider, Rejection},
     kafka::{
-        self, EventCodec,
+        self, EventCodec, Pace,
         consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
-        event_log::read_to_end,
+        event_log::{DECISION_PART_HEADER, read_to_end},
         header, headers, headers_without,
     },
     observe::{
@@ -59,7 +67,7 @@ impl<D: Decider> CommandProcessor<D> {
     pub async fn run(&self) -> Result<(), LoopError> {
         let stream_commands = <D::Stream as Stream>::COMMANDS_TOPIC;
         let stream_events = <D::Stream as Stream>::EVENTS_TOPIC;
-        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?);
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Saga, RebalanceTracker::default())?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
         let _lag = LagReporter::spawn(LoopKind::Command, self.group_id.clone(), consumer.clone(), Default::default(), None);
@@ -75,7 +83,7 @@ impl<D: Decider> CommandProcessor<D> {
         }
         consumer.subscribe(&[stream_commands])?;
         tracing::info!(topic = stream_commands, group = %self.group_id, "command processor started");
-        let mut owned: HashMap<i32, PartitionState<D::State>> = HashMap::new();
+        let mut owned: HashMap<i32, PartitionState<D>> = HashMap::new();
         loop {
             wait_while_paused(LoopKind::Command).await;
             let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
@@ -125,11 +133,12 @@ impl<D: Decider> CommandProcessor<D> {
         }
     }
 
-    /// Rebuilds every aggregate of one partition from the event log.
-    async fn rehydrate(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32) -> Result<PartitionState<D::State>, LoopError> {
+    /// Rebuilds every aggregate of one partition from the event log, and learns which commands
+    /// of the partition were refused from its rejections.
+    async fn rehydrate(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32) -> Result<PartitionState<D>, LoopError> {
         let topic = <D::Stream as Stream>::EVENTS_TOPIC;
         let started = std::time::Instant::now();
-        let (records, end) = read_to_end(reader, topic.to_string(), partition, 0).await?;
+        let (records, end) = read_to_end(reader.clone(), topic.to_string(), partition, 0).await?;
         let mut state = PartitionState::empty();
         state.log_end = end;
         let mut skipped = 0usize;
@@ -137,7 +146,11 @@ impl<D: Decider> CommandProcessor<D> {
             let Some(bytes) = &record.value else { continue };
             match self.codec.decode(bytes).await {
                 Ok(event) => {
-                    if !apply_logged::<D>(&mut state, &event) {
+                    let part = record.decision_part.as_deref().and_then(Part::parse);
+                    if record.decision_part.is_some() && part.is_none() {
+                        tracing::warn!(topic, partition, offset = record.offset, header = ?record.decision_part, "event with an unreadable decision part; taken as complete");
+                    }
+                    if !apply_logged::<D>(&mut state, &event, part) {
                         skipped += 1;
                     }
                 }
@@ -147,11 +160,32 @@ impl<D: Decider> CommandProcessor<D> {
                 }
             }
         }
+        let rejections = rejections_topic(<D::Stream as Stream>::NAME);
+        let (refusals, _) = read_to_end(reader, rejections.clone(), partition, 0).await?;
+        for record in &refusals {
+            match record.value.as_deref().and_then(refused_command_id) {
+                Some(command_id) => state.remember_refusal(&command_id),
+                None => tracing::warn!(topic = %rejections, partition, offset = record.offset, "rejection record without a command id; skipped"),
+            }
+        }
+        for (aggregate_id, partial) in &state.partial {
+            tracing::warn!(
+                topic,
+                partition,
+                %aggregate_id,
+                command_id = %partial.command_id,
+                persisted = partial.persisted.len(),
+                of = partial.of,
+                "the log holds only part of a decision; its command completes it when redelivered"
+            );
+        }
         tracing::info!(
             topic,
             partition,
             events = records.len(),
             skipped,
+            refusals = refusals.len(),
+            partial_decisions = state.partial.len(),
             aggregates = state.aggregates.len(),
             last_command_offset = state.last_command_offset,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -164,7 +198,7 @@ impl<D: Decider> CommandProcessor<D> {
     /// `traceparent` (or starts one); returns the outbox places of the events it appended.
     async fn handle(
         &self,
-        state: &mut PartitionState<D::State>,
+        state: &mut PartitionState<D>,
         message: &OwnedMessage,
         partitions: i32,
         outbox: &mut Outbox<'_>,
@@ -189,7 +223,7 @@ impl<D: Decider> CommandProcessor<D> {
 
     async fn handle_in(
         &self,
-        state: &mut PartitionState<D::State>,
+        state: &mut PartitionState<D>,
         message: &OwnedMessage,
         partitions: i32,
         outbox: &mut Outbox<'_>,
@@ -242,7 +276,7 @@ impl<D: Decider> CommandProcessor<D> {
     /// events, its refusal or (invalid) its dead letter.
     async fn decide(
         &self,
-        state: &mut PartitionState<D::State>,
+        state: &mut PartitionState<D>,
         message: &OwnedMessage,
         command_id: &str,
         command: &Command<D>,
@@ -251,12 +285,23 @@ impl<D: Decider> CommandProcessor<D> {
     ) -> Result<Vec<usize>, LoopError> {
         let stream = <D::Stream as Stream>::NAME;
         let (command_type, aggregate_id) = (command.command_type(), command.aggregate_id());
-        let aggregate = state.aggregate_mut(aggregate_id);
         let decided_at = Instant::now();
-        let decision = tracing::info_span!("decide", command_type, aggregate_id).in_scope(|| self.decider.decide(&aggregate.state, command));
+        let decision =
+            tracing::info_span!("decide", command_type, aggregate_id).in_scope(|| decide(&*self.decider, state, aggregate_id, command_id, command));
         m::decision_took(stream, decided_at.elapsed());
         match decision {
-            Ok(events) => {
+            Ok(decision) => {
+                match decision.basis {
+                    Basis::Current => {}
+                    Basis::Completion { persisted } => {
+                        tracing::warn!(%command_id, persisted, of = decision.of, "completing a decision the log held only part of")
+                    }
+                    Basis::Redecided { persisted } => tracing::warn!(
+                        %command_id,
+                        persisted,
+                        "the log holds part of this command's decision, but deciding it again came out differently; decided anew on the current state"
+                    ),
+                }
                 let causation = Causation {
                     command_id: command_id.to_string(),
                     correlation_id: header(message, "correlation_id").unwrap_or_else(|| command_id.to_string()),
@@ -264,10 +309,11 @@ impl<D: Decider> CommandProcessor<D> {
                     command_offset: message.offset(),
                     occurred_at: now_millis(),
                 };
-                let events = stamp::<D>(aggregate, aggregate_id, events, &causation, || Uuid::new_v4().to_string());
+                let parts: Vec<String> = (0..decision.events.len()).map(|i| decision.part(i).to_string()).collect();
+                let events = stamp::<D>(state.aggregate_mut(aggregate_id), aggregate_id, decision.events, &causation, || Uuid::new_v4().to_string());
                 let mut appended = Vec::with_capacity(events.len());
-                for event in events {
-                    let bytes = self.codec.encode(&event).await?;
+                for (event, part) in events.iter().zip(&parts) {
+                    let bytes = self.codec.encode(event).await?;
                     let place = outbox.send(Outgoing {
                         topic: <D::Stream as Stream>::EVENTS_TOPIC,
                         partition: Some(message.partition()),
@@ -279,6 +325,7 @@ impl<D: Decider> CommandProcessor<D> {
                                 ("correlation_id", &causation.correlation_id),
                                 ("causation_id", &causation.causation_id),
                                 ("command_id", command_id),
+                                (DECISION_PART_HEADER, part),
                             ]),
                             span,
                         ),
@@ -308,6 +355,7 @@ impl<D: Decider> CommandProcessor<D> {
                     payload: record.as_bytes(),
                     headers: telemetry::with_trace(headers(&[("command_id", command_id), ("reason", &reason)]), span),
                 })?;
+                state.remember_refusal(command_id);
                 span.record("outcome", "rejected");
                 m::command_handled(stream, command_type, Outcome::Rejected);
                 tracing::info!(%command_id, command_type, %reason, "command rejected");

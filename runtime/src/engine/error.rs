@@ -21,6 +21,8 @@ pub enum LoopError {
     LostOwnership { topic: String, partition: i32 },
     #[error("blocking task: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("rebuilding read model {projection} from a replaced log: {error}")]
+    Rebuild { projection: &'static str, error: Box<dyn std::error::Error + Send + Sync> },
     #[error("handler {name} failed on {topic}/{partition}@{offset}: {error}")]
     Handler { name: String, topic: String, partition: i32, offset: i64, error: Box<dyn std::error::Error + Send + Sync> },
 }

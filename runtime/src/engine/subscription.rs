@@ -7,7 +7,7 @@ use super::{BATCH_LINGER, LoopError, MAX_BATCH, pause::wait_while_paused};
 use crate::{
     history::HistoryGuard,
     kafka::{
-        self, EventCodec,
+        self, EventCodec, Pace,
         consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
         event_log::read_records,
         headers, partition_for,
@@ -63,16 +63,17 @@ pub struct Subscription<S: Stream, H: EventHandler<S>> {
     codec: Arc<EventCodec<S>>,
     brokers: String,
     group_id: String,
+    pace: Pace,
 }
 
 impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
-    pub fn new(handler: H, codec: Arc<EventCodec<S>>, brokers: &str, service: &str) -> Self {
+    pub fn new(handler: H, codec: Arc<EventCodec<S>>, brokers: &str, service: &str, pace: Pace) -> Self {
         let group_id = format!("{service}.{}", handler.name());
-        Subscription { handler, codec, brokers: brokers.to_string(), group_id }
+        Subscription { handler, codec, brokers: brokers.to_string(), group_id, pace }
     }
 
     pub async fn run(&self) -> Result<(), LoopError> {
-        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, RebalanceTracker::default())?);
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, self.pace, RebalanceTracker::default())?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
         let _lag = LagReporter::spawn(LoopKind::Policy, self.group_id.clone(), consumer.clone(), Default::default(), None);

@@ -19,4 +19,4 @@ pub use command_bus::{CommandBus, SendCommandError};
 pub use error::{ApiError, JsonBody};
 pub use params::{DEFAULT_LIMIT, MAX_LIMIT, limit};
 pub use state::{ApiRoutes, AppState, ProjectionProgress, QueryRoutes, ReadDb};
-pub use write::{Accepted, CommandErrors, submit};
+pub use write::{Accepted, CommandErrors, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, IdempotentCommandErrors, InvalidIdempotencyKey, submit};

@@ -1,8 +1,15 @@
 //! Operational endpoints the runtime adds to every service: `/health` (alive), `/ready`
-//! (broker and registry reachable, every projection caught up to within `READY_MAX_LAG`),
-//! `/metrics` (Prometheus) and the operator pause (`/admin/pause`, `/admin/resume`).
+//! (broker and registry reachable, every supervised loop running, every projection caught up
+//! to within `READY_MAX_LAG`), `/metrics` (Prometheus) and the operator pause
+//! (`/admin/pause`, `/admin/resume`).
 use super::AppState;
-use crate::{engine::pause, shared::LoopKind};
+use crate::{
+    engine::{
+        pause,
+        supervise::{LoopState, LoopStatus, Loops},
+    },
+    shared::LoopKind,
+};
 use axum::{
     Json, Router,
     extract::{Query, State},
@@ -12,7 +19,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -28,14 +35,17 @@ pub struct Readiness {
     pub projections: Vec<&'static str>,
     /// `READY_MAX_LAG`: the most records a projection may be behind and still serve.
     pub max_lag: i64,
+    /// Every supervised loop of the service: command processors, policies and reactors,
+    /// projections.
+    loops: Loops,
     http: reqwest::Client,
 }
 
 impl Readiness {
-    pub fn new(service: &'static str, registry_url: &str, projections: Vec<&'static str>) -> Self {
+    pub fn new(service: &'static str, registry_url: &str, projections: Vec<&'static str>, loops: Loops) -> Self {
         let max_lag = std::env::var("READY_MAX_LAG").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
         let http = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().unwrap_or_default();
-        Readiness { service, registry_url: registry_url.trim_end_matches('/').to_string(), projections, max_lag, http }
+        Readiness { service, registry_url: registry_url.trim_end_matches('/').to_string(), projections, max_lag, loops, http }
     }
 
     async fn registry_problem(&self) -> Option<String> {
@@ -69,6 +79,30 @@ impl Readiness {
     }
 }
 
+/// The loops that are not running (not started yet, or waiting to restart after a failure), by
+/// label, with why and since when.
+fn loop_problems(loops: &BTreeMap<String, LoopStatus>) -> BTreeMap<String, Value> {
+    loops
+        .iter()
+        .filter_map(|(label, status)| {
+            let seconds = status.since.elapsed().as_secs();
+            let problem = match &status.state {
+                LoopState::Running => return None,
+                LoopState::NotStarted => json!({ "kind": status.kind.as_str(), "state": "not started" }),
+                LoopState::Restarting { cause, reason } => json!({
+                    "kind": status.kind.as_str(),
+                    "state": "restarting",
+                    "cause": cause.as_str(),
+                    "reason": reason,
+                    "restarts": status.restarts,
+                    "seconds": seconds,
+                }),
+            };
+            Some((label.clone(), problem))
+        })
+        .collect()
+}
+
 /// `/health`, `/ready`, `/metrics`, `/admin/pause`, `/admin/resume`.
 pub fn routes(readiness: Readiness) -> Router<AppState> {
     let service = readiness.service;
@@ -85,7 +119,8 @@ async fn ready(State(state): State<AppState>, readiness: Arc<Readiness>) -> impl
     let started = Instant::now();
     let (broker, registry) = tokio::join!(state.commands.broker_problem(PROBE_TIMEOUT), readiness.registry_problem());
     let projections = readiness.projection_problems();
-    let ready = broker.is_none() && registry.is_none() && projections.is_empty();
+    let loops = loop_problems(&readiness.loops.snapshot());
+    let ready = broker.is_none() && registry.is_none() && projections.is_empty() && loops.is_empty();
     let mut not_ready = serde_json::Map::new();
     if let Some(problem) = broker {
         not_ready.insert("broker".into(), json!(problem));
@@ -95,6 +130,9 @@ async fn ready(State(state): State<AppState>, readiness: Arc<Readiness>) -> impl
     }
     if !projections.is_empty() {
         not_ready.insert("projections".into(), json!(projections));
+    }
+    if !loops.is_empty() {
+        not_ready.insert("loops".into(), json!(loops));
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
@@ -126,4 +164,40 @@ async fn set_pause(Query(query): Query<PauseQuery>, paused: bool) -> impl IntoRe
     tracing::warn!(paused, "operator changed the pause of consuming loops");
     let state: serde_json::Map<String, Value> = LoopKind::ALL.iter().map(|k| (k.as_str().to_string(), json!(pause::is_paused(*k)))).collect();
     (StatusCode::OK, Json(json!({ "paused": state })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::supervise::Cause;
+
+    fn status(kind: LoopKind, state: LoopState, restarts: u64) -> LoopStatus {
+        LoopStatus { kind, state, since: Instant::now(), restarts }
+    }
+
+    #[test]
+    fn every_loop_that_is_not_running_is_named_with_why() {
+        let loops = BTreeMap::from([
+            ("order.commands command processor".to_string(), status(LoopKind::Command, LoopState::Running, 0)),
+            (
+                "stock.events reactor order-from-stock".to_string(),
+                status(LoopKind::Policy, LoopState::Restarting { cause: Cause::Panic, reason: "panicked: boom".into() }, 2),
+            ),
+            ("projection orders".to_string(), status(LoopKind::Projection, LoopState::NotStarted, 0)),
+        ]);
+        let problems = loop_problems(&loops);
+        assert_eq!(problems.keys().collect::<Vec<_>>(), ["projection orders", "stock.events reactor order-from-stock"]);
+        let policy = &problems["stock.events reactor order-from-stock"];
+        assert_eq!(
+            (policy["kind"].as_str(), policy["state"].as_str(), policy["cause"].as_str(), policy["reason"].as_str(), policy["restarts"].as_u64()),
+            (Some("policy"), Some("restarting"), Some("panic"), Some("panicked: boom"), Some(2))
+        );
+        assert_eq!(problems["projection orders"]["state"], "not started");
+    }
+
+    #[test]
+    fn running_loops_are_no_problem() {
+        let loops = BTreeMap::from([("projection orders".to_string(), status(LoopKind::Projection, LoopState::Running, 3))]);
+        assert!(loop_problems(&loops).is_empty());
+    }
 }

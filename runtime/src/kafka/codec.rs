@@ -11,10 +11,15 @@ use schema_registry_converter::{
         avro::{AvroDecoder, AvroEncoder},
         schema_registry::SrSettings,
     },
+    avro_common::AvroSchema,
     error::SRCError,
     schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema},
 };
-use std::{collections::HashMap, marker::PhantomData, sync::Mutex};
+use std::{
+    collections::HashMap,
+    marker::PhantomData,
+    sync::{Arc, Mutex},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -59,12 +64,13 @@ pub fn payload_branches(schema: &Schema) -> Result<Vec<String>, CodecError> {
         .collect())
 }
 
-/// Reads an Avro body with the writer schema the registry has under `schema_id`.
-pub async fn read_with_writer_schema(decoder: &AvroDecoder, bytes: &[u8]) -> Result<(u32, Schema, Value), CodecError> {
+/// Reads an Avro body with the writer schema the registry has under `schema_id`; the schema
+/// comes back as the decoder's cached copy (`.parsed`), not a clone per record.
+pub async fn read_with_writer_schema(decoder: &AvroDecoder, bytes: &[u8]) -> Result<(u32, Arc<AvroSchema>, Value), CodecError> {
     let (schema_id, mut body) = split_wire_format(bytes)?;
     let writer = decoder.get_schema(schema_id).await?;
     let value = GenericDatumReader::builder(&writer.parsed).build()?.read_value(&mut body)?;
-    Ok((schema_id, writer.parsed.clone(), value))
+    Ok((schema_id, writer, value))
 }
 
 pub fn registry_settings(url: &str) -> Result<SrSettings, SRCError> {
@@ -107,7 +113,8 @@ impl<S: Stream> EventCodec<S> {
 
     pub async fn decode(&self, bytes: &[u8]) -> Result<EventEnvelope<S::Event>, CodecError> {
         let (schema_id, writer_schema, mut value) = read_with_writer_schema(&self.decoder, bytes).await?;
-        let map = self.branch_map(schema_id, &writer_schema)?;
+        let writer_schema = &writer_schema.parsed;
+        let map = self.branch_map(schema_id, writer_schema)?;
         if let Value::Record(fields) = &mut value
             && let Some((_, Value::Union(index, inner))) = fields.iter_mut().find(|(name, _)| name == "payload")
         {
@@ -115,7 +122,7 @@ impl<S: Stream> EventCodec<S> {
             match map.get(*index as usize).copied().flatten() {
                 Some(ours) => *index = ours,
                 None => {
-                    let writer_branches = payload_branches(&writer_schema)?;
+                    let writer_branches = payload_branches(writer_schema)?;
                     let name = writer_branches.get(*index as usize).cloned().unwrap_or_else(|| format!("#{index}"));
                     return Err(CodecError::UnknownEventType(name));
                 }

@@ -12,9 +12,13 @@ pub(crate) mod event_log;
 mod partitioner;
 mod topology;
 
-pub use clients::{KafkaSetupError, METADATA_TIMEOUT, admin, headers, partition_count, partitions_of, producer, read_range, reader, watermarks};
+pub use clients::{
+    KafkaSetupError, METADATA_TIMEOUT, Pace, admin, headers, partition_count, partitions_of, producer, read_range, reader, watermarks,
+};
 pub use codec::{CodecError, EventCodec, payload_branches, read_with_writer_schema, registry_settings, split_wire_format};
 pub use partitioner::{murmur2, partition_for};
-pub use topology::{DEFAULT_PARTITIONS, TopicSpec, all_topics, ensure_all, ensure_topics};
+pub use topology::{
+    DEFAULT_PARTITIONS, PARTITION_RECORD_TOPIC, TopicSpec, all_topics, ensure_all, ensure_topics, internal_topics, verify_partition_counts,
+};
 
-pub(crate) use clients::{assigned_consumer, group_consumer, header, headers_without, live_fetch_wait};
+pub(crate) use clients::{assigned_consumer, group_consumer, header, headers_without};

@@ -9,6 +9,8 @@ pub const COMMANDS_TOTAL: &str = "orderflow_commands_total";
 pub const EVENTS_APPENDED_TOTAL: &str = "orderflow_events_appended_total";
 pub const DECISION_SECONDS: &str = "orderflow_decision_duration_seconds";
 pub const BATCH_SECONDS: &str = "orderflow_batch_duration_seconds";
+pub const LOOP_RESTARTS_TOTAL: &str = "orderflow_loop_restarts_total";
+pub const PROJECTION_REBUILDS_TOTAL: &str = "orderflow_projection_rebuilds_total";
 pub const HTTP_REQUESTS_TOTAL: &str = "orderflow_http_requests_total";
 pub const HTTP_SECONDS: &str = "orderflow_http_request_duration_seconds";
 
@@ -85,6 +87,16 @@ pub fn decision_took(stream: &'static str, elapsed: Duration) {
 
 pub fn batch_took(kind: LoopKind, loop_name: &str, elapsed: Duration) {
     histogram!(BATCH_SECONDS, "kind" => kind.as_str(), "loop" => loop_name.to_string()).record(elapsed.as_secs_f64());
+}
+
+/// A supervised loop's run ended (`cause`: `error`, `panic` or `ended`) and it restarts.
+pub fn loop_restarted(kind: LoopKind, loop_name: &str, cause: &'static str) {
+    counter!(LOOP_RESTARTS_TOTAL, "kind" => kind.as_str(), "loop" => loop_name.to_string(), "cause" => cause).increment(1);
+}
+
+/// A live projection rebuilt its tables from the log by itself (`reason`: `log_replaced`).
+pub fn projection_rebuilt(projection: &str, reason: &'static str) {
+    counter!(PROJECTION_REBUILDS_TOTAL, "projection" => projection.to_string(), "reason" => reason).increment(1);
 }
 
 pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {

@@ -2,11 +2,11 @@
 //! database (not consumer-group offsets), applies the version rule, and writes each batch of
 //! rows together with the new checkpoints and history tips in one transaction. Replaying a
 //! range twice changes nothing; a crash mid-batch loses the whole batch, never half of it.
-use super::renames::TableRenames;
+use super::{renames::TableRenames, store::Backend};
 use crate::{
     engine::{LoopError, pause::wait_while_paused},
     history::HistoryTip,
-    kafka::{self, CodecError, EventCodec, assigned_consumer},
+    kafka::{self, CodecError, EventCodec, Pace, assigned_consumer},
     observe::{
         lag::{LagReporter, Seed},
         metrics as m, telemetry,
@@ -74,11 +74,20 @@ pub struct Projection {
     pub tables: &'static [&'static str],
     sources: Vec<Box<dyn Source>>,
     raw_sources: Vec<RawSource>,
+    pace: Pace,
 }
 
 impl Projection {
+    /// A read model nothing in the saga waits on ([`Pace::Background`]) until [`Self::on_saga_path`].
     pub fn new(name: &'static str, tables: &'static [&'static str]) -> Self {
-        Projection { name, tables, sources: Vec::new(), raw_sources: Vec::new() }
+        Projection { name, tables, sources: Vec::new(), raw_sources: Vec::new(), pace: Pace::Background }
+    }
+
+    /// Something waits on this read model as on a step of the saga (e.g. the order view that
+    /// `GET /orders/{id}?wait_for=` watches): it follows its topics at [`Pace::Saga`].
+    pub fn on_saga_path(mut self) -> Self {
+        self.pace = Pace::Saga;
+        self
     }
 
     /// Adds a source stream; `registry_url` is where its writer schemas are looked up.
@@ -106,13 +115,14 @@ pub type Progress = watch::Receiver<u64>;
 pub struct ProjectionRunner {
     projection: Projection,
     pool: AnyPool,
+    backend: Backend,
     brokers: String,
     progress: watch::Sender<u64>,
 }
 
 impl ProjectionRunner {
-    pub fn new(projection: Projection, pool: AnyPool, brokers: &str) -> Self {
-        ProjectionRunner { projection, pool, brokers: brokers.to_string(), progress: watch::channel(0).0 }
+    pub fn new(projection: Projection, pool: AnyPool, backend: Backend, brokers: &str) -> Self {
+        ProjectionRunner { projection, pool, backend, brokers: brokers.to_string(), progress: watch::channel(0).0 }
     }
 
     pub fn progress(&self) -> Progress {
@@ -142,16 +152,36 @@ impl ProjectionRunner {
     async fn run_generation(&self) -> Result<(), LoopError> {
         let name = self.projection.name;
         let generation = current_generation(&self.pool, name).await?;
-        let consumer = Arc::new(assigned_consumer(&self.brokers, &format!("projection.{name}"), kafka::live_fetch_wait())?);
+        let consumer = Arc::new(assigned_consumer(&self.brokers, &format!("projection.{name}"), self.projection.pace.fetch_wait())?);
         let checkpoints = load_checkpoints(&self.pool, name).await?;
         let mut assignment = TopicPartitionList::new();
         let mut seed = Seed::new();
+        let mut resumed = Vec::new();
         for topic in self.projection.topics() {
             for partition in 0..crate::engine::partition_count(&consumer, topic).await? {
                 let next = checkpoints.get(&(topic.to_string(), partition)).copied().unwrap_or(0);
                 assignment.add_partition_offset(topic, partition, Offset::Offset(next))?;
                 seed.insert((topic.to_string(), partition), next);
+                if next > 0 {
+                    resumed.push((topic.to_string(), partition, next));
+                }
             }
+        }
+        let replaced = replaced_partitions(&consumer, resumed).await?;
+        if !replaced.is_empty() {
+            // A checkpoint past the end of its partition: this database was built from a log
+            // that no longer exists (another broker, or topics deleted and created again). Kept,
+            // it would serve the old log's rows and skip the new log's records below it.
+            tracing::error!(
+                projection = name, partitions = ?replaced,
+                "the log is shorter than this read model's checkpoints: it was replaced; rebuilding the read model from the current log"
+            );
+            m::projection_rebuilt(name, "log_replaced");
+            let report = super::replay::rebuild(&self.projection, &self.pool, self.backend, &self.brokers)
+                .await
+                .map_err(|error| LoopError::Rebuild { projection: name, error: Box::new(error) })?;
+            tracing::warn!(projection = name, events = report.events, "read model rebuilt from the current log");
+            return Ok(());
         }
         consumer.assign(&assignment)?;
         let last_commit_ms = Arc::new(AtomicI64::new(now_millis()));
@@ -175,6 +205,27 @@ impl ProjectionRunner {
             self.progress.send_modify(|n| *n += 1);
         }
     }
+}
+
+/// The (topic, partition, checkpoint, high watermark) of every partition whose checkpoint lies
+/// beyond its high watermark: a log can grow, never shrink, so that log is not the one the
+/// checkpoint was taken on.
+async fn replaced_partitions(
+    consumer: &Arc<rdkafka::consumer::StreamConsumer>,
+    resumed: Vec<(String, i32, i64)>,
+) -> Result<Vec<(String, i32, i64, i64)>, LoopError> {
+    let consumer = consumer.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut replaced = Vec::new();
+        for (topic, partition, next) in resumed {
+            let (_, high) = kafka::watermarks(consumer.as_ref(), &topic, partition)?;
+            if next > high {
+                replaced.push((topic, partition, next, high));
+            }
+        }
+        Ok(replaced)
+    })
+    .await?
 }
 
 /// Where a run of a projection writes: the live tables under the projection's own name, or a

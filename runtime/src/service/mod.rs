@@ -12,10 +12,10 @@ use crate::{
     engine::{
         command_processor::CommandProcessor,
         subscription::{EventHandler, PolicyHandler, Subscription},
-        supervise::supervise,
+        supervise::{Loops, supervise},
     },
     http::{ApiRoutes, AppState, CommandBus, ProjectionProgress, ReadDb, middleware, openapi, ops},
-    kafka::{self, CodecError, EventCodec, KafkaSetupError},
+    kafka::{self, CodecError, EventCodec, KafkaSetupError, Pace},
     observe::{metrics, telemetry},
     policy::Policy,
     projection::{
@@ -24,6 +24,7 @@ use crate::{
         runner::ProjectionRunner,
         store::{self, DbError},
     },
+    shared::LoopKind,
 };
 use axum::Router;
 use contracts::Stream;
@@ -87,6 +88,8 @@ pub struct Service {
     routes: ApiRoutes,
     progress: HashMap<&'static str, Progress>,
     projections: Vec<Arc<ProjectionRunner>>,
+    /// Every supervised loop's state, for `/ready`.
+    loops: Loops,
 }
 
 impl Service {
@@ -102,7 +105,18 @@ impl Service {
         tracing::info!(?config, "starting");
         let pool = store::connect(&config.database_url, Some(migrator)).await?;
         kafka::ensure_all(&config.kafka_brokers, config.partitions).await?;
-        Ok(Service { config, pool, version, mode, tasks: Vec::new(), routes: ApiRoutes::new(), progress: HashMap::new(), projections: Vec::new() })
+        kafka::verify_partition_counts(&config.kafka_brokers).await?;
+        Ok(Service {
+            config,
+            pool,
+            version,
+            mode,
+            tasks: Vec::new(),
+            routes: ApiRoutes::new(),
+            progress: HashMap::new(),
+            projections: Vec::new(),
+            loops: Loops::default(),
+        })
     }
 
     /// The service's aggregate: its command processor (the single writer of its stream).
@@ -110,7 +124,8 @@ impl Service {
         let codec = Arc::new(EventCodec::<D::Stream>::new(&self.config.schema_registry_url)?);
         let processor = Arc::new(CommandProcessor::new(Arc::new(decider), codec, &self.config.kafka_brokers, self.config.name));
         let label = format!("{} command processor", <D::Stream as Stream>::COMMANDS_TOPIC);
-        self.tasks.push(Box::pin(supervise(label, move || {
+        self.loops.register(&label, LoopKind::Command);
+        self.tasks.push(Box::pin(supervise(label, LoopKind::Command, self.loops.clone(), move || {
             let processor = processor.clone();
             async move { processor.run().await }
         })));
@@ -119,17 +134,24 @@ impl Service {
         Ok(self)
     }
 
-    /// A policy: another stream's events become commands for this service's aggregate.
+    /// A policy: another stream's events become commands for this service's aggregate. A step
+    /// of the saga: it follows its stream at [`Pace::Saga`].
     pub fn policy<P: Policy>(&mut self, policy: P) -> Result<&mut Self, ServiceError> {
-        self.reactor::<P::Source, _>(PolicyHandler(policy))
+        self.subscribe::<P::Source, _>(PolicyHandler(policy), Pace::Saga)
     }
 
-    /// Any handler of a stream's events (policies, side effects such as sending notifications).
+    /// A handler of a stream's events for side effects (sending notifications, metrics), which
+    /// nothing in the saga waits on: it follows its stream at [`Pace::Background`].
     pub fn reactor<S: Stream, H: EventHandler<S>>(&mut self, handler: H) -> Result<&mut Self, ServiceError> {
+        self.subscribe::<S, _>(handler, Pace::Background)
+    }
+
+    fn subscribe<S: Stream, H: EventHandler<S>>(&mut self, handler: H, pace: Pace) -> Result<&mut Self, ServiceError> {
         let codec = Arc::new(EventCodec::<S>::new(&self.config.schema_registry_url)?);
         let label = format!("{} reactor {}", S::EVENTS_TOPIC, handler.name());
-        let subscription = Arc::new(Subscription::new(handler, codec, &self.config.kafka_brokers, self.config.name));
-        self.tasks.push(Box::pin(supervise(label, move || {
+        let subscription = Arc::new(Subscription::new(handler, codec, &self.config.kafka_brokers, self.config.name, pace));
+        self.loops.register(&label, LoopKind::Policy);
+        self.tasks.push(Box::pin(supervise(label, LoopKind::Policy, self.loops.clone(), move || {
             let subscription = subscription.clone();
             async move { subscription.run().await }
         })));
@@ -138,11 +160,17 @@ impl Service {
 
     /// A read model. `build` gets the registry URL to decode its source streams with.
     pub fn projection(&mut self, build: impl FnOnce(&str) -> Result<Projection, CodecError>) -> Result<&mut Self, ServiceError> {
-        let runner = Arc::new(ProjectionRunner::new(build(&self.config.schema_registry_url)?, self.pool.clone(), &self.config.kafka_brokers));
+        let runner = Arc::new(ProjectionRunner::new(
+            build(&self.config.schema_registry_url)?,
+            self.pool.clone(),
+            store::Backend::of(&self.config.database_url),
+            &self.config.kafka_brokers,
+        ));
         self.progress.insert(runner.name(), runner.progress());
         self.projections.push(runner.clone());
         let label = format!("projection {}", runner.name());
-        self.tasks.push(Box::pin(supervise(label, move || {
+        self.loops.register(&label, LoopKind::Projection);
+        self.tasks.push(Box::pin(supervise(label, LoopKind::Projection, self.loops.clone(), move || {
             let runner = runner.clone();
             async move { runner.run().await }
         })));
@@ -164,7 +192,7 @@ impl Service {
             return outcome;
         }
         let name = self.config.name;
-        let readiness = ops::Readiness::new(name, &self.config.schema_registry_url, self.progress.keys().copied().collect());
+        let readiness = ops::Readiness::new(name, &self.config.schema_registry_url, self.progress.keys().copied().collect(), self.loops.clone());
         let state = AppState {
             db: ReadDb(self.pool.clone()),
             progress: ProjectionProgress(Arc::new(self.progress)),
