@@ -31,6 +31,12 @@ pub fn env(name: &str) -> String {
 }
 
 /// Unique id for this test run, so tests sharing topics never see each other's aggregates.
+/// A new folder path for a test's files: under `TEST_RUN_DIR` (the run folder `scripts/test.sh`
+/// keeps), else the system's temp folder; unique per call.
+pub fn test_dir(name: &str) -> PathBuf {
+    std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name))
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
@@ -117,7 +123,7 @@ impl Stack {
     /// Starts `services` against the given broker and registry (e.g. a test's own, see
     /// [`infra`]) and waits until each answers `/health`.
     pub fn start_on(name: &str, brokers: &str, registry: &str, services: &[&'static str], extra_env: &[(&str, &str)]) -> Stack {
-        let dir = std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name));
+        let dir = test_dir(name);
         std::fs::create_dir_all(dir.join("logs")).expect("stack folder");
         let brokers = brokers.to_string();
         let producer = test_producer(&brokers);

@@ -7,7 +7,7 @@ use rdkafka::{
     producer::{DeliveryFuture, FutureRecord},
 };
 use std::collections::HashMap;
-use system_tests::{infra::Broker, unique};
+use system_tests::{infra::Broker, test_dir};
 
 const TOPIC: &str = "durability.check";
 const BEFORE_KILL: usize = 300;
@@ -20,7 +20,7 @@ fn send(producer: &rdkafka::producer::FutureProducer, payload: &str) -> Delivery
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_killed_with_records_in_flight_keeps_every_acknowledged_record() {
-    let dir = std::env::var("TEST_RUN_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique("durability"));
+    let dir = test_dir("durability");
     let mut broker = Broker::start(&dir.join("broker"));
     let brokers = broker.address();
     let topic = runtime::kafka::TopicSpec { name: TOPIC.into(), partitions: 1, configs: vec![] };

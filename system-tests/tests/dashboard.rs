@@ -21,7 +21,7 @@ use system_tests::{
     Stack,
     commands::*,
     infra::{Broker, Registry},
-    services, unique,
+    services, test_dir, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -473,10 +473,6 @@ async fn place_over_http(stack: &Stack, customer: &str, sku: &str, quantity: i64
         break;
     }
     order_id
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name))
 }
 
 #[tokio::test(flavor = "multi_thread")]

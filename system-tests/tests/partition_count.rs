@@ -5,21 +5,16 @@
 //! exit with an error naming the topic and both counts.
 use rdkafka::admin::AdminOptions;
 use std::{
-    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
 use system_tests::{
     Stack,
     infra::{Broker, Registry},
-    unique,
+    test_dir,
 };
 
 const SERVICE: &str = "inventory-svc";
-
-fn test_dir(name: &str) -> PathBuf {
-    std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_refuses_to_start_when_a_streams_partition_count_changed() {

@@ -4,14 +4,11 @@
 //! shared broker is never stopped).
 use runtime::kafka::TopicSpec;
 use serde_json::Value;
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 use system_tests::{
     Stack,
     infra::{Broker, Registry},
-    unique,
+    test_dir,
 };
 
 async fn ready_until(stack: &Stack, expected: u16, timeout: Duration) -> Value {
@@ -29,10 +26,6 @@ async fn ready_when(stack: &Stack, expected: u16, timeout: Duration, done: impl 
         assert!(Instant::now() < deadline, "/ready not {expected} as expected within {timeout:?}; last answer {status} {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name))
 }
 
 #[tokio::test(flavor = "multi_thread")]

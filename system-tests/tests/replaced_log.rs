@@ -3,20 +3,16 @@
 //! database against a new, empty broker (as after `scripts/down.sh` and `scripts/up.sh
 //! --memory`). Its checkpoints lie past the end of the new log; it must drop what the old log
 //! said, show what the new log says, and count the rebuild.
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 use system_tests::{
     Stack,
     commands::restock,
     infra::{Broker, Registry},
-    unique,
+    test_dir, unique,
 };
 
 const SERVICE: &str = "inventory-svc";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn test_dir(name: &str) -> PathBuf {
-    std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_model_whose_log_was_replaced_is_rebuilt_from_the_new_log() {
