@@ -178,6 +178,20 @@ impl Stack {
         }
     }
 
+    /// POST, tried again with the same body while it gets no answer at all (up to `attempts`
+    /// tries): for bodies that carry their own ids, so a retry is the same request.
+    pub async fn post_answered(&self, service: &str, path: &str, body: &Value, attempts: u32) -> (u16, Value) {
+        let mut attempt = 1;
+        loop {
+            let (status, answer) = self.post(service, path, body).await;
+            if status != 0 || attempt >= attempts {
+                return (status, answer);
+            }
+            eprintln!("POST {path} got no answer (attempt {attempt}); retrying with the same body");
+            attempt += 1;
+        }
+    }
+
     /// GET → (status, body as text), for non-JSON endpoints such as `/metrics`.
     pub async fn get_text(&self, service: &str, path: &str) -> (u16, String) {
         match self.http.get(self.url(service, path)).send().await {

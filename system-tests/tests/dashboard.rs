@@ -464,14 +464,8 @@ async fn place_over_http(stack: &Stack, customer: &str, sku: &str, quantity: i64
         "lines": [{"sku": sku, "quantity": quantity, "unit_price_cents": 1000}],
         "shipping_address": {"name": "Ada Lovelace", "street": "Main 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
     });
-    for attempt in 1..=3 {
-        let (status, body) = stack.post("order-svc", "/orders", &request).await;
-        if status == 0 && attempt < 3 {
-            continue;
-        }
-        assert_eq!(status, 202, "POST /orders answered {body}");
-        break;
-    }
+    let (status, body) = stack.post_answered("order-svc", "/orders", &request, 3).await;
+    assert_eq!(status, 202, "POST /orders answered {body}");
     order_id
 }
 

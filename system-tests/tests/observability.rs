@@ -63,15 +63,8 @@ async fn place_over_http(stack: &Stack, customer: &str, sku: &str) -> String {
     // test client's 10 s timeout.
     let mut request = request;
     request["command_id"] = json!(unique("cmd"));
-    for attempt in 1..=3 {
-        let (status, body) = stack.post("order-svc", "/orders", &request).await;
-        if status == 0 && attempt < 3 {
-            eprintln!("POST /orders got no answer (attempt {attempt}); retrying with the same command_id");
-            continue;
-        }
-        assert_eq!(status, 202, "POST /orders answered {body}");
-        break;
-    }
+    let (status, body) = stack.post_answered("order-svc", "/orders", &request, 3).await;
+    assert_eq!(status, 202, "POST /orders answered {body}");
     order_id
 }
 
