@@ -115,7 +115,9 @@ const otherReason = new Counter('cancelled_other_reason');
 const unexpected = new Counter('orders_unexpected_outcome');
 const postFailed = new Counter('orders_post_failed');
 
-const JSON_HEADERS = { headers: { 'content-type': 'application/json' } };
+// `scripts/up.sh --secure`: writes need the bearer token (scripts/load.sh exports API_TOKEN).
+const AUTH = env('API_TOKEN', '') ? { authorization: `Bearer ${env('API_TOKEN', '')}` } : {};
+const JSON_HEADERS = { headers: { 'content-type': 'application/json', ...AUTH } };
 
 // Runs `requests` (http.batch form) in chunks; fails the setup on any non-2xx.
 function batchAll(requests, what) {
@@ -136,7 +138,7 @@ function waitVisible(urls, ok, what, deadlineMs) {
     const still = [];
     for (let i = 0; i < pending.length; i += 50) {
       const chunk = pending.slice(i, i + 50);
-      const responses = http.batch(chunk.map((u) => ['GET', u, null, { responseCallback: http.expectedStatuses(200, 404) }]));
+      const responses = http.batch(chunk.map((u) => ['GET', u, null, { headers: AUTH, responseCallback: http.expectedStatuses(200, 404) }]));
       responses.forEach((r, j) => {
         let good = false;
         if (r.status === 200) {
@@ -232,7 +234,7 @@ export default function () {
   const order = newOrder();
   const t0 = Date.now();
   const res = http.post(`${ORDER_URL}/orders`, JSON.stringify(order.body), {
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...AUTH },
     tags: { name: 'POST /orders' },
     timeout: '30s',
   });
@@ -250,6 +252,7 @@ export default function () {
     const waitMs = Math.min(remaining, 60000);
     // 404 = not visible yet when the wait ran out: not an HTTP error.
     const r = http.get(`${ORDER_URL}/orders/${orderId}?wait_for=CONFIRMED,CANCELLED&timeout_ms=${waitMs}`, {
+      headers: AUTH,
       tags: { name: 'GET /orders/{id}?wait_for' },
       timeout: `${Math.ceil(waitMs / 1000) + 15}s`,
       responseCallback: http.expectedStatuses(200, 404),

@@ -21,7 +21,8 @@
 #   --wait-budget-ms MS   how long one order is waited for at most (30000)
 #   --idle SECONDS        idle measurement instead of a load test
 # Env: RUN_DIR (run), LOAD_DIR (run/load), CUSTOMERS (200), SKUS (50), MAX_LINES (2),
-#      K6_EXTRA_ARGS (passed to k6 run).
+#      K6_EXTRA_ARGS (passed to k6 run), API_TOKEN (the bearer token of `up.sh --secure`;
+#      default: the contents of run/api-token when that file exists).
 #
 # Thresholds: p99 place->terminal <= target, >= 99 % terminal within target, no HTTP errors,
 # at most 1 % of the arrivals dropped by k6 (no free VU: the rate was not offered).
@@ -185,6 +186,11 @@ if ((IDLE > 0)); then
 fi
 
 # ------------------------------------------------------------------------------------- k6
+# k6 reads API_TOKEN from its environment (never from its arguments, which ps shows).
+if [[ -z "${API_TOKEN:-}" && -s "$RUN_DIR/api-token" ]]; then
+  API_TOKEN=$(<"$RUN_DIR/api-token")
+fi
+[[ -n "${API_TOKEN:-}" ]] && export API_TOKEN
 K6=$(k6_bin)
 if [[ -z "$K6" ]]; then
   "$REPO_ROOT/scripts/install.sh" k6

@@ -11,6 +11,9 @@
 #   --memory        broker storage in memory (default: sqlite under run/data, durable)
 #   --no-build      do not run cargo build
 #   --no-install    do not run scripts/install.sh
+#   --secure        writes and /admin/* need a bearer token: generated once into
+#                   run/api-token (mode 600, kept across restarts), given to the services as
+#                   API_TOKEN_FILE; prints how to use it with curl and k6
 # Env: PROFILE (release | debug, default release), PARTITIONS (1), KAFKA_PORT (9092),
 #      REGISTRY_PORT (8081), READY_TIMEOUT (seconds, 120),
 #      NISSHI_STORAGE (a Nisshi storage engine URL, overriding the default and --memory),
@@ -24,13 +27,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STORAGE=sqlite
 DO_BUILD=1
 DO_INSTALL=1
+SECURE=0
 for arg in "$@"; do
   case "$arg" in
     --memory) STORAGE=memory ;;
     --no-build) DO_BUILD=0 ;;
     --no-install) DO_INSTALL=0 ;;
+    --secure) SECURE=1 ;;
     -h | --help)
-      sed -n '2,17p' "$0"
+      sed -n '2,20p' "$0"
       exit 0
       ;;
     *) die "unknown option: $arg (see --help)" ;;
@@ -131,6 +136,17 @@ timed "[up] orderctl create-topics" "$ORDERCTL" create-topics
 timed "[up] orderctl register-schemas" "$ORDERCTL" register-schemas
 
 # ---------------------------------------------------------------------------- services
+# The token lives in a file only its owner reads; the services get the file's path, so the
+# secret is in no process's arguments or environment.
+token_env=()
+if ((SECURE)); then
+  TOKEN_FILE="$RUN_DIR/api-token"
+  if [[ ! -s "$TOKEN_FILE" ]]; then
+    (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$TOKEN_FILE")
+  fi
+  chmod 600 "$TOKEN_FILE"
+  token_env=(API_TOKEN_FILE="$TOKEN_FILE")
+fi
 # Names and ports from services.tsv (SERVICES, SERVICE_PORT: scripts/lib/services.sh).
 declare -A SVC_PID
 for svc in "${SERVICES[@]}"; do
@@ -142,6 +158,7 @@ for svc in "${SERVICES[@]}"; do
     HTTP_ADDR="127.0.0.1:$port" \
     DATABASE_URL="$(service_database_url "$svc")" \
     RUN_DIR="$RUN_DIR" \
+    "${token_env[@]}" \
     "$(bin "$svc")"
   SVC_PID[$svc]=$BG_PID
 done
@@ -177,6 +194,12 @@ kcat=$(kcat_bin)
   echo "  curl -s $SCHEMA_REGISTRY_URL/subjects"
   echo "  curl -s http://127.0.0.1:${SERVICE_PORT[${SERVICES[0]}]}/ready"
   echo "  scripts/down.sh"
+  if ((SECURE)); then
+    echo
+    echo "Writes and /admin/* need the token in $TOKEN_FILE:"
+    echo "  curl -s -XPOST -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" http://127.0.0.1:${SERVICE_PORT[inventory-svc]}/stock/sku-1/restock -H 'content-type: application/json' -d '{\"quantity\":10}'"
+    echo "  scripts/load.sh --rate 1000     # reads $TOKEN_FILE itself (or API_TOKEN=...)"
+  fi
   echo
   echo "up.sh took $(fmt_duration $(($(now_s) - up_start)))"
 } >&2

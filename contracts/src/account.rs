@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 use strum::{IntoStaticStr, VariantNames};
 
-crate::stream!(Account, "account", AccountEvent, AccountCommand);
+crate::stream!(Account, "account", "customer_id", AccountEvent, AccountCommand);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

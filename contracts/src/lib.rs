@@ -31,6 +31,8 @@ pub trait Stream: Send + Sync + 'static {
     const NAME: &'static str;
     const EVENTS_TOPIC: &'static str;
     const COMMANDS_TOPIC: &'static str;
+    /// The command field that holds the aggregate id (the Kafka key), e.g. `order_id`.
+    const AGGREGATE_ID_FIELD: &'static str;
     /// The `.avsc` text of the event topic's value schema (subject `<events topic>-value`).
     const EVENT_SCHEMA: &'static str;
     type Event: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + EventType;
@@ -48,9 +50,9 @@ pub trait CommandTarget {
     fn command_type(&self) -> &'static str;
 }
 
-/// Dead-letter topic of a command topic.
-pub fn dead_letter_topic(commands_topic: &str) -> String {
-    format!("{commands_topic}.dlq")
+/// Dead-letter topic of a command or event topic: where its records that cannot be read go.
+pub fn dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
 }
 
 /// Business rejections of commands (well-formed but refused by the aggregate), so that a
@@ -84,10 +86,11 @@ pub const COMMAND_TOPICS: [&str; 5] = [
 
 /// Declares a [`Stream`] and derives `EventType`/`CommandTarget` from the enums' variant names.
 macro_rules! stream {
-    ($stream:ident, $name:literal, $event:ty, $command:ty) => {
+    ($stream:ident, $name:literal, $aggregate_id_field:literal, $event:ty, $command:ty) => {
         pub struct $stream;
         impl $crate::Stream for $stream {
             const NAME: &'static str = $name;
+            const AGGREGATE_ID_FIELD: &'static str = $aggregate_id_field;
             const EVENTS_TOPIC: &'static str = concat!($name, ".events");
             const COMMANDS_TOPIC: &'static str = concat!($name, ".commands");
             const EVENT_SCHEMA: &'static str = include_str!(concat!("../../schemas/", $name, ".events.avsc"));

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use strum::{IntoStaticStr, VariantNames};
 
-crate::stream!(Notification, "notification", NotificationEvent, NotificationCommand);
+crate::stream!(Notification, "notification", "customer_id", NotificationEvent, NotificationCommand);
 
 /// How the customer is notified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, IntoStaticStr)]
@@ -24,29 +24,69 @@ pub enum NotificationKind {
     OrderCancelled,
     OrderShipped,
     RefundIssued,
+    /// A cancellation asked for too late: the order had already been dispatched.
+    OrderCancellationRefused,
 }
 
 /// Payload union of `notification.events`; variant order = union branch order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, VariantNames)]
 pub enum NotificationEvent {
-    PreferencesSet { channel: Channel, recipient: String },
-    NotificationSent { order_id: String, kind: NotificationKind, channel: Channel, recipient: String, message: String },
+    PreferencesSet {
+        channel: Channel,
+        recipient: String,
+    },
+    NotificationSent {
+        order_id: String,
+        kind: NotificationKind,
+        channel: Channel,
+        recipient: String,
+        message: String,
+    },
+    /// Attempt `attempt` (1-based) to deliver the notification of (`order_id`, `kind`) failed.
+    NotificationDeliveryFailed {
+        order_id: String,
+        kind: NotificationKind,
+        attempt: i64,
+        error: String,
+    },
+    /// The notification of (`order_id`, `kind`) was delivered, at attempt `attempts`.
+    NotificationDelivered {
+        order_id: String,
+        kind: NotificationKind,
+        attempts: i64,
+    },
+    /// Delivery of the notification of (`order_id`, `kind`) was given up after `attempts`; the
+    /// `NotificationSent` record is on `notification.events.dlq`.
+    NotificationParked {
+        order_id: String,
+        kind: NotificationKind,
+        attempts: i64,
+        reason: String,
+    },
 }
 
 /// Commands on `notification.commands`: `SetPreferences` from users, `SendNotification` from
-/// notify-svc's policies.
+/// notify-svc's policies, and the outcomes of delivering a sent notification (identified by its
+/// order and kind) from notify-svc's delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr)]
 #[serde(tag = "type")]
 pub enum NotificationCommand {
     SetPreferences { customer_id: String, channel: Channel, recipient: String },
     SendNotification { customer_id: String, order_id: String, kind: NotificationKind, message: String },
+    RecordDeliveryFailure { customer_id: String, order_id: String, kind: NotificationKind, attempt: i64, error: String },
+    RecordDelivered { customer_id: String, order_id: String, kind: NotificationKind, attempts: i64 },
+    ParkDelivery { customer_id: String, order_id: String, kind: NotificationKind, attempts: i64, reason: String },
 }
 
 impl crate::CommandTarget for NotificationCommand {
     fn aggregate_id(&self) -> &str {
         use NotificationCommand::*;
         match self {
-            SetPreferences { customer_id, .. } | SendNotification { customer_id, .. } => customer_id,
+            SetPreferences { customer_id, .. }
+            | SendNotification { customer_id, .. }
+            | RecordDeliveryFailure { customer_id, .. }
+            | RecordDelivered { customer_id, .. }
+            | ParkDelivery { customer_id, .. } => customer_id,
         }
     }
     fn command_type(&self) -> &'static str {

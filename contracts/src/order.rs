@@ -1,8 +1,8 @@
 //! Order aggregate: topics `order.events` / `order.commands`, key `order_id`.
 use serde::{Deserialize, Serialize};
-use strum::{IntoStaticStr, VariantNames};
+use strum::{IntoStaticStr, VariantArray, VariantNames};
 
-crate::stream!(Order, "order", OrderEvent, OrderCommand);
+crate::stream!(Order, "order", "order_id", OrderEvent, OrderCommand);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -23,7 +23,7 @@ pub struct OrderLine {
     pub unit_price_cents: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, VariantArray)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum CancellationReason {
@@ -31,6 +31,19 @@ pub enum CancellationReason {
     PaymentDeclined,
     ShippingUnavailable,
     CustomerRequest,
+    /// A step of the saga got no reply within its deadline (order-svc's `deadlines`).
+    Timeout,
+}
+
+/// A step of the order saga that waits for another service's reply, each with its own
+/// deadline: stock for every line, the payment, the scheduling of the shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum SagaStep {
+    Stock,
+    Payment,
+    Shipment,
 }
 
 /// Payload union of `order.events`; variant order = union branch order.
@@ -44,6 +57,8 @@ pub enum OrderEvent {
     OrderShipped { customer_id: String },
     OrderDelivered { customer_id: String },
     OrderCancelled { customer_id: String, reason: CancellationReason, detail: String, lines: Vec<OrderLine> },
+    OrderCancellationRequested { customer_id: String, reason: CancellationReason, detail: String },
+    OrderCancellationRefused { customer_id: String, reason: String },
 }
 
 /// Commands on `order.commands`. The first two come from users; the `Record*` ones are issued
@@ -97,6 +112,21 @@ pub enum OrderCommand {
     RecordShipmentDelivered {
         order_id: String,
     },
+    /// The order waited in `step` past its deadline (`deadline_ms`, for the cancellation's
+    /// detail): issued by order-svc's deadlines, a no-op once the order has left that step.
+    TimeOutOrder {
+        order_id: String,
+        step: SagaStep,
+        #[serde(default)]
+        deadline_ms: Option<i64>,
+    },
+    RecordShipmentCancelled {
+        order_id: String,
+    },
+    RecordShipmentCancellationRefused {
+        order_id: String,
+        reason: String,
+    },
 }
 
 impl crate::CommandTarget for OrderCommand {
@@ -112,7 +142,10 @@ impl crate::CommandTarget for OrderCommand {
             | RecordShipmentScheduled { order_id, .. }
             | RecordShipmentRejected { order_id, .. }
             | RecordShipmentDispatched { order_id }
-            | RecordShipmentDelivered { order_id } => order_id,
+            | RecordShipmentDelivered { order_id }
+            | TimeOutOrder { order_id, .. }
+            | RecordShipmentCancelled { order_id }
+            | RecordShipmentCancellationRefused { order_id, .. } => order_id,
         }
     }
     fn command_type(&self) -> &'static str {

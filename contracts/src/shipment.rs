@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 use strum::{IntoStaticStr, VariantNames};
 
-crate::stream!(Shipment, "shipment", ShipmentEvent, ShipmentCommand);
+crate::stream!(Shipment, "shipment", "order_id", ShipmentEvent, ShipmentCommand);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipmentLine {
@@ -18,6 +18,7 @@ pub enum ShipmentEvent {
     ShipmentCancelled { customer_id: String },
     ShipmentDispatched { customer_id: String, lines: Vec<ShipmentLine> },
     ShipmentDelivered { customer_id: String },
+    ShipmentCancellationRefused { customer_id: String, reason: String },
 }
 
 /// Commands on `shipment.commands`: `DispatchShipment`/`ConfirmDelivery` from users (the warehouse
@@ -25,17 +26,34 @@ pub enum ShipmentEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr)]
 #[serde(tag = "type")]
 pub enum ShipmentCommand {
-    ScheduleShipment { order_id: String, customer_id: String, destination_country: String, lines: Vec<ShipmentLine> },
-    CancelShipment { order_id: String },
-    DispatchShipment { order_id: String },
-    ConfirmDelivery { order_id: String },
+    ScheduleShipment {
+        order_id: String,
+        customer_id: String,
+        destination_country: String,
+        lines: Vec<ShipmentLine>,
+    },
+    /// Before any shipment was scheduled, a cancel with `customer_id` is recorded
+    /// (`ShipmentCancelled`) and keeps a later `ScheduleShipment` from scheduling one; without
+    /// it, such a cancel changes nothing. After dispatch it is answered with
+    /// `ShipmentCancellationRefused`.
+    CancelShipment {
+        order_id: String,
+        #[serde(default)]
+        customer_id: Option<String>,
+    },
+    DispatchShipment {
+        order_id: String,
+    },
+    ConfirmDelivery {
+        order_id: String,
+    },
 }
 
 impl crate::CommandTarget for ShipmentCommand {
     fn aggregate_id(&self) -> &str {
         use ShipmentCommand::*;
         match self {
-            ScheduleShipment { order_id, .. } | CancelShipment { order_id } | DispatchShipment { order_id } | ConfirmDelivery { order_id } => {
+            ScheduleShipment { order_id, .. } | CancelShipment { order_id, .. } | DispatchShipment { order_id } | ConfirmDelivery { order_id } => {
                 order_id
             }
         }

@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 use strum::{IntoStaticStr, VariantNames};
 
-crate::stream!(Stock, "stock", StockEvent, StockCommand);
+crate::stream!(Stock, "stock", "sku", StockEvent, StockCommand);
 
 /// Payload union of `stock.events`; variant order = union branch order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, VariantNames)]

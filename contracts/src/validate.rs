@@ -20,14 +20,34 @@ impl From<InvalidField> for String {
     }
 }
 
-/// An id is 1 to [`MAX_ID_CHARS`] characters.
+/// An id is text a person can read and type back: 1 to [`MAX_ID_CHARS`] characters, not only
+/// white space, and none of them invisible or steering: no control characters (NUL, tabs,
+/// line breaks, escapes), no format characters (U+202E turns text around, U+200B is a width of
+/// nothing), no line or paragraph separators, no private-use or unassigned code points. Such
+/// ids cannot be told apart on a screen, break logs and terminals, and PostgreSQL text cannot
+/// even hold a NUL.
 pub fn id(field: &str, value: &str) -> Result<(), InvalidField> {
+    let invalid = |message: String| Err(InvalidField { field: field.to_string(), message });
     let chars = value.chars().count();
-    if (1..=MAX_ID_CHARS).contains(&chars) {
-        Ok(())
-    } else {
-        Err(InvalidField { field: field.to_string(), message: format!("{field} must be 1 to {MAX_ID_CHARS} characters, got {chars}") })
+    if !(1..=MAX_ID_CHARS).contains(&chars) {
+        return invalid(format!("{field} must be 1 to {MAX_ID_CHARS} characters, got {chars}"));
     }
+    if value.chars().all(char::is_whitespace) {
+        return invalid(format!("{field} must not be blank"));
+    }
+    if let Some((position, c)) = value.chars().enumerate().find(|(_, c)| !readable(*c)) {
+        return invalid(format!(
+            "{field} must not contain control or invisible characters, found U+{:04X} at character {}",
+            u32::from(c),
+            position + 1
+        ));
+    }
+    Ok(())
+}
+
+fn readable(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as C, GeneralCategoryGroup, UnicodeGeneralCategory};
+    c.general_category_group() != GeneralCategoryGroup::Other && !matches!(c.general_category(), C::LineSeparator | C::ParagraphSeparator)
 }
 
 /// A currency is an ISO 4217 code: exactly three upper-case ASCII letters.
@@ -67,6 +87,33 @@ mod tests {
         assert_eq!(overlong.field, "sku");
         assert_eq!(overlong.to_string(), "sku must be 1 to 128 characters, got 129");
         assert_eq!(String::from(overlong), "sku must be 1 to 128 characters, got 129");
+    }
+
+    #[test]
+    fn blank_ids_and_invisible_or_control_characters_are_invalid() {
+        for (value, reason) in [
+            (" ", "must not be blank"),
+            ("\u{3000}\t", "must not be blank"),
+            ("o-\u{0}1", "U+0000 at character 3"),
+            ("o-1\n", "U+000A at character 4"),
+            ("\u{1b}[31mred", "U+001B at character 1"),
+            ("abc\u{202e}fed", "U+202E at character 4"),
+            ("o\u{200b}-1", "U+200B at character 2"),
+            ("\u{feff}o-1", "U+FEFF at character 1"),
+            ("o\u{2028}1", "U+2028 at character 2"),
+            ("o-\u{e000}", "U+E000 at character 3"),
+        ] {
+            let error = id("order_id", value).unwrap_err();
+            assert_eq!(error.field, "order_id");
+            assert!(error.to_string().contains(reason), "{value:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn readable_ids_in_any_script_are_valid() {
+        for value in ["o-1", "Bestellung 7", "заказ-9", "注文_3", "sku/ä.ø", "a b", "🙂-order"] {
+            assert_eq!(id("order_id", value), Ok(()), "{value}");
+        }
     }
 
     #[test]

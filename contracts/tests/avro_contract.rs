@@ -93,6 +93,8 @@ fn order_events_match_schema() {
                 detail: "no carrier".into(),
                 lines: lines(),
             },
+            OrderCancellationRequested { customer_id: customer_id(), reason: CancellationReason::CustomerRequest, detail: "changed my mind".into() },
+            OrderCancellationRefused { customer_id: customer_id(), reason: "shipment already dispatched".into() },
         ],
     );
 }
@@ -144,6 +146,7 @@ fn shipment_events_match_schema() {
             ShipmentCancelled { customer_id: "c".into() },
             ShipmentDispatched { customer_id: "c".into(), lines: lines() },
             ShipmentDelivered { customer_id: "c".into() },
+            ShipmentCancellationRefused { customer_id: "c".into(), reason: "shipment already dispatched".into() },
         ],
     );
 }
@@ -162,8 +165,46 @@ fn notification_events_match_schema() {
                 recipient: "a@example.org".into(),
                 message: "refunded".into(),
             },
+            NotificationDeliveryFailed {
+                order_id: "o1".into(),
+                kind: NotificationKind::RefundIssued,
+                attempt: 2,
+                error: "webhook answered HTTP 500".into(),
+            },
+            NotificationDelivered { order_id: "o1".into(), kind: NotificationKind::OrderShipped, attempts: 3 },
+            NotificationParked {
+                order_id: "o1".into(),
+                kind: NotificationKind::OrderConfirmed,
+                attempts: 8,
+                reason: "webhook answered HTTP 503".into(),
+            },
         ],
     );
+}
+
+#[test]
+fn every_notification_kind_is_a_symbol_of_the_schema() {
+    let schema = Schema::parse_str(Notification::EVENT_SCHEMA).expect("schema parses");
+    let writer = GenericDatumWriter::builder(&schema).build().expect("writer");
+    let reader = GenericDatumReader::builder(&schema).build().expect("reader");
+    use NotificationKind::*;
+    for kind in [OrderConfirmed, OrderCancelled, OrderShipped, RefundIssued, OrderCancellationRefused] {
+        let sent = NotificationEvent::NotificationSent {
+            order_id: "o1".into(),
+            kind,
+            channel: Channel::Email,
+            recipient: "a@example.org".into(),
+            message: "m".into(),
+        };
+        assert_round_trip(&writer, &reader, &envelope(1, sent));
+    }
+}
+
+#[test]
+fn a_cancel_shipment_without_a_customer_still_parses() {
+    use contracts::{CommandEnvelope, shipment::ShipmentCommand};
+    let parsed: CommandEnvelope<ShipmentCommand> = serde_json::from_str(r#"{"type":"CancelShipment","order_id":"o-1"}"#).expect("parses");
+    assert_eq!(parsed.command, ShipmentCommand::CancelShipment { order_id: "o-1".into(), customer_id: None });
 }
 
 #[test]
@@ -178,4 +219,57 @@ fn commands_parse_from_kcat_json() {
         serde_json::from_str(r#"{"type":"CancelOrder","order_id":"o-1","command_id":"abc"}"#).expect("parses");
     assert_eq!(with_id.command_id.as_deref(), Some("abc"));
     assert!(serde_json::from_str::<CommandEnvelope<OrderCommand>>(r#"{"type":"Nope","order_id":"o"}"#).is_err());
+}
+
+/// The `CancellationReason` Avro enum as the schema file declares it.
+fn cancellation_reason_symbols(schema_json: &serde_json::Value) -> Vec<String> {
+    fn find(value: &serde_json::Value) -> Option<&serde_json::Value> {
+        match value {
+            serde_json::Value::Object(map) if map.get("name").and_then(|n| n.as_str()) == Some("CancellationReason") => Some(value),
+            serde_json::Value::Object(map) => map.values().find_map(find),
+            serde_json::Value::Array(items) => items.iter().find_map(find),
+            _ => None,
+        }
+    }
+    let reason = find(schema_json).expect("the schema declares CancellationReason");
+    reason["symbols"].as_array().expect("an enum has symbols").iter().map(|s| s.as_str().unwrap_or_default().to_string()).collect()
+}
+
+#[test]
+fn every_cancellation_reason_is_a_symbol_in_order_and_round_trips() {
+    use strum::VariantArray;
+    let json: serde_json::Value = serde_json::from_str(Order::EVENT_SCHEMA).expect("the schema is JSON");
+    let names: Vec<&'static str> = CancellationReason::VARIANTS.iter().map(|reason| reason.into()).collect();
+    assert_eq!(cancellation_reason_symbols(&json), names, "enum symbols must be the variants, in order (append only)");
+    let schema = Schema::parse_str(Order::EVENT_SCHEMA).expect("schema parses");
+    let writer = GenericDatumWriter::builder(&schema).build().expect("writer");
+    let reader = GenericDatumReader::builder(&schema).build().expect("reader");
+    for reason in CancellationReason::VARIANTS {
+        let cancelled = OrderEvent::OrderCancelled { customer_id: "cust-1".into(), reason: *reason, detail: "why".into(), lines: lines() };
+        assert_round_trip(&writer, &reader, &envelope(3, cancelled));
+    }
+}
+
+/// `TIMEOUT` was appended to the enum: the new schema must read what the schema without it
+/// wrote, the registry's BACKWARD check (the same apache-avro check, schema-registry/src/compatibility.rs).
+#[test]
+fn appending_timeout_to_the_cancellation_reasons_is_backward_compatible() {
+    use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
+    let before = Order::EVENT_SCHEMA.replace(",\n                  \"TIMEOUT\"", "");
+    assert_ne!(before, Order::EVENT_SCHEMA, "the schema lists TIMEOUT where this test expects it");
+    let (old, new) = (Schema::parse_str(&before).expect("old schema"), Schema::parse_str(Order::EVENT_SCHEMA).expect("new schema"));
+    assert!(matches!(SchemaCompatibility::can_read(&old, &new), Ok(Compatibility::Full)), "the new schema reads what the old one wrote");
+}
+
+#[test]
+fn a_time_out_order_parses_with_or_without_its_deadline_and_only_for_a_known_step() {
+    use contracts::{CommandEnvelope, CommandTarget, order::OrderCommand, order::SagaStep};
+    let parse = |json: &str| serde_json::from_str::<CommandEnvelope<OrderCommand>>(json).map(|envelope| envelope.command);
+    let typed = parse(r#"{"type":"TimeOutOrder","order_id":"o-1","step":"STOCK"}"#).expect("parses");
+    assert_eq!(typed, OrderCommand::TimeOutOrder { order_id: "o-1".into(), step: SagaStep::Stock, deadline_ms: None });
+    assert_eq!(typed.aggregate_id(), "o-1");
+    let fired = parse(r#"{"type":"TimeOutOrder","order_id":"o-1","step":"SHIPMENT","deadline_ms":120000}"#).expect("parses");
+    assert_eq!(fired, OrderCommand::TimeOutOrder { order_id: "o-1".into(), step: SagaStep::Shipment, deadline_ms: Some(120_000) });
+    assert!(parse(r#"{"type":"TimeOutOrder","order_id":"o-1","step":"SOON"}"#).is_err());
+    assert!(parse(r#"{"type":"TimeOutOrder","order_id":"o-1"}"#).is_err(), "the step is required");
 }

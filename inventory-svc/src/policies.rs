@@ -31,7 +31,11 @@ impl Policy for InventoryFromOrders {
             | OrderEvent::OrderPaid { .. }
             | OrderEvent::OrderConfirmed { .. }
             | OrderEvent::OrderShipped { .. }
-            | OrderEvent::OrderDelivered { .. } => vec![],
+            | OrderEvent::OrderDelivered { .. }
+            // Stock is released only once the cancellation is decided (OrderCancelled), never
+            // for a request that shipping may refuse because the goods already left.
+            | OrderEvent::OrderCancellationRequested { .. }
+            | OrderEvent::OrderCancellationRefused { .. } => vec![],
         }
     }
 }
@@ -53,7 +57,8 @@ impl Policy for InventoryFromShipments {
             ShipmentEvent::ShipmentScheduled { .. }
             | ShipmentEvent::ShipmentRejected { .. }
             | ShipmentEvent::ShipmentCancelled { .. }
-            | ShipmentEvent::ShipmentDelivered { .. } => vec![],
+            | ShipmentEvent::ShipmentDelivered { .. }
+            | ShipmentEvent::ShipmentCancellationRefused { .. } => vec![],
         }
     }
 }
@@ -116,6 +121,8 @@ mod tests {
             OrderEvent::OrderConfirmed { customer_id: "c1".into(), carrier: "DHL".into(), tracking_number: "T".into() },
             OrderEvent::OrderShipped { customer_id: "c1".into() },
             OrderEvent::OrderDelivered { customer_id: "c1".into() },
+            OrderEvent::OrderCancellationRequested { customer_id: "c1".into(), reason: CancellationReason::CustomerRequest, detail: String::new() },
+            OrderEvent::OrderCancellationRefused { customer_id: "c1".into(), reason: "shipment already dispatched".into() },
         ] {
             assert_eq!(InventoryFromOrders.react(&envelope("o1", 1, payload)), []);
         }
@@ -149,6 +156,7 @@ mod tests {
             ShipmentEvent::ShipmentRejected { customer_id: "c1".into(), reason: "not served".into(), destination_country: "AQ".into() },
             ShipmentEvent::ShipmentCancelled { customer_id: "c1".into() },
             ShipmentEvent::ShipmentDelivered { customer_id: "c1".into() },
+            ShipmentEvent::ShipmentCancellationRefused { customer_id: "c1".into(), reason: "shipment already dispatched".into() },
         ] {
             assert_eq!(InventoryFromShipments.react(&envelope("o1", 1, payload)), []);
         }

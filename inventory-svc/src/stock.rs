@@ -1,5 +1,8 @@
 //! The Stock aggregate (key `sku`) as a pure decider: stock on hand, and at most one reservation
-//! per order, which is then released or shipped.
+//! per order, which is then released or shipped. Release and ship come from two consumers
+//! (cancelled orders, dispatched shipments) and may arrive in either order: whichever comes
+//! first consumes the reservation and the other changes nothing, so one reservation is never
+//! both returned to stock and taken out of it.
 use contracts::stock::{Stock, StockCommand, StockEvent};
 use contracts::validate::{self, InvalidField};
 use runtime::{Decider, Rejection};
@@ -93,18 +96,24 @@ impl Decider for StockDecider {
                     }])
                 }
             }
-            StockCommand::ReleaseStock { order_id, .. } => Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-                Some(reservation) => {
-                    vec![StockEvent::StockReleased { order_id: order_id.clone(), quantity: reservation.quantity }]
-                }
-                None => vec![],
-            }),
-            StockCommand::ShipStock { order_id, .. } => Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-                Some(reservation) => {
-                    vec![StockEvent::StockShipped { order_id: order_id.clone(), quantity: reservation.quantity }]
-                }
-                None => vec![],
-            }),
+            StockCommand::ReleaseStock { sku, order_id } => {
+                validate_reservation_ids(sku, order_id)?;
+                Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
+                    Some(reservation) => {
+                        vec![StockEvent::StockReleased { order_id: order_id.clone(), quantity: reservation.quantity }]
+                    }
+                    None => vec![],
+                })
+            }
+            StockCommand::ShipStock { sku, order_id } => {
+                validate_reservation_ids(sku, order_id)?;
+                Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
+                    Some(reservation) => {
+                        vec![StockEvent::StockShipped { order_id: order_id.clone(), quantity: reservation.quantity }]
+                    }
+                    None => vec![],
+                })
+            }
         }
     }
 
@@ -133,6 +142,11 @@ impl Decider for StockDecider {
         }
         state
     }
+}
+
+fn validate_reservation_ids(sku: &str, order_id: &str) -> Result<(), Rejection> {
+    validate::id("sku", sku).map_err(invalid)?;
+    validate::id("order_id", order_id).map_err(invalid)
 }
 
 fn invalid(error: InvalidField) -> Rejection {
@@ -306,6 +320,38 @@ mod tests {
         for (history, order_id) in histories.into_iter().zip(orders) {
             given(&StockDecider, history).when(ship(order_id)).then_nothing();
         }
+    }
+
+    #[test]
+    fn release_and_ship_must_name_a_sku_and_an_order() {
+        for command in [release(""), ship(""), ReleaseStock { sku: String::new(), order_id: "o1".into() }] {
+            let outcome = given(&StockDecider, ten_with_three_reserved()).when(command.clone()).0;
+            assert!(matches!(&outcome, Err(Rejection::Invalid(_))), "{command:?}: {outcome:?}");
+        }
+        given(&StockDecider, ten_with_three_reserved()).when(ship(&"o".repeat(MAX_ID_CHARS + 1))).then_invalid("order_id");
+        given(&StockDecider, ten_with_three_reserved()).when(ShipStock { sku: String::new(), order_id: "o1".into() }).then_invalid("sku");
+    }
+
+    // ---- one reservation: released or shipped, never both ---------------------------------
+
+    #[test]
+    fn release_and_ship_of_one_reservation_exclude_each_other_in_either_order() {
+        let released_first = with(ten_with_three_reserved(), [released("o1", 3)]);
+        given(&StockDecider, released_first.clone()).when(ship("o1")).then_nothing();
+        let state = state_after(&released_first);
+        assert_eq!((state.on_hand, state.reserved), (10, 0));
+
+        let shipped_first = with(ten_with_three_reserved(), [shipped("o1", 3)]);
+        given(&StockDecider, shipped_first.clone()).when(release("o1")).then_nothing();
+        let state = state_after(&shipped_first);
+        assert_eq!((state.on_hand, state.reserved), (7, 0));
+    }
+
+    #[test]
+    fn releasing_or_shipping_one_order_leaves_another_orders_reservation_alone() {
+        let history = with(ten_with_three_reserved(), [reserved("o2", 2), shipped("o1", 3)]);
+        given(&StockDecider, history.clone()).when(release("o2")).then(vec![released("o2", 2)]);
+        given(&StockDecider, history).when(ship("o2")).then(vec![shipped("o2", 2)]);
     }
 
     // ---- evolve --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! notify-svc: the Notification aggregate (one per customer), the policies that turn order and
-//! account events into notifications, their delivery ([`sender`]) and the notifications read model.
+//! account events into notifications, their delivery ([`delivery`]: retries, circuit breaker,
+//! parking; [`sender`]: file or webhook) and the notifications read model.
 pub mod delivery;
 pub mod notification;
 pub mod policies;

@@ -1,21 +1,32 @@
 //! notify-svc: owns the Notification aggregate (one per customer). Decides exactly one
 //! notification per order and kind, then delivers it (file by default, `NOTIFY_WEBHOOK_URL`
-//! for a webhook).
+//! for a webhook) with retries, a circuit breaker and parking (`NOTIFY_*`, see the README).
 use contracts::notification::Notification;
 use notify_svc::{
-    MIGRATOR, VERSION, delivery::DeliverNotifications, notification::NotificationDecider, policies, read_model, routes, sender::sender_from_env,
+    MIGRATOR, VERSION,
+    delivery::{DeliveryConfig, runner::DeliveryLoop},
+    notification::NotificationDecider,
+    policies, read_model, routes,
+    sender::sender_from_env,
 };
-use runtime::{Projection, Service};
+use runtime::{Projection, Service, kafka::EventCodec};
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut service = Service::start(env!("CARGO_PKG_NAME"), VERSION, &MIGRATOR).await?;
-    let sender = sender_from_env(std::path::Path::new(&service.config.run_dir))?;
+    let delivery_config = DeliveryConfig::from_env()?;
+    let sender = sender_from_env(std::path::Path::new(&service.config.run_dir), delivery_config.timeout)?;
+    let codec = Arc::new(EventCodec::<Notification>::new(&service.config.schema_registry_url)?);
+    let delivery = Arc::new(DeliveryLoop::new(delivery_config, sender, codec, &service.config.kafka_brokers, service.config.name));
     service
         .aggregate(NotificationDecider)?
         .policy(policies::NotifyFromOrders)?
         .policy(policies::NotifyFromAccounts)?
-        .reactor::<Notification, _>(DeliverNotifications { sender })?
+        .background_loop(&DeliveryLoop::label(), move || {
+            let delivery = delivery.clone();
+            async move { delivery.run().await }
+        })
         .projection(|registry| Projection::new("notifications", &["notifications"]).from::<Notification>(registry, read_model::project_notification))?
         .routes(routes());
     service.run().await?;

@@ -1,11 +1,15 @@
 //! The Notification aggregate (key `customer_id`) as a pure decider: the customer's contact
-//! preferences and exactly one notification per (order, kind).
+//! preferences, exactly one notification per (order, kind), and how the delivery of each went
+//! (failed attempts, delivered, parked). The delivery outcomes are the delivery's checkpoint:
+//! what the log says was delivered or parked is never sent again.
 use contracts::notification::{Channel, Notification, NotificationCommand, NotificationEvent, NotificationKind};
 use contracts::validate::{self, InvalidField};
 use runtime::{Decider, Rejection};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 const MAX_RECIPIENT_CHARS: usize = 256;
+/// Longest error text a delivery outcome keeps (the delivery shortens longer ones).
+pub const MAX_DELIVERY_ERROR_CHARS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotificationDecider;
@@ -14,7 +18,26 @@ pub struct NotificationDecider;
 pub struct NotificationState {
     /// The last `PreferencesSet`; `None` means the defaults (e-mail to the customer id).
     pub preferences: Option<Preferences>,
-    pub sent: BTreeSet<(String, NotificationKind)>,
+    /// Every notification sent, by (order, kind), with how its delivery stands.
+    pub sent: BTreeMap<(String, NotificationKind), DeliveryStatus>,
+}
+
+/// Where the delivery of one sent notification stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryStatus {
+    /// Attempts made so far (failed ones, and the successful one once delivered).
+    pub attempts: i64,
+    pub outcome: DeliveryOutcome,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Not delivered yet: attempts go on.
+    #[default]
+    Pending,
+    Delivered,
+    /// Given up (too many attempts, or a lasting error).
+    Parked,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +75,7 @@ impl Decider for NotificationDecider {
                 if message.trim().is_empty() {
                     return Err(Rejection::Invalid("message must not be empty".into()));
                 }
-                if state.sent.contains(&(order_id.clone(), *kind)) {
+                if state.sent.contains_key(&(order_id.clone(), *kind)) {
                     return Ok(vec![]);
                 }
                 let Preferences { channel, recipient } = state.effective_preferences(customer_id);
@@ -64,6 +87,59 @@ impl Decider for NotificationDecider {
                     message: message.clone(),
                 }])
             }
+            NotificationCommand::RecordDeliveryFailure { customer_id, order_id, kind, attempt, error } => {
+                validate_ids(customer_id, order_id)?;
+                validate_attempts("attempt", *attempt)?;
+                validate_error_text("error", error)?;
+                let status = delivery_of(state, customer_id, order_id, *kind)?;
+                // A failure reported after the outcome, or again (a redelivered command), changes nothing.
+                if status.outcome != DeliveryOutcome::Pending || *attempt <= status.attempts {
+                    return Ok(vec![]);
+                }
+                Ok(vec![NotificationEvent::NotificationDeliveryFailed {
+                    order_id: order_id.clone(),
+                    kind: *kind,
+                    attempt: *attempt,
+                    error: error.clone(),
+                }])
+            }
+            NotificationCommand::RecordDelivered { customer_id, order_id, kind, attempts } => {
+                validate_ids(customer_id, order_id)?;
+                validate_attempts("attempts", *attempts)?;
+                let status = delivery_of(state, customer_id, order_id, *kind)?;
+                match status.outcome {
+                    DeliveryOutcome::Delivered => Ok(vec![]),
+                    DeliveryOutcome::Parked => Err(Rejection::Refused(format!(
+                        "the {} notification of order {order_id} was parked after {} attempts",
+                        kind_name(*kind),
+                        status.attempts
+                    ))),
+                    DeliveryOutcome::Pending => {
+                        Ok(vec![NotificationEvent::NotificationDelivered { order_id: order_id.clone(), kind: *kind, attempts: *attempts }])
+                    }
+                }
+            }
+            NotificationCommand::ParkDelivery { customer_id, order_id, kind, attempts, reason } => {
+                validate_ids(customer_id, order_id)?;
+                // 0: parked without an attempt (e.g. by an operator).
+                if *attempts < 0 {
+                    return Err(Rejection::Invalid("attempts must not be negative".into()));
+                }
+                validate_error_text("reason", reason)?;
+                let status = delivery_of(state, customer_id, order_id, *kind)?;
+                match status.outcome {
+                    DeliveryOutcome::Parked => Ok(vec![]),
+                    DeliveryOutcome::Delivered => {
+                        Err(Rejection::Refused(format!("the {} notification of order {order_id} was delivered already", kind_name(*kind))))
+                    }
+                    DeliveryOutcome::Pending => Ok(vec![NotificationEvent::NotificationParked {
+                        order_id: order_id.clone(),
+                        kind: *kind,
+                        attempts: *attempts,
+                        reason: reason.clone(),
+                    }]),
+                }
+            }
         }
     }
 
@@ -73,7 +149,17 @@ impl Decider for NotificationDecider {
                 state.preferences = Some(Preferences { channel: *channel, recipient: recipient.clone() });
             }
             NotificationEvent::NotificationSent { order_id, kind, .. } => {
-                state.sent.insert((order_id.clone(), *kind));
+                state.sent.insert((order_id.clone(), *kind), DeliveryStatus::default());
+            }
+            NotificationEvent::NotificationDeliveryFailed { order_id, kind, attempt, .. } => {
+                let status = state.sent.entry((order_id.clone(), *kind)).or_default();
+                status.attempts = status.attempts.max(*attempt);
+            }
+            NotificationEvent::NotificationDelivered { order_id, kind, attempts } => {
+                state.sent.insert((order_id.clone(), *kind), DeliveryStatus { attempts: *attempts, outcome: DeliveryOutcome::Delivered });
+            }
+            NotificationEvent::NotificationParked { order_id, kind, attempts, .. } => {
+                state.sent.insert((order_id.clone(), *kind), DeliveryStatus { attempts: *attempts, outcome: DeliveryOutcome::Parked });
             }
         }
         state
@@ -82,6 +168,38 @@ impl Decider for NotificationDecider {
 
 fn invalid(error: InvalidField) -> Rejection {
     Rejection::Invalid(error.to_string())
+}
+
+fn kind_name(kind: NotificationKind) -> &'static str {
+    kind.into()
+}
+
+fn validate_ids(customer_id: &str, order_id: &str) -> Result<(), Rejection> {
+    validate::id("customer_id", customer_id).map_err(invalid)?;
+    validate::id("order_id", order_id).map_err(invalid)
+}
+
+/// The delivery a delivery-outcome command is about: it must name a notification that was sent.
+fn delivery_of<'s>(state: &'s NotificationState, customer_id: &str, order_id: &str, kind: NotificationKind) -> Result<&'s DeliveryStatus, Rejection> {
+    state
+        .sent
+        .get(&(order_id.to_string(), kind))
+        .ok_or_else(|| Rejection::Refused(format!("no {} notification of order {order_id} was sent to customer {customer_id}", kind_name(kind))))
+}
+
+fn validate_attempts(field: &str, attempts: i64) -> Result<(), Rejection> {
+    if attempts < 1 {
+        return Err(Rejection::Invalid(format!("{field} must be at least 1")));
+    }
+    Ok(())
+}
+
+fn validate_error_text(field: &str, text: &str) -> Result<(), Rejection> {
+    let chars = text.chars().count();
+    if text.trim().is_empty() || chars > MAX_DELIVERY_ERROR_CHARS {
+        return Err(Rejection::Invalid(format!("{field} must be 1 to {MAX_DELIVERY_ERROR_CHARS} characters")));
+    }
+    Ok(())
 }
 
 fn validate_recipient(channel: Channel, recipient: &str) -> Result<(), Rejection> {
@@ -245,8 +363,104 @@ mod tests {
         ]);
         assert_eq!(state.preferences, Some(Preferences { channel: Channel::Sms, recipient: "+4917012".into() }));
         assert_eq!(
-            state.sent.into_iter().collect::<Vec<_>>(),
+            state.sent.into_keys().collect::<Vec<_>>(),
             vec![("o-1".to_string(), NotificationKind::OrderConfirmed), ("o-1".to_string(), NotificationKind::OrderShipped)]
         );
+    }
+
+    // Delivery outcomes
+
+    const KIND: NotificationKind = NotificationKind::OrderConfirmed;
+
+    fn confirmed_sent() -> NotificationEvent {
+        sent("o-1", KIND, Channel::Email, "c-1")
+    }
+    fn failure(attempt: i64, error: &str) -> NotificationCommand {
+        NotificationCommand::RecordDeliveryFailure { customer_id: "c-1".into(), order_id: "o-1".into(), kind: KIND, attempt, error: error.into() }
+    }
+    fn failed(attempt: i64, error: &str) -> NotificationEvent {
+        NotificationEvent::NotificationDeliveryFailed { order_id: "o-1".into(), kind: KIND, attempt, error: error.into() }
+    }
+    fn delivered_command(attempts: i64) -> NotificationCommand {
+        NotificationCommand::RecordDelivered { customer_id: "c-1".into(), order_id: "o-1".into(), kind: KIND, attempts }
+    }
+    fn delivered(attempts: i64) -> NotificationEvent {
+        NotificationEvent::NotificationDelivered { order_id: "o-1".into(), kind: KIND, attempts }
+    }
+    fn park(attempts: i64, reason: &str) -> NotificationCommand {
+        NotificationCommand::ParkDelivery { customer_id: "c-1".into(), order_id: "o-1".into(), kind: KIND, attempts, reason: reason.into() }
+    }
+    fn parked(attempts: i64, reason: &str) -> NotificationEvent {
+        NotificationEvent::NotificationParked { order_id: "o-1".into(), kind: KIND, attempts, reason: reason.into() }
+    }
+
+    #[test]
+    fn a_failed_attempt_is_recorded_once() {
+        given(&NotificationDecider, vec![confirmed_sent()]).when(failure(1, "HTTP 500")).then(vec![failed(1, "HTTP 500")]);
+        given(&NotificationDecider, vec![confirmed_sent(), failed(1, "HTTP 500")]).when(failure(2, "timeout")).then(vec![failed(2, "timeout")]);
+        given(&NotificationDecider, vec![confirmed_sent(), failed(1, "HTTP 500"), failed(2, "timeout")]).when(failure(2, "timeout")).then(vec![]);
+    }
+
+    #[test]
+    fn a_failure_after_the_outcome_changes_nothing() {
+        given(&NotificationDecider, vec![confirmed_sent(), delivered(1)]).when(failure(2, "HTTP 500")).then(vec![]);
+        given(&NotificationDecider, vec![confirmed_sent(), parked(3, "HTTP 500")]).when(failure(4, "HTTP 500")).then(vec![]);
+    }
+
+    #[test]
+    fn delivered_is_recorded_once_and_never_after_parking() {
+        given(&NotificationDecider, vec![confirmed_sent(), failed(1, "HTTP 500")]).when(delivered_command(2)).then(vec![delivered(2)]);
+        given(&NotificationDecider, vec![confirmed_sent(), delivered(1)]).when(delivered_command(1)).then(vec![]);
+        given(&NotificationDecider, vec![confirmed_sent(), parked(8, "HTTP 500")])
+            .when(delivered_command(9))
+            .then_refused("parked after 8 attempts");
+    }
+
+    #[test]
+    fn parking_is_recorded_once_and_never_after_delivery() {
+        given(&NotificationDecider, vec![confirmed_sent(), failed(1, "HTTP 500")]).when(park(2, "HTTP 500")).then(vec![parked(2, "HTTP 500")]);
+        given(&NotificationDecider, vec![confirmed_sent(), parked(2, "HTTP 500")]).when(park(2, "HTTP 500")).then(vec![]);
+        given(&NotificationDecider, vec![confirmed_sent(), delivered(1)]).when(park(2, "HTTP 500")).then_refused("delivered already");
+    }
+
+    #[test]
+    fn an_outcome_needs_a_sent_notification() {
+        let other_kind = NotificationCommand::RecordDelivered {
+            customer_id: "c-1".into(),
+            order_id: "o-1".into(),
+            kind: NotificationKind::OrderShipped,
+            attempts: 1,
+        };
+        given(&NotificationDecider, vec![confirmed_sent()]).when(other_kind).then_refused("no ORDER_SHIPPED notification of order o-1");
+        given(&NotificationDecider, vec![]).when(failure(1, "HTTP 500")).then_refused("was sent");
+        given(&NotificationDecider, vec![]).when(park(1, "HTTP 500")).then_refused("was sent");
+    }
+
+    #[test]
+    fn an_outcome_must_be_well_formed() {
+        given(&NotificationDecider, vec![confirmed_sent()]).when(failure(0, "HTTP 500")).then_invalid("attempt must be at least 1");
+        given(&NotificationDecider, vec![confirmed_sent()]).when(failure(1, " ")).then_invalid("error must be 1 to 1024");
+        given(&NotificationDecider, vec![confirmed_sent()]).when(failure(1, &"x".repeat(1025))).then_invalid("error must be 1 to 1024");
+        given(&NotificationDecider, vec![confirmed_sent()]).when(delivered_command(0)).then_invalid("attempts must be at least 1");
+        given(&NotificationDecider, vec![confirmed_sent()]).when(park(-1, "HTTP 500")).then_invalid("must not be negative");
+        given(&NotificationDecider, vec![confirmed_sent()]).when(park(1, "")).then_invalid("reason must be 1 to 1024");
+        let no_customer = NotificationCommand::RecordDelivered { customer_id: String::new(), order_id: "o-1".into(), kind: KIND, attempts: 1 };
+        given(&NotificationDecider, vec![confirmed_sent()]).when(no_customer).then_invalid("customer_id");
+        // Malformed is invalid even when it names no sent notification.
+        given(&NotificationDecider, vec![]).when(failure(0, "HTTP 500")).then_invalid("attempt must be at least 1");
+    }
+
+    #[test]
+    fn evolve_follows_each_delivery() {
+        let state = fold::<NotificationDecider>(&[
+            confirmed_sent(),
+            sent("o-2", KIND, Channel::Email, "c-1"),
+            failed(1, "HTTP 500"),
+            failed(2, "HTTP 500"),
+            NotificationEvent::NotificationDelivered { order_id: "o-2".into(), kind: KIND, attempts: 1 },
+            parked(3, "HTTP 500"),
+        ]);
+        assert_eq!(state.sent[&("o-1".to_string(), KIND)], DeliveryStatus { attempts: 3, outcome: DeliveryOutcome::Parked });
+        assert_eq!(state.sent[&("o-2".to_string(), KIND)], DeliveryStatus { attempts: 1, outcome: DeliveryOutcome::Delivered });
     }
 }

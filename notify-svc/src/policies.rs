@@ -1,5 +1,6 @@
 //! Choreography into the Notification aggregate: customers hear about confirmed, cancelled and
-//! shipped orders and about refunds. The aggregate makes each (order, kind) go out once.
+//! shipped orders, about refunds, and that a cancellation came too late. The aggregate makes
+//! each (order, kind) go out once.
 use contracts::EventEnvelope;
 use contracts::account::{Account, AccountEvent};
 use contracts::notification::{Notification, NotificationCommand, NotificationKind};
@@ -32,11 +33,18 @@ impl Policy for NotifyFromOrders {
             OrderEvent::OrderShipped { customer_id } => {
                 notify(customer_id, NotificationKind::OrderShipped, format!("Your order {order_id} has been shipped."))
             }
+            OrderEvent::OrderCancellationRefused { customer_id, reason } => notify(
+                customer_id,
+                NotificationKind::OrderCancellationRefused,
+                format!("Your order {order_id} can no longer be cancelled: it is already on its way ({reason})."),
+            ),
             OrderEvent::OrderPlaced { .. }
             | OrderEvent::OrderLineReserved { .. }
             | OrderEvent::OrderStockReserved { .. }
             | OrderEvent::OrderPaid { .. }
-            | OrderEvent::OrderDelivered { .. } => vec![],
+            | OrderEvent::OrderDelivered { .. }
+            // The customer hears the outcome: cancelled, or too late.
+            | OrderEvent::OrderCancellationRequested { .. } => vec![],
         }
     }
 }
@@ -71,6 +79,7 @@ fn cancellation_message(order_id: &str, reason: CancellationReason, detail: &str
         CancellationReason::PaymentDeclined => "the payment was declined",
         CancellationReason::ShippingUnavailable => "we cannot ship to your address",
         CancellationReason::CustomerRequest => "you asked us to",
+        CancellationReason::Timeout => "we could not complete it in time",
     };
     let code: &'static str = reason.into();
     if detail.is_empty() {
@@ -155,12 +164,31 @@ mod tests {
             cancellation_message("o-1", CancellationReason::ShippingUnavailable, ""),
             "Your order o-1 was cancelled because we cannot ship to your address (SHIPPING_UNAVAILABLE)."
         );
+        assert_eq!(
+            cancellation_message("o-1", CancellationReason::Timeout, "waited longer than 60000 ms for its payment"),
+            "Your order o-1 was cancelled because we could not complete it in time (TIMEOUT: waited longer than 60000 ms for its payment)."
+        );
     }
 
     #[test]
     fn shipped_order_notifies() {
         let event = envelope("o-1", 5, OrderEvent::OrderShipped { customer_id: "c-1".into() });
         assert_eq!(NotifyFromOrders.react(&event), vec![send("c-1", "o-1", NotificationKind::OrderShipped, "Your order o-1 has been shipped.")]);
+    }
+
+    #[test]
+    fn a_refused_cancellation_tells_the_customer_it_is_too_late() {
+        let event =
+            envelope("o-1", 8, OrderEvent::OrderCancellationRefused { customer_id: "c-1".into(), reason: "shipment already dispatched".into() });
+        assert_eq!(
+            NotifyFromOrders.react(&event),
+            vec![send(
+                "c-1",
+                "o-1",
+                NotificationKind::OrderCancellationRefused,
+                "Your order o-1 can no longer be cancelled: it is already on its way (shipment already dispatched)."
+            )]
+        );
     }
 
     #[test]
@@ -183,6 +211,11 @@ mod tests {
                 lines: lines(),
             },
             OrderEvent::OrderDelivered { customer_id: "c-1".into() },
+            OrderEvent::OrderCancellationRequested {
+                customer_id: "c-1".into(),
+                reason: CancellationReason::CustomerRequest,
+                detail: "changed my mind".into(),
+            },
         ];
         for payload in others {
             assert_eq!(NotifyFromOrders.react(&envelope("o-1", 5, payload.clone())), vec![], "{payload:?}");

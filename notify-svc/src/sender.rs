@@ -1,11 +1,13 @@
-//! Delivery of `NotificationSent` events to the outside world. The runtime calls a sender only
-//! after the event is in the log, and may call it again for the same event after a crash, so
-//! every delivery carries the `event_id` for receivers to drop duplicates.
+//! Delivery of `NotificationSent` events to the outside world. The delivery loop calls a sender
+//! only after the event is in the log, and may call it again for the same event (a retry, a
+//! crash before the outcome was recorded), so every delivery carries the `event_id` for
+//! receivers to drop duplicates.
 use contracts::EventEnvelope;
 use contracts::notification::{Channel, NotificationEvent, NotificationKind};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -13,7 +15,6 @@ use tokio::io::AsyncWriteExt;
 pub const WEBHOOK_URL_ENV: &str = "NOTIFY_WEBHOOK_URL";
 /// File name of the [`FileSender`]'s output inside the run directory.
 pub const NOTIFICATIONS_FILE: &str = "notifications.jsonl";
-const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One notification to deliver; serialised as the JSON line / webhook body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +44,10 @@ impl Delivery {
                 message: message.clone(),
                 occurred_at: event.occurred_at,
             }),
-            NotificationEvent::PreferencesSet { .. } => None,
+            NotificationEvent::PreferencesSet { .. }
+            | NotificationEvent::NotificationDeliveryFailed { .. }
+            | NotificationEvent::NotificationDelivered { .. }
+            | NotificationEvent::NotificationParked { .. } => None,
         }
     }
 }
@@ -127,13 +131,14 @@ pub struct WebhookSender {
 }
 
 impl WebhookSender {
-    pub fn new(url: &str) -> Result<Self, SendError> {
+    /// `timeout` bounds a request from connecting to the last byte of the answer.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, SendError> {
         let invalid = |reason: String| SendError::InvalidWebhookUrl { url: url.to_string(), reason };
         let url = reqwest::Url::parse(url).map_err(|error| invalid(error.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("scheme must be http or https".into()));
         }
-        let client = reqwest::Client::builder().timeout(WEBHOOK_TIMEOUT).build()?;
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
         Ok(WebhookSender { url, client })
     }
 
@@ -156,10 +161,10 @@ impl NotificationSender for WebhookSender {
 
 /// The webhook sender when `NOTIFY_WEBHOOK_URL` is set and not blank, else a [`FileSender`]
 /// writing `<run_dir>/notifications.jsonl`. Fails only on an unusable webhook URL.
-pub fn sender_from_env(run_dir: &Path) -> Result<Box<dyn NotificationSender>, SendError> {
+pub fn sender_from_env(run_dir: &Path, timeout: Duration) -> Result<Arc<dyn NotificationSender>, SendError> {
     match std::env::var(WEBHOOK_URL_ENV) {
-        Ok(url) if !url.trim().is_empty() => Ok(Box::new(WebhookSender::new(url.trim())?)),
-        _ => Ok(Box::new(FileSender::in_run_dir(run_dir))),
+        Ok(url) if !url.trim().is_empty() => Ok(Arc::new(WebhookSender::new(url.trim(), timeout)?)),
+        _ => Ok(Arc::new(FileSender::in_run_dir(run_dir))),
     }
 }
 
@@ -220,11 +225,13 @@ mod tests {
         std::fs::remove_dir_all(run_dir.parent().unwrap()).unwrap();
     }
 
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
     #[test]
     fn webhook_url_must_be_http() {
-        assert!(matches!(WebhookSender::new("not a url"), Err(SendError::InvalidWebhookUrl { .. })));
-        assert!(matches!(WebhookSender::new("ftp://example.com/x"), Err(SendError::InvalidWebhookUrl { .. })));
-        assert!(WebhookSender::new("http://127.0.0.1:9/hook").is_ok());
+        assert!(matches!(WebhookSender::new("not a url", TIMEOUT), Err(SendError::InvalidWebhookUrl { .. })));
+        assert!(matches!(WebhookSender::new("ftp://example.com/x", TIMEOUT), Err(SendError::InvalidWebhookUrl { .. })));
+        assert!(WebhookSender::new("http://127.0.0.1:9/hook", TIMEOUT).is_ok());
     }
 
     #[test]
@@ -257,7 +264,7 @@ mod tests {
     #[tokio::test]
     async fn webhook_sender_posts_the_delivery_as_json() {
         let (url, received) = webhook_answering(StatusCode::NO_CONTENT).await;
-        let sender = WebhookSender::new(&url).unwrap();
+        let sender = WebhookSender::new(&url, TIMEOUT).unwrap();
         let sent = delivery("e-1", NotificationKind::RefundIssued);
         sender.send(&sent).await.unwrap();
         assert_eq!(*received.lock().unwrap(), vec![sent]);
@@ -266,7 +273,7 @@ mod tests {
     #[tokio::test]
     async fn webhook_sender_reports_error_answers() {
         let (url, _received) = webhook_answering(StatusCode::SERVICE_UNAVAILABLE).await;
-        let sender = WebhookSender::new(&url).unwrap();
+        let sender = WebhookSender::new(&url, TIMEOUT).unwrap();
         let outcome = sender.send(&delivery("e-1", NotificationKind::RefundIssued)).await;
         assert!(matches!(outcome, Err(SendError::WebhookStatus { status: 503 })), "{outcome:?}");
     }

@@ -61,3 +61,54 @@ async fn notifications_are_listed_by_order_or_customer_in_send_order() {
     let (status, _) = get(format!("{base}/notifications?order_id=")).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn each_notification_shows_how_its_delivery_stands() {
+    let (pool, _db) = read_model_db(&MIGRATOR).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let (ada, order) = (format!("ada-{run}"), format!("o-{run}"));
+    let failed = |attempt, error: &str| NotificationEvent::NotificationDeliveryFailed {
+        order_id: order.clone(),
+        kind: NotificationKind::OrderConfirmed,
+        attempt,
+        error: error.into(),
+    };
+    let events = [
+        (1, 10, sent(&order, NotificationKind::OrderConfirmed)),
+        (2, 11, sent(&order, NotificationKind::OrderShipped)),
+        (3, 12, sent(&order, NotificationKind::OrderCancelled)),
+        (4, 20, failed(1, "webhook answered HTTP 500")),
+        (5, 30, failed(2, "no answer within 10000 ms")),
+        (6, 40, NotificationEvent::NotificationDelivered { order_id: order.clone(), kind: NotificationKind::OrderShipped, attempts: 1 }),
+        (
+            7,
+            50,
+            NotificationEvent::NotificationParked {
+                order_id: order.clone(),
+                kind: NotificationKind::OrderConfirmed,
+                attempts: 3,
+                reason: "3 attempts failed, the last with: webhook answered HTTP 500".into(),
+            },
+        ),
+        // A late failure report changes nothing once the delivery is over.
+        (8, 60, failed(4, "late")),
+    ];
+    for (version, occurred_at, payload) in events {
+        let event = EventEnvelope { occurred_at, ..envelope(&ada, version, payload) };
+        apply(&pool, &project_notification(&event)).await;
+    }
+
+    let base = serve(api().into(), pool).await;
+    let (status, list) = get(format!("{base}/notifications?customer_id={ada}")).await;
+    assert_eq!(status, 200, "{list}");
+    let delivery = |kind: &str| {
+        let row = list.as_array().unwrap().iter().find(|n| n["kind"] == kind).unwrap_or_else(|| panic!("{kind} in {list}"));
+        (row["status"].clone(), row["attempts"].clone(), row["last_error"].clone(), row["updated_at"].clone())
+    };
+    assert_eq!(
+        delivery("ORDER_CONFIRMED"),
+        (json!("FAILED"), json!(3), json!("3 attempts failed, the last with: webhook answered HTTP 500"), json!(50))
+    );
+    assert_eq!(delivery("ORDER_SHIPPED"), (json!("DELIVERED"), json!(1), Value::Null, json!(40)));
+    assert_eq!(delivery("ORDER_CANCELLED"), (json!("PENDING"), json!(0), Value::Null, json!(12)));
+}

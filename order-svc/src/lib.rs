@@ -1,8 +1,11 @@
-//! order-svc: the Order aggregate, the policies that move the order saga along, and the order view.
+//! order-svc: the Order aggregate, the policies that move the order saga along, the deadlines
+//! of its waits, and the order view.
+pub mod deadlines;
 pub mod order;
 pub mod policies;
 pub mod read_model;
 pub mod saga_metrics;
+pub mod stuck;
 pub mod write_api;
 
 /// The read-model tables (`migrations/`), applied when the service starts (and by the
@@ -14,7 +17,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Every read and write route of the service, documented by its handlers.
 pub fn routes() -> runtime::http::ApiRoutes {
-    read_model::api().merge(write_api::api())
+    read_model::api().merge(write_api::api()).merge(stuck::api())
 }
 
 /// One order's events, shared with `tests/read_model_db.rs`.

@@ -2,7 +2,8 @@
 //! saga by recording what stock, payment and shipping report back.
 mod iso_countries;
 
-use contracts::order::{Address, CancellationReason, Order, OrderCommand, OrderEvent, OrderLine};
+use crate::deadlines;
+use contracts::order::{Address, CancellationReason, Order, OrderCommand, OrderEvent, OrderLine, SagaStep};
 use contracts::validate;
 use runtime::{Decider, Rejection};
 use std::collections::{BTreeSet, HashSet};
@@ -12,6 +13,8 @@ pub use contracts::validate::MAX_ID_CHARS;
 pub use iso_countries::is_assigned_alpha2;
 
 pub const MAX_LINE_QUANTITY: i32 = 10_000;
+/// Most lines one order may have (one per SKU).
+pub const MAX_ORDER_LINES: usize = 100;
 pub const MAX_ADDRESS_FIELD_CHARS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +29,22 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status, in saga order.
+    pub const ALL: [OrderStatus; 7] = [
+        OrderStatus::Pending,
+        OrderStatus::StockReserved,
+        OrderStatus::Paid,
+        OrderStatus::Confirmed,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+    ];
+
+    /// The status a read model stores under `name` (see [`OrderStatus::as_str`]).
+    pub fn named(name: &str) -> Option<OrderStatus> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
     /// The name the read model stores and the API shows.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +70,18 @@ pub struct PlacedOrder {
     pub status: OrderStatus,
     /// Lines whose stock is reserved; the order moves on once this covers every line.
     pub reserved_skus: BTreeSet<String>,
+    /// `None` unless a cancellation was asked for from payment on (see [`PlacedOrder::cancel`]).
+    pub cancellation_request: Option<CancellationRequest>,
+}
+
+/// A cancellation of a paid order: only the Shipment can say whether it is still possible.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancellationRequest {
+    /// Shipping has not answered yet; if it cancels the shipment, the order is cancelled with
+    /// this reason and detail.
+    Pending { reason: CancellationReason, detail: String },
+    /// Shipping answered that the shipment had already been dispatched.
+    Refused,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -88,16 +119,33 @@ impl Decider for OrderDecider {
                 let OrderState::Placed(order) = state else {
                     return Err(Rejection::Refused("order not found".into()));
                 };
-                match order.status {
-                    OrderStatus::Shipped | OrderStatus::Delivered => {
+                match (order.status, &order.cancellation_request) {
+                    (OrderStatus::Shipped | OrderStatus::Delivered, _) => {
                         Err(Rejection::Refused("order already shipped; it can no longer be cancelled".into()))
                     }
-                    OrderStatus::Cancelled => Err(Rejection::Refused("order already cancelled".into())),
-                    OrderStatus::Pending | OrderStatus::StockReserved | OrderStatus::Paid | OrderStatus::Confirmed => {
-                        let detail = reason.clone().unwrap_or_default();
-                        Ok(vec![order.cancelled(CancellationReason::CustomerRequest, detail)])
+                    (OrderStatus::Cancelled, _) => Err(Rejection::Refused("order already cancelled".into())),
+                    (_, Some(CancellationRequest::Refused)) => {
+                        Err(Rejection::Refused("order already dispatched; it can no longer be cancelled".into()))
+                    }
+                    (OrderStatus::Pending | OrderStatus::StockReserved | OrderStatus::Paid | OrderStatus::Confirmed, _) => {
+                        Ok(order.cancel(CancellationReason::CustomerRequest, reason.clone().unwrap_or_default()))
                     }
                 }
+            }
+            OrderCommand::TimeOutOrder { order_id, step, deadline_ms } => {
+                validate::id("order_id", order_id).map_err(invalid)?;
+                let OrderState::Placed(order) = state else {
+                    return Err(Rejection::Refused("order not found".into()));
+                };
+                // The reply came in time (or the order moved on otherwise): the deadline is moot.
+                if order.waiting_on() != Some(*step) {
+                    return Ok(vec![]);
+                }
+                let detail = match deadline_ms {
+                    Some(millis) => format!("waited longer than {millis} ms for {}", deadlines::awaited(*step)),
+                    None => format!("waited too long for {}", deadlines::awaited(*step)),
+                };
+                Ok(order.cancel(CancellationReason::Timeout, detail))
             }
             // Record* commands report facts from other services; for an order we never saw, or
             // one that has moved past the step they concern, there is nothing left to do.
@@ -119,6 +167,7 @@ impl Decider for OrderDecider {
                     total_cents: *total_cents,
                     status: OrderStatus::Pending,
                     reserved_skus: BTreeSet::new(),
+                    cancellation_request: None,
                 }))
             }
             (OrderState::Placed(mut order), event) => {
@@ -132,6 +181,32 @@ impl Decider for OrderDecider {
 }
 
 impl PlacedOrder {
+    /// Cancelling the order now, whatever the cause. Before payment it is cancelled at once.
+    /// From payment on, dispatch is the point of no return and the Shipment decides it, so this
+    /// only asks (`OrderCancellationRequested`): the order is cancelled, refunded and its stock
+    /// released when shipping answers `ShipmentCancelled`, and carries on when it refuses.
+    /// Nothing while a request is pending or after one was refused, nor once the order is
+    /// shipped, delivered or cancelled: callers that must refuse those check first.
+    pub fn cancel(&self, reason: CancellationReason, detail: String) -> Vec<OrderEvent> {
+        use OrderStatus::*;
+        match (self.status, &self.cancellation_request) {
+            (Pending | StockReserved, _) => vec![self.cancelled(reason, detail)],
+            (Paid | Confirmed, None) => {
+                vec![OrderEvent::OrderCancellationRequested { customer_id: self.customer_id.clone(), reason, detail }]
+            }
+            (Paid | Confirmed, Some(_)) | (Shipped | Delivered | Cancelled, _) => vec![],
+        }
+    }
+
+    /// The step the order waits in for another service's reply ([`deadlines::waiting_on`] of
+    /// its status); nothing once a cancellation was asked for, which only shipping can answer.
+    pub fn waiting_on(&self) -> Option<SagaStep> {
+        match self.cancellation_request {
+            None => deadlines::waiting_on(self.status),
+            Some(_) => None,
+        }
+    }
+
     fn record(&self, command: &OrderCommand) -> Vec<OrderEvent> {
         use OrderStatus::*;
         match (command, self.status) {
@@ -167,6 +242,19 @@ impl PlacedOrder {
             }
             (OrderCommand::RecordShipmentDelivered { .. }, Shipped) => {
                 vec![OrderEvent::OrderDelivered { customer_id: self.customer_id.clone() }]
+            }
+            // A paid order whose shipment is cancelled can no longer ship: cancelled, for the
+            // requested reason, or (a shipment cancelled without the order asking) as unshippable.
+            (OrderCommand::RecordShipmentCancelled { .. }, Paid | Confirmed) => match &self.cancellation_request {
+                Some(CancellationRequest::Pending { reason, detail }) => vec![self.cancelled(*reason, detail.clone())],
+                Some(CancellationRequest::Refused) | None => {
+                    vec![self.cancelled(CancellationReason::ShippingUnavailable, "the shipment was cancelled".into())]
+                }
+            },
+            (OrderCommand::RecordShipmentCancellationRefused { reason, .. }, Paid | Confirmed | Shipped | Delivered)
+                if matches!(self.cancellation_request, Some(CancellationRequest::Pending { .. })) =>
+            {
+                vec![OrderEvent::OrderCancellationRefused { customer_id: self.customer_id.clone(), reason: reason.clone() }]
             }
             // Late or duplicate reports, and reports that no longer matter (e.g. after a cancel).
             _ => vec![],
@@ -207,6 +295,10 @@ impl PlacedOrder {
             OrderEvent::OrderShipped { .. } => self.status = OrderStatus::Shipped,
             OrderEvent::OrderDelivered { .. } => self.status = OrderStatus::Delivered,
             OrderEvent::OrderCancelled { .. } => self.status = OrderStatus::Cancelled,
+            OrderEvent::OrderCancellationRequested { reason, detail, .. } => {
+                self.cancellation_request = Some(CancellationRequest::Pending { reason: *reason, detail: detail.clone() });
+            }
+            OrderEvent::OrderCancellationRefused { .. } => self.cancellation_request = Some(CancellationRequest::Refused),
         }
     }
 }
@@ -217,6 +309,9 @@ fn validate_new_order(order_id: &str, customer_id: &str, lines: &[OrderLine], cu
     validate::id("customer_id", customer_id).map_err(invalid)?;
     if lines.is_empty() {
         return Err(invalid("an order needs at least one line"));
+    }
+    if lines.len() > MAX_ORDER_LINES {
+        return Err(invalid(format!("an order has at most {MAX_ORDER_LINES} lines, got {}", lines.len())));
     }
     let mut seen_skus = HashSet::new();
     let mut total_cents: i64 = 0;
@@ -403,8 +498,31 @@ mod tests {
     fn record_shipment_delivered() -> OrderCommand {
         RecordShipmentDelivered { order_id: ORDER.into() }
     }
+    fn record_shipment_cancelled() -> OrderCommand {
+        RecordShipmentCancelled { order_id: ORDER.into() }
+    }
+    fn record_cancellation_refused() -> OrderCommand {
+        RecordShipmentCancellationRefused { order_id: ORDER.into(), reason: "shipment already dispatched".into() }
+    }
     fn cancel(reason: Option<&str>) -> OrderCommand {
         CancelOrder { order_id: ORDER.into(), reason: reason.map(Into::into) }
+    }
+    fn cancellation_requested(detail: &str) -> OrderEvent {
+        OrderCancellationRequested { customer_id: CUSTOMER.into(), reason: CustomerRequest, detail: detail.into() }
+    }
+    fn cancellation_refused() -> OrderEvent {
+        OrderCancellationRefused { customer_id: CUSTOMER.into(), reason: "shipment already dispatched".into() }
+    }
+    /// Paid, then confirmed, with a customer's cancellation waiting for shipping's answer.
+    fn paid_requested() -> Vec<OrderEvent> {
+        with(paid(), [cancellation_requested("changed my mind")])
+    }
+    fn confirmed_requested() -> Vec<OrderEvent> {
+        with(confirmed(), [cancellation_requested("changed my mind")])
+    }
+    /// Dispatched while the request was on its way to shipping.
+    fn shipped_requested() -> Vec<OrderEvent> {
+        with(confirmed_requested(), [OrderShipped { customer_id: CUSTOMER.into() }])
     }
 
     // ---- PlaceOrder ----------------------------------------------------------------------
@@ -447,6 +565,13 @@ mod tests {
     #[test]
     fn place_order_needs_at_least_one_line() {
         given(&OrderDecider, vec![]).when(place_lines(vec![])).then_invalid("at least one line");
+    }
+
+    #[test]
+    fn place_order_takes_at_most_100_lines() {
+        let lines = |n: usize| (0..n).map(|i| line(&format!("SKU-{i}"), 1, 100)).collect::<Vec<_>>();
+        given(&OrderDecider, vec![]).when(place_lines(lines(MAX_ORDER_LINES + 1))).then_invalid("at most 100 lines, got 101");
+        assert!(OrderDecider.decide(&OrderState::NotPlaced, &place_lines(lines(MAX_ORDER_LINES))).is_ok());
     }
 
     #[test]
@@ -649,6 +774,8 @@ mod tests {
             record_shipment_rejected(),
             record_shipment_dispatched(),
             record_shipment_delivered(),
+            record_shipment_cancelled(),
+            record_cancellation_refused(),
         ] {
             given(&OrderDecider, vec![]).when(command).then_nothing();
         }
@@ -657,10 +784,105 @@ mod tests {
     // ---- CancelOrder ---------------------------------------------------------------------
 
     #[test]
-    fn cancel_order_cancels_any_order_not_yet_shipped() {
-        for history in [pending(), partly_reserved(), stock_reserved_history(), paid(), confirmed()] {
+    fn cancel_order_before_payment_cancels_at_once() {
+        for history in [pending(), partly_reserved(), stock_reserved_history()] {
             given(&OrderDecider, history).when(cancel(Some("changed my mind"))).then(vec![cancelled(CustomerRequest, "changed my mind")]);
         }
+    }
+
+    #[test]
+    fn cancel_order_from_payment_on_asks_shipping_first() {
+        for history in [paid(), confirmed()] {
+            given(&OrderDecider, history).when(cancel(Some("changed my mind"))).then(vec![cancellation_requested("changed my mind")]);
+        }
+    }
+
+    #[test]
+    fn cancel_order_while_a_request_is_pending_is_a_no_op() {
+        for history in [paid_requested(), confirmed_requested()] {
+            given(&OrderDecider, history).when(cancel(Some("really"))).then_nothing();
+        }
+    }
+
+    #[test]
+    fn cancel_order_after_shipping_refused_is_refused() {
+        given(&OrderDecider, with(confirmed_requested(), [cancellation_refused()]))
+            .when(cancel(None))
+            .then_refused_exactly("order already dispatched; it can no longer be cancelled");
+    }
+
+    #[test]
+    fn cancel_order_shipped_while_its_request_was_pending_is_refused_as_shipped() {
+        given(&OrderDecider, shipped_requested()).when(cancel(None)).then_refused_exactly("order already shipped; it can no longer be cancelled");
+    }
+
+    #[test]
+    fn cancel_decides_immediate_or_request_by_status_for_any_reason() {
+        let order = |history: Vec<OrderEvent>| match runtime::decider::fold::<OrderDecider>(&history) {
+            OrderState::Placed(order) => order,
+            OrderState::NotPlaced => panic!("not placed"),
+        };
+        assert_eq!(order(stock_reserved_history()).cancel(PaymentDeclined, "late".into()), vec![cancelled(PaymentDeclined, "late")]);
+        assert_eq!(
+            order(paid()).cancel(PaymentDeclined, "late".into()),
+            vec![OrderCancellationRequested { customer_id: CUSTOMER.into(), reason: PaymentDeclined, detail: "late".into() }]
+        );
+        for history in [paid_requested(), with(confirmed_requested(), [cancellation_refused()]), shipped(), delivered(), cancelled_history()] {
+            assert_eq!(order(history.clone()).cancel(PaymentDeclined, "late".into()), vec![], "{history:?}");
+        }
+    }
+
+    // ---- shipping's answer to a cancellation request --------------------------------------
+
+    #[test]
+    fn a_cancelled_shipment_cancels_the_order_that_asked_with_its_reason() {
+        for history in [paid_requested(), confirmed_requested()] {
+            given(&OrderDecider, history).when(record_shipment_cancelled()).then(vec![cancelled(CustomerRequest, "changed my mind")]);
+        }
+    }
+
+    #[test]
+    fn a_request_for_another_reason_is_cancelled_with_that_reason() {
+        let requested = OrderCancellationRequested { customer_id: CUSTOMER.into(), reason: PaymentDeclined, detail: "chargeback".into() };
+        given(&OrderDecider, with(confirmed(), [requested])).when(record_shipment_cancelled()).then(vec![cancelled(PaymentDeclined, "chargeback")]);
+    }
+
+    #[test]
+    fn a_shipment_cancelled_without_a_request_cancels_a_paid_order_as_unshippable() {
+        for history in [paid(), confirmed()] {
+            given(&OrderDecider, history).when(record_shipment_cancelled()).then(vec![cancelled(ShippingUnavailable, "the shipment was cancelled")]);
+        }
+    }
+
+    #[test]
+    fn a_cancelled_shipment_before_payment_or_after_shipping_is_a_no_op() {
+        for (status, history) in every_status() {
+            if !matches!(status, OrderStatus::Paid | OrderStatus::Confirmed) {
+                given(&OrderDecider, history).when(record_shipment_cancelled()).then_nothing();
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_cancellation_is_recorded_and_the_order_carries_on() {
+        for history in [confirmed_requested(), shipped_requested()] {
+            given(&OrderDecider, history).when(record_cancellation_refused()).then(vec![cancellation_refused()]);
+        }
+        let refused_then_dispatched = with(confirmed_requested(), [cancellation_refused()]);
+        given(&OrderDecider, refused_then_dispatched).when(record_shipment_dispatched()).then(vec![OrderShipped { customer_id: CUSTOMER.into() }]);
+    }
+
+    #[test]
+    fn a_dispatch_recorded_while_a_request_is_pending_ships_the_order() {
+        given(&OrderDecider, confirmed_requested()).when(record_shipment_dispatched()).then(vec![OrderShipped { customer_id: CUSTOMER.into() }]);
+    }
+
+    #[test]
+    fn a_refusal_without_a_pending_request_is_a_no_op() {
+        for (_, history) in every_status() {
+            given(&OrderDecider, history).when(record_cancellation_refused()).then_nothing();
+        }
+        given(&OrderDecider, with(confirmed_requested(), [cancellation_refused()])).when(record_cancellation_refused()).then_nothing();
     }
 
     #[test]
@@ -714,8 +936,22 @@ mod tests {
                 total_cents: 5500,
                 status: OrderStatus::Pending,
                 reserved_skus: BTreeSet::from(["SKU-A".to_string()]),
+                cancellation_request: None,
             }
         );
+    }
+
+    #[test]
+    fn evolve_remembers_a_request_and_its_refusal_without_changing_the_status() {
+        let request_after = |history: &[OrderEvent]| match runtime::decider::fold::<OrderDecider>(history) {
+            OrderState::Placed(order) => (order.status, order.cancellation_request),
+            OrderState::NotPlaced => panic!("not placed"),
+        };
+        let pending = CancellationRequest::Pending { reason: CustomerRequest, detail: "changed my mind".into() };
+        assert_eq!(request_after(&confirmed()), (OrderStatus::Confirmed, None));
+        assert_eq!(request_after(&confirmed_requested()), (OrderStatus::Confirmed, Some(pending.clone())));
+        assert_eq!(request_after(&shipped_requested()), (OrderStatus::Shipped, Some(pending)));
+        assert_eq!(request_after(&with(shipped_requested(), [cancellation_refused()])), (OrderStatus::Shipped, Some(CancellationRequest::Refused)));
     }
 
     #[test]
@@ -742,5 +978,97 @@ mod tests {
     fn status_names_match_the_read_model() {
         let names: Vec<_> = every_status().into_iter().map(|(status, _)| status.as_str()).collect();
         assert_eq!(names, ["PENDING", "STOCK_RESERVED", "PAID", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED"]);
+    }
+
+    // ---- TimeOutOrder --------------------------------------------------------------------
+
+    fn time_out(step: SagaStep) -> OrderCommand {
+        TimeOutOrder { order_id: ORDER.into(), step, deadline_ms: Some(30_000) }
+    }
+
+    fn order_in(history: &[OrderEvent]) -> PlacedOrder {
+        match runtime::decider::fold::<OrderDecider>(history) {
+            OrderState::Placed(order) => *order,
+            OrderState::NotPlaced => panic!("not placed"),
+        }
+    }
+
+    #[test]
+    fn a_time_out_cancels_an_order_still_waiting_for_stock_or_payment() {
+        for history in [pending(), partly_reserved()] {
+            given(&OrderDecider, history)
+                .when(time_out(SagaStep::Stock))
+                .then(vec![cancelled(Timeout, "waited longer than 30000 ms for its stock to be reserved")]);
+        }
+        given(&OrderDecider, stock_reserved_history())
+            .when(time_out(SagaStep::Payment))
+            .then(vec![cancelled(Timeout, "waited longer than 30000 ms for its payment")]);
+    }
+
+    #[test]
+    fn a_time_out_waiting_for_the_shipment_asks_shipping_to_cancel() {
+        given(&OrderDecider, paid()).when(time_out(SagaStep::Shipment)).then(vec![OrderCancellationRequested {
+            customer_id: CUSTOMER.into(),
+            reason: Timeout,
+            detail: "waited longer than 30000 ms for its shipment to be scheduled".into(),
+        }]);
+    }
+
+    #[test]
+    fn a_time_out_without_its_deadline_still_says_what_was_awaited() {
+        given(&OrderDecider, pending())
+            .when(TimeOutOrder { order_id: ORDER.into(), step: SagaStep::Stock, deadline_ms: None })
+            .then(vec![cancelled(Timeout, "waited too long for its stock to be reserved")]);
+    }
+
+    #[test]
+    fn a_time_out_of_a_step_the_order_has_left_is_a_no_op() {
+        for step in [SagaStep::Stock, SagaStep::Payment, SagaStep::Shipment] {
+            for (status, history) in every_status() {
+                if deadlines::waiting_on(status) != Some(step) {
+                    let outcome = given(&OrderDecider, history).when(time_out(step)).0;
+                    assert_eq!(outcome, Ok(vec![]), "{step:?} in {status:?}");
+                }
+            }
+            // A cancellation already asked for waits on shipping's answer, not on the deadline.
+            for history in [paid_requested(), with(confirmed_requested(), [cancellation_refused()])] {
+                given(&OrderDecider, history).when(time_out(step)).then_nothing();
+            }
+        }
+    }
+
+    #[test]
+    fn a_time_out_of_an_unknown_order_is_refused_and_of_a_bad_id_invalid() {
+        given(&OrderDecider, vec![]).when(time_out(SagaStep::Stock)).then_refused_exactly("order not found");
+        given(&OrderDecider, pending())
+            .when(TimeOutOrder { order_id: String::new(), step: SagaStep::Stock, deadline_ms: None })
+            .then_invalid("order_id");
+    }
+
+    #[test]
+    fn an_order_waits_on_the_step_of_its_status_until_a_cancellation_is_asked_for() {
+        assert_eq!(order_in(&pending()).waiting_on(), Some(SagaStep::Stock));
+        assert_eq!(order_in(&partly_reserved()).waiting_on(), Some(SagaStep::Stock));
+        assert_eq!(order_in(&stock_reserved_history()).waiting_on(), Some(SagaStep::Payment));
+        assert_eq!(order_in(&paid()).waiting_on(), Some(SagaStep::Shipment));
+        assert_eq!(order_in(&paid_requested()).waiting_on(), None);
+        for history in [confirmed(), shipped(), delivered(), cancelled_history()] {
+            assert_eq!(order_in(&history).waiting_on(), None, "{history:?}");
+        }
+    }
+
+    #[test]
+    fn the_order_deadlines_give_each_waiting_order_its_steps_limit() {
+        use crate::deadlines::{DeadlineConfig, OrderDeadlines};
+        use runtime::Deadlines;
+        use std::time::Duration;
+        let config = DeadlineConfig { stock: Duration::from_secs(1), payment: Duration::from_secs(2), shipment: Duration::from_secs(3) };
+        let deadlines = OrderDeadlines(config);
+        let waiting = |history: Vec<OrderEvent>| deadlines.waiting(&runtime::decider::fold::<OrderDecider>(&history));
+        assert_eq!(waiting(vec![]), None, "no order, no wait");
+        assert_eq!(waiting(partly_reserved()), Some((SagaStep::Stock, Duration::from_secs(1))));
+        assert_eq!(waiting(stock_reserved_history()), Some((SagaStep::Payment, Duration::from_secs(2))));
+        assert_eq!(waiting(paid()), Some((SagaStep::Shipment, Duration::from_secs(3))));
+        assert_eq!(waiting(confirmed()), None);
     }
 }

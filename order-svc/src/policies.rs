@@ -79,8 +79,12 @@ impl Policy for OrderFromShipments {
             ShipmentEvent::ShipmentDelivered { .. } => {
                 vec![OrderCommand::RecordShipmentDelivered { order_id }]
             }
-            // The order caused the cancellation; there is nothing to record.
-            ShipmentEvent::ShipmentCancelled { .. } => vec![],
+            // Shipping's answer to a cancellation request (the order cancels on the first, carries
+            // on after the second).
+            ShipmentEvent::ShipmentCancelled { .. } => vec![OrderCommand::RecordShipmentCancelled { order_id }],
+            ShipmentEvent::ShipmentCancellationRefused { reason, .. } => {
+                vec![OrderCommand::RecordShipmentCancellationRefused { order_id, reason: reason.clone() }]
+            }
         }
     }
 }
@@ -169,7 +173,11 @@ mod tests {
                 vec![OrderCommand::RecordShipmentDispatched { order_id: "o1".into() }],
             ),
             (ShipmentEvent::ShipmentDelivered { customer_id: "c1".into() }, vec![OrderCommand::RecordShipmentDelivered { order_id: "o1".into() }]),
-            (ShipmentEvent::ShipmentCancelled { customer_id: "c1".into() }, vec![]),
+            (ShipmentEvent::ShipmentCancelled { customer_id: "c1".into() }, vec![OrderCommand::RecordShipmentCancelled { order_id: "o1".into() }]),
+            (
+                ShipmentEvent::ShipmentCancellationRefused { customer_id: "c1".into(), reason: "shipment already dispatched".into() },
+                vec![OrderCommand::RecordShipmentCancellationRefused { order_id: "o1".into(), reason: "shipment already dispatched".into() }],
+            ),
         ];
         for (payload, expected) in cases {
             assert_eq!(OrderFromShipments.react(&envelope("o1", 1, payload)), expected);

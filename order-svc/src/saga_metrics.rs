@@ -25,7 +25,9 @@ pub struct SagaMetrics {
 fn status_of(event: &OrderEvent) -> Option<&'static str> {
     Some(match event {
         OrderEvent::OrderPlaced { .. } => "PENDING",
-        OrderEvent::OrderLineReserved { .. } => return None,
+        OrderEvent::OrderLineReserved { .. } | OrderEvent::OrderCancellationRequested { .. } | OrderEvent::OrderCancellationRefused { .. } => {
+            return None;
+        }
         OrderEvent::OrderStockReserved { .. } => "STOCK_RESERVED",
         OrderEvent::OrderPaid { .. } => "PAID",
         OrderEvent::OrderConfirmed { .. } => "CONFIRMED",

@@ -9,8 +9,8 @@ use contracts::order::{CancellationReason, OrderEvent};
 use contracts::shipment::ShipmentEvent;
 use order_svc::MIGRATOR;
 use order_svc::read_model::{
-    GetOrderParams, ListOrdersParams, OrderView, PaymentView, ShipmentView, get_order, get_timeline, list_orders, load_order, project_notification,
-    project_order, project_order_view, project_payment, project_shipment,
+    CancellationRequestView, GetOrderParams, ListOrdersParams, OrderView, PaymentView, ShipmentView, get_order, get_timeline, list_orders,
+    load_order, project_notification, project_order, project_order_view, project_payment, project_shipment,
 };
 use runtime::http::{ProjectionProgress, ReadDb};
 use runtime::testing::{apply, envelope, read_model_db};
@@ -34,6 +34,7 @@ async fn the_projected_happy_path_reads_back_through_the_routes() {
             status: "DELIVERED".into(),
             cancellation_reason: None,
             cancellation_detail: None,
+            cancellation_request: None,
             currency: "EUR".into(),
             total_cents: 3000,
             lines: lines(),
@@ -81,6 +82,55 @@ async fn a_cancelled_order_shows_why_and_an_unknown_one_is_not_found() {
         .await
         .unwrap_err();
     assert_eq!(error.status, axum::http::StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_cancellation_request_shows_while_pending_and_how_shipping_answered() {
+    let (pool, _db) = read_model_db(&MIGRATOR).await;
+    let requested = || OrderEvent::OrderCancellationRequested {
+        customer_id: "c1".into(),
+        reason: CancellationReason::CustomerRequest,
+        detail: "changed my mind".into(),
+    };
+    let confirmed: Vec<OrderEvent> = happy_path().into_iter().take(5).collect();
+    for order_id in ["accepted", "refused"] {
+        for (version, event) in (1..).zip(confirmed.iter().cloned().chain([requested()])) {
+            apply(&pool, &project_order(&envelope(order_id, version, event))).await;
+        }
+    }
+    let pending = load_order(&pool, "accepted").await.unwrap().expect("order");
+    assert_eq!((pending.status.as_str(), pending.cancellation_reason.as_deref()), ("CONFIRMED", None));
+    let request = |status: &str, refusal: Option<&str>| {
+        Some(CancellationRequestView {
+            status: status.into(),
+            reason: Some("CUSTOMER_REQUEST".into()),
+            detail: Some("changed my mind".into()),
+            refusal: refusal.map(Into::into),
+        })
+    };
+    assert_eq!(pending.cancellation_request, request("REQUESTED", None));
+
+    let cancelled = OrderEvent::OrderCancelled {
+        customer_id: "c1".into(),
+        reason: CancellationReason::CustomerRequest,
+        detail: "changed my mind".into(),
+        lines: lines(),
+    };
+    apply(&pool, &project_order(&envelope("accepted", 7, cancelled))).await;
+    let accepted = load_order(&pool, "accepted").await.unwrap().expect("order");
+    assert_eq!((accepted.status.as_str(), accepted.cancellation_reason.as_deref()), ("CANCELLED", Some("CUSTOMER_REQUEST")));
+    assert_eq!(accepted.cancellation_request, request("ACCEPTED", None));
+
+    apply(&pool, &project_order(&envelope("refused", 7, OrderEvent::OrderShipped { customer_id: "c1".into() }))).await;
+    let refusal = OrderEvent::OrderCancellationRefused { customer_id: "c1".into(), reason: "shipment already dispatched".into() };
+    apply(&pool, &project_order(&envelope("refused", 8, refusal))).await;
+    let refused = load_order(&pool, "refused").await.unwrap().expect("order");
+    assert_eq!((refused.status.as_str(), refused.cancellation_reason.as_deref(), refused.version), ("SHIPPED", None, 8));
+    assert_eq!(refused.cancellation_request, request("REFUSED", Some("shipment already dispatched")));
+
+    // A replayed OrderPlaced starts the row over, request included.
+    apply(&pool, &project_order(&envelope("refused", 1, placed()))).await;
+    assert_eq!(load_order(&pool, "refused").await.unwrap().expect("order").cancellation_request, None);
 }
 
 #[tokio::test]

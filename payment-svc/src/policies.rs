@@ -31,7 +31,10 @@ impl Policy for PaymentFromOrders {
             | OrderEvent::OrderPaid { .. }
             | OrderEvent::OrderConfirmed { .. }
             | OrderEvent::OrderShipped { .. }
-            | OrderEvent::OrderDelivered { .. } => vec![],
+            | OrderEvent::OrderDelivered { .. }
+            // A request is refunded only once it becomes OrderCancelled: shipping may refuse it.
+            | OrderEvent::OrderCancellationRequested { .. }
+            | OrderEvent::OrderCancellationRefused { .. } => vec![],
         }
     }
 }
@@ -95,6 +98,12 @@ mod tests {
             OrderEvent::OrderConfirmed { customer_id: "c-1".into(), carrier: "DHL".into(), tracking_number: "T".into() },
             OrderEvent::OrderShipped { customer_id: "c-1".into() },
             OrderEvent::OrderDelivered { customer_id: "c-1".into() },
+            OrderEvent::OrderCancellationRequested {
+                customer_id: "c-1".into(),
+                reason: CancellationReason::CustomerRequest,
+                detail: "changed my mind".into(),
+            },
+            OrderEvent::OrderCancellationRefused { customer_id: "c-1".into(), reason: "shipment already dispatched".into() },
         ];
         for payload in others {
             assert_eq!(PaymentFromOrders.react(&envelope("o-1", 2, payload.clone())), vec![], "{payload:?}");

@@ -10,7 +10,7 @@
 //! | `shared` | the leaf: clock, derived command ids, loop kinds |
 //! | [`kafka`] | clients, the partitioner, topics, loop plumbing (batches, outbox, commits), reads of an event partition, the Avro codec |
 //! | `observe` | Prometheus metrics, consumer lag, traces across Kafka |
-//! | `engine` | the consuming loops: the command processor (pure core in `command_core`), subscriptions, pause, supervision |
+//! | `engine` | the consuming loops: the command processor (pure core in `command_core`), subscriptions, deadlines, pause, supervision |
 //! | `projection` | read models: the runner, the database and the runtime's tables, replay, command outcomes |
 //! | [`http`] | route state, errors, the write path, OpenAPI, operational routes, middleware |
 //! | `service` | the builder that assembles a service from the parts above, and the list of services |
@@ -32,7 +32,8 @@ mod shared;
 pub mod testing;
 
 pub use decider::{Decider, Rejection, fold};
-pub use engine::{CommandOut, EventHandler, HandlerError, LoopError};
+pub use engine::{CommandOut, Deadlines, EventHandler, HandlerError, LoopError, command_id_for_deadline};
+pub use history::HistoryGuard;
 pub use kafka::{CodecError, Pace};
 pub use policy::Policy;
 pub use projection::{Backend, DbError, Projection, connect as connect_read_model_db};

@@ -87,6 +87,8 @@ pub struct RawRecord<'a> {
     pub payload: &'a [u8],
     /// Header values as (lossy) UTF-8; the last value wins for a repeated name.
     pub headers: std::collections::HashMap<String, String>,
+    /// The record's timestamp (epoch milliseconds), when it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl<'a> RawRecord<'a> {
@@ -105,6 +107,7 @@ impl<'a> RawRecord<'a> {
             key: message.key(),
             payload: message.payload().unwrap_or_default(),
             headers,
+            timestamp_ms: message.timestamp().to_millis(),
         }
     }
 }

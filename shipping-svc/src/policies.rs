@@ -1,5 +1,6 @@
-//! Choreography into the Shipment aggregate: paid orders are scheduled for shipping, cancelled
-//! orders have their shipment cancelled (the aggregate ignores what was never scheduled).
+//! Choreography into the Shipment aggregate: paid orders are scheduled for shipping, and a paid
+//! order's cancellation request asks for its shipment to be cancelled; the aggregate answers
+//! (cancelled, or refused once dispatched) and order-svc follows the answer.
 use contracts::EventEnvelope;
 use contracts::order::{Order, OrderEvent};
 use contracts::shipment::{Shipment, ShipmentCommand, ShipmentLine};
@@ -23,13 +24,20 @@ impl Policy for ShippingFromOrders {
                 destination_country: shipping_address.country.clone(),
                 lines: lines.iter().map(|line| ShipmentLine { sku: line.sku.clone(), quantity: line.quantity }).collect(),
             }],
-            OrderEvent::OrderCancelled { .. } => vec![ShipmentCommand::CancelShipment { order_id }],
+            OrderEvent::OrderCancellationRequested { customer_id, .. } => {
+                vec![ShipmentCommand::CancelShipment { order_id, customer_id: Some(customer_id.clone()) }]
+            }
+            // From payment on an order is only cancelled once its shipment is (or was rejected),
+            // and before payment there is none: this cancels nothing, unless an order was
+            // cancelled directly while confirmed (before cancellations became requests).
+            OrderEvent::OrderCancelled { .. } => vec![ShipmentCommand::CancelShipment { order_id, customer_id: None }],
             OrderEvent::OrderPlaced { .. }
             | OrderEvent::OrderLineReserved { .. }
             | OrderEvent::OrderStockReserved { .. }
             | OrderEvent::OrderConfirmed { .. }
             | OrderEvent::OrderShipped { .. }
-            | OrderEvent::OrderDelivered { .. } => vec![],
+            | OrderEvent::OrderDelivered { .. }
+            | OrderEvent::OrderCancellationRefused { .. } => vec![],
         }
     }
 }
@@ -76,7 +84,7 @@ mod tests {
     }
 
     #[test]
-    fn cancelled_order_cancels_its_shipment() {
+    fn cancelled_order_cancels_its_shipment_if_one_was_scheduled() {
         let event = envelope(
             "o-1",
             4,
@@ -87,7 +95,24 @@ mod tests {
                 lines: order_lines(),
             },
         );
-        assert_eq!(ShippingFromOrders.react(&event), vec![ShipmentCommand::CancelShipment { order_id: "o-1".into() }]);
+        assert_eq!(ShippingFromOrders.react(&event), vec![ShipmentCommand::CancelShipment { order_id: "o-1".into(), customer_id: None }]);
+    }
+
+    #[test]
+    fn a_cancellation_request_asks_for_the_shipment_to_be_cancelled() {
+        let event = envelope(
+            "o-1",
+            6,
+            OrderEvent::OrderCancellationRequested {
+                customer_id: "c-1".into(),
+                reason: CancellationReason::CustomerRequest,
+                detail: "changed my mind".into(),
+            },
+        );
+        assert_eq!(
+            ShippingFromOrders.react(&event),
+            vec![ShipmentCommand::CancelShipment { order_id: "o-1".into(), customer_id: Some("c-1".into()) }]
+        );
     }
 
     #[test]
@@ -105,6 +130,7 @@ mod tests {
             OrderEvent::OrderConfirmed { customer_id: "c-1".into(), carrier: "DPD".into(), tracking_number: "T".into() },
             OrderEvent::OrderShipped { customer_id: "c-1".into() },
             OrderEvent::OrderDelivered { customer_id: "c-1".into() },
+            OrderEvent::OrderCancellationRefused { customer_id: "c-1".into(), reason: "shipment already dispatched".into() },
         ];
         for payload in others {
             assert_eq!(ShippingFromOrders.react(&envelope("o-1", 4, payload.clone())), vec![], "{payload:?}");

@@ -23,8 +23,14 @@ const UPSERT_SHIPMENT: &str = "INSERT INTO shipments \
      tracking_number = excluded.tracking_number, destination_country = excluded.destination_country, \
      reason = excluded.reason, updated_at = excluded.updated_at";
 
-// Later lifecycle events always follow a ShipmentScheduled of the same order, so the row exists.
+// Dispatch and delivery always follow a ShipmentScheduled of the same order, so the row exists.
 const UPDATE_STATUS: &str = "UPDATE shipments SET status = $2, updated_at = $3 WHERE order_id = $1";
+
+// A cancellation may come before anything was scheduled (a paid order's request overtaking
+// its scheduling): then it is the row, with no destination yet.
+const UPSERT_CANCELLED: &str = "INSERT INTO shipments (order_id, customer_id, status, destination_country, updated_at) \
+     VALUES ($1, $2, $3, '', $4) \
+     ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at";
 
 /// A shipment's status in the read model (and the `status` filter of `GET /shipments`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -67,9 +73,13 @@ pub fn project_shipment(event: &EventEnvelope<ShipmentEvent>) -> Vec<SqlWrite> {
             UPSERT_SHIPMENT,
             params![order_id, customer_id, Status::Rejected.as_str(), None::<String>, None::<String>, destination_country, reason, at],
         )],
-        ShipmentEvent::ShipmentCancelled { .. } => status_change(Status::Cancelled),
+        ShipmentEvent::ShipmentCancelled { customer_id } => {
+            vec![SqlWrite::new(UPSERT_CANCELLED, params![order_id, customer_id, Status::Cancelled.as_str(), at])]
+        }
         ShipmentEvent::ShipmentDispatched { .. } => status_change(Status::Dispatched),
         ShipmentEvent::ShipmentDelivered { .. } => status_change(Status::Delivered),
+        // The shipment is unchanged: it stays on its way.
+        ShipmentEvent::ShipmentCancellationRefused { .. } => vec![],
     }
 }
 
@@ -87,6 +97,7 @@ pub struct ShipmentView {
     pub status: String,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
+    /// Empty for a shipment cancelled before it was scheduled.
     pub destination_country: String,
     /// Why the shipment was rejected; `null` otherwise.
     pub reason: Option<String>,
@@ -207,9 +218,21 @@ mod tests {
     }
 
     #[test]
+    fn cancelled_sets_the_status_or_stands_in_for_a_shipment_never_scheduled() {
+        let writes = project_shipment(&envelope("o-1", 1, ShipmentEvent::ShipmentCancelled { customer_id: "c-1".into() }));
+        assert_eq!(writes, vec![SqlWrite::new(UPSERT_CANCELLED, vec![text("o-1"), text("c-1"), text("CANCELLED"), Int(1_700_000_000_001)])]);
+        assert!(UPSERT_CANCELLED.contains("DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"));
+    }
+
+    #[test]
+    fn a_refused_cancellation_leaves_the_shipment_as_it_is() {
+        let refused = ShipmentEvent::ShipmentCancellationRefused { customer_id: "c-1".into(), reason: "shipment already dispatched".into() };
+        assert_eq!(project_shipment(&envelope("o-1", 3, refused)), vec![]);
+    }
+
+    #[test]
     fn lifecycle_events_update_the_status() {
         let cases = [
-            (ShipmentEvent::ShipmentCancelled { customer_id: "c-1".into() }, "CANCELLED"),
             (ShipmentEvent::ShipmentDispatched { customer_id: "c-1".into(), lines: vec![] }, "DISPATCHED"),
             (ShipmentEvent::ShipmentDelivered { customer_id: "c-1".into() }, "DELIVERED"),
         ];

@@ -1,5 +1,11 @@
 //! The Shipment aggregate (key `order_id`) as a pure decider: scheduling for paid orders,
 //! cancellation, dispatch by the warehouse and delivery confirmation by the carrier.
+//!
+//! Dispatch is the point of no return of an order, and this aggregate decides it: a
+//! `CancelShipment` before dispatch cancels the shipment (`ShipmentCancelled`, after which it can
+//! be neither scheduled nor dispatched), after dispatch it is answered with
+//! `ShipmentCancellationRefused`. Exactly one of the two happens to a shipment, so the order is
+//! either cancelled (refund, stock released) or shipped (stock shipped), never both.
 use contracts::shipment::{Shipment, ShipmentCommand, ShipmentEvent, ShipmentLine};
 use contracts::validate::{self, InvalidField};
 use runtime::{Decider, Rejection};
@@ -90,16 +96,7 @@ impl Decider for ShipmentDecider {
             ShipmentCommand::ScheduleShipment { order_id, customer_id, destination_country, lines } => {
                 self.schedule(state, order_id, customer_id, destination_country, lines)
             }
-            ShipmentCommand::CancelShipment { order_id } => {
-                validate::id("order_id", order_id).map_err(invalid)?;
-                Ok(match &state.shipment {
-                    Some(shipment) if shipment.status == ShipmentStatus::Scheduled => {
-                        vec![ShipmentEvent::ShipmentCancelled { customer_id: shipment.customer_id.clone() }]
-                    }
-                    // Never scheduled, already over, or already on its way: nothing left to cancel.
-                    _ => vec![],
-                })
-            }
+            ShipmentCommand::CancelShipment { order_id, customer_id } => self.cancel(state, order_id, customer_id.as_deref()),
             ShipmentCommand::DispatchShipment { order_id } => {
                 validate::id("order_id", order_id).map_err(invalid)?;
                 let shipment = state.shipment.as_ref().ok_or_else(|| refused("no shipment for this order"))?;
@@ -135,6 +132,8 @@ impl Decider for ShipmentDecider {
             ShipmentEvent::ShipmentCancelled { customer_id } => (customer_id, ShipmentStatus::Cancelled),
             ShipmentEvent::ShipmentDispatched { customer_id, .. } => (customer_id, ShipmentStatus::Dispatched),
             ShipmentEvent::ShipmentDelivered { customer_id } => (customer_id, ShipmentStatus::Delivered),
+            // An answer, not a change: the shipment stays on its way.
+            ShipmentEvent::ShipmentCancellationRefused { .. } => return state,
         };
         state.shipment.get_or_insert_with(|| ShipmentRecord { customer_id: customer_id.clone(), status, lines: vec![] }).status = status;
         state
@@ -142,6 +141,31 @@ impl Decider for ShipmentDecider {
 }
 
 impl ShipmentDecider {
+    fn cancel(&self, state: &ShipmentState, order_id: &str, customer_id: Option<&str>) -> Result<Vec<ShipmentEvent>, Rejection> {
+        validate::id("order_id", order_id).map_err(invalid)?;
+        if let Some(customer_id) = customer_id {
+            validate::id("customer_id", customer_id).map_err(invalid)?;
+        }
+        let Some(shipment) = &state.shipment else {
+            // Not scheduled yet. A cancel that names the customer (a paid order's request) takes
+            // the shipment's place, so a ScheduleShipment arriving later finds one and changes
+            // nothing; one that does not (an order cancelled before payment) has nothing to do.
+            return Ok(customer_id
+                .map(|customer_id| ShipmentEvent::ShipmentCancelled { customer_id: customer_id.to_string() })
+                .into_iter()
+                .collect());
+        };
+        let refused =
+            |reason: &str| ShipmentEvent::ShipmentCancellationRefused { customer_id: shipment.customer_id.clone(), reason: reason.to_string() };
+        Ok(match shipment.status {
+            ShipmentStatus::Scheduled => vec![ShipmentEvent::ShipmentCancelled { customer_id: shipment.customer_id.clone() }],
+            ShipmentStatus::Dispatched => vec![refused("shipment already dispatched")],
+            ShipmentStatus::Delivered => vec![refused("shipment already delivered")],
+            // Nothing left to cancel, and the order has already heard why.
+            ShipmentStatus::Rejected | ShipmentStatus::Cancelled => vec![],
+        })
+    }
+
     fn schedule(
         &self,
         state: &ShipmentState,
@@ -204,7 +228,13 @@ mod tests {
         ShipmentCommand::ScheduleShipment { order_id: ORDER.into(), customer_id: "c-1".into(), destination_country: country.into(), lines: lines() }
     }
     fn cancel() -> ShipmentCommand {
-        ShipmentCommand::CancelShipment { order_id: ORDER.into() }
+        ShipmentCommand::CancelShipment { order_id: ORDER.into(), customer_id: Some("c-1".into()) }
+    }
+    fn cancel_without_customer() -> ShipmentCommand {
+        ShipmentCommand::CancelShipment { order_id: ORDER.into(), customer_id: None }
+    }
+    fn cancellation_refused(reason: &str) -> ShipmentEvent {
+        ShipmentEvent::ShipmentCancellationRefused { customer_id: "c-1".into(), reason: reason.into() }
     }
     fn dispatch() -> ShipmentCommand {
         ShipmentCommand::DispatchShipment { order_id: ORDER.into() }
@@ -343,20 +373,57 @@ mod tests {
     #[test]
     fn cancel_of_a_scheduled_shipment() {
         given(&ShipmentDecider::default(), vec![scheduled()]).when(cancel()).then(vec![cancelled()]);
+        given(&ShipmentDecider::default(), vec![scheduled()]).when(cancel_without_customer()).then(vec![cancelled()]);
     }
 
     #[test]
-    fn cancel_in_any_other_state_is_a_no_op() {
-        for history in
-            [vec![], vec![rejected()], vec![scheduled(), cancelled()], vec![scheduled(), dispatched()], vec![scheduled(), dispatched(), delivered()]]
-        {
+    fn cancel_after_dispatch_is_refused_as_an_event() {
+        given(&ShipmentDecider::default(), vec![scheduled(), dispatched()])
+            .when(cancel())
+            .then(vec![cancellation_refused("shipment already dispatched")]);
+        given(&ShipmentDecider::default(), vec![scheduled(), dispatched(), delivered()])
+            .when(cancel())
+            .then(vec![cancellation_refused("shipment already delivered")]);
+    }
+
+    #[test]
+    fn cancel_before_scheduling_stands_in_for_the_shipment() {
+        given(&ShipmentDecider::default(), vec![]).when(cancel()).then(vec![cancelled()]);
+        let cancelled_first = vec![cancelled()];
+        given(&ShipmentDecider::default(), cancelled_first.clone()).when(schedule_to("DE")).then(vec![]);
+        given(&ShipmentDecider::default(), cancelled_first.clone()).when(dispatch()).then_refused_exactly("shipment was cancelled");
+        given(&ShipmentDecider::default(), cancelled_first).when(cancel()).then(vec![]);
+    }
+
+    #[test]
+    fn cancel_of_a_rejected_or_cancelled_shipment_is_a_no_op() {
+        for history in [vec![rejected()], vec![scheduled(), cancelled()]] {
             given(&ShipmentDecider::default(), history).when(cancel()).then(vec![]);
         }
     }
 
     #[test]
-    fn cancel_must_name_an_order() {
-        given(&ShipmentDecider::default(), vec![]).when(ShipmentCommand::CancelShipment { order_id: String::new() }).then_invalid("order_id");
+    fn dispatch_and_cancel_exclude_each_other_whichever_comes_first() {
+        let decider = ShipmentDecider::default();
+        given(&decider, vec![scheduled(), cancelled()]).when(dispatch()).then_refused_exactly("shipment was cancelled");
+        given(&decider, vec![scheduled(), dispatched()]).when(cancel()).then(vec![cancellation_refused("shipment already dispatched")]);
+        let refused_then = fold::<ShipmentDecider>(&[scheduled(), dispatched(), cancellation_refused("shipment already dispatched")]);
+        assert_eq!(refused_then.shipment.map(|s| s.status), Some(ShipmentStatus::Dispatched));
+    }
+
+    #[test]
+    fn cancel_must_be_well_formed() {
+        given(&ShipmentDecider::default(), vec![])
+            .when(ShipmentCommand::CancelShipment { order_id: String::new(), customer_id: Some("c-1".into()) })
+            .then_invalid("order_id");
+        given(&ShipmentDecider::default(), vec![scheduled()])
+            .when(ShipmentCommand::CancelShipment { order_id: ORDER.into(), customer_id: Some(String::new()) })
+            .then_invalid("customer_id");
+    }
+
+    #[test]
+    fn cancel_before_scheduling_without_a_customer_is_a_no_op() {
+        given(&ShipmentDecider::default(), vec![]).when(cancel_without_customer()).then(vec![]);
     }
 
     // DispatchShipment
@@ -435,6 +502,8 @@ mod tests {
         assert_eq!(status_after(&[scheduled(), cancelled()]), Some(ShipmentStatus::Cancelled));
         assert_eq!(status_after(&[scheduled(), dispatched()]), Some(ShipmentStatus::Dispatched));
         assert_eq!(status_after(&[scheduled(), dispatched(), delivered()]), Some(ShipmentStatus::Delivered));
+        assert_eq!(status_after(&[cancelled()]), Some(ShipmentStatus::Cancelled));
+        assert_eq!(status_after(&[scheduled(), dispatched(), delivered(), cancellation_refused("x")]), Some(ShipmentStatus::Delivered));
     }
 
     #[test]

@@ -132,3 +132,38 @@ async fn shipments_are_listed_by_status_longest_in_it_first() {
     let (status, error) = get(format!("{base}/shipments/{run}-unknown")).await;
     assert_eq!((status, &error["status"]), (404, &serde_json::json!(404)), "{error}");
 }
+
+#[tokio::test]
+async fn a_cancellation_keeps_a_scheduled_row_or_stands_in_for_one_never_scheduled() {
+    let (pool, _db) = read_model_db(&MIGRATOR).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let (scheduled_order, unscheduled_order) = (format!("o-1-{run}"), format!("o-2-{run}"));
+    let scheduled_history = [
+        ShipmentEvent::ShipmentScheduled {
+            customer_id: "c-1".into(),
+            carrier: "DPD".into(),
+            tracking_number: "DPD0123456789AB".into(),
+            destination_country: "FR".into(),
+            lines: vec![ShipmentLine { sku: "s".into(), quantity: 1 }],
+        },
+        ShipmentEvent::ShipmentCancelled { customer_id: "c-1".into() },
+    ];
+    for (version, payload) in (1..).zip(scheduled_history) {
+        apply(&pool, &project_shipment(&envelope(&scheduled_order, version, payload))).await;
+    }
+    apply(&pool, &project_shipment(&envelope(&unscheduled_order, 1, ShipmentEvent::ShipmentCancelled { customer_id: "c-2".into() }))).await;
+
+    let base = serve(api().into(), pool).await;
+    let (status, shipment) = get(format!("{base}/shipments/{scheduled_order}")).await;
+    assert_eq!(status, 200);
+    assert_eq!((&shipment["status"], &shipment["carrier"], &shipment["destination_country"]), (&json!("CANCELLED"), &json!("DPD"), &json!("FR")));
+    let (status, shipment) = get(format!("{base}/shipments/{unscheduled_order}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        shipment,
+        json!({
+            "order_id": unscheduled_order, "customer_id": "c-2", "status": "CANCELLED", "carrier": null,
+            "tracking_number": null, "destination_country": "", "reason": null, "updated_at": 1_700_000_000_001_i64
+        })
+    );
+}

@@ -65,39 +65,57 @@ impl Drop for Broker {
     }
 }
 
-/// This repo's schema registry against a given broker, on a free port.
+/// This repo's schema registry against a given broker, on a free port; its state is the
+/// broker's `_schemas` topic, so it can be stopped and started again on the same port.
 pub struct Registry {
     pub url: String,
-    child: Child,
+    port: u16,
+    brokers: String,
+    dir: PathBuf,
+    child: Option<Child>,
 }
 
 impl Registry {
     pub fn start(brokers: &str, dir: &Path) -> Registry {
         let port = free_port();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("schema-registry.log")).expect("registry log");
+        let mut registry =
+            Registry { url: format!("http://127.0.0.1:{port}"), port, brokers: brokers.to_string(), dir: dir.to_path_buf(), child: None };
+        registry.start_again();
+        registry
+    }
+
+    /// Starts the process (again, on the same port) and waits until it answers.
+    pub fn start_again(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("schema-registry.log")).expect("registry log");
         let mut command = Command::new(target_dir().join("schema-registry"));
         command
-            .env("KAFKA_BROKERS", brokers)
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("KAFKA_BROKERS", &self.brokers)
+            .env("HTTP_ADDR", format!("127.0.0.1:{}", self.port))
             .env("SCHEMAS_TOPIC", "_schemas")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log);
-        let registry = Registry { url: format!("http://127.0.0.1:{port}"), child: spawn(command) };
+        self.child = Some(spawn(command));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while crate::reqwest::blocking_get_status(&format!("{}/subjects", registry.url)).ok() != Some(200) {
-            assert!(Instant::now() < deadline, "schema registry did not come up; see {}", dir.join("schema-registry.log").display());
+        while crate::reqwest::blocking_get_status(&format!("{}/subjects", self.url)).ok() != Some(200) {
+            assert!(Instant::now() < deadline, "schema registry did not come up; see {}", self.dir.join("schema-registry.log").display());
             std::thread::sleep(Duration::from_millis(100));
         }
-        registry
+    }
+
+    /// SIGKILL: the registry is gone until [`Registry::start_again`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -37,6 +37,13 @@ pub fn test_dir(name: &str) -> PathBuf {
     std::env::var("TEST_RUN_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir()).join(unique(name))
 }
 
+/// For the tests of one test binary that stop and start services of a shared stack: hold it
+/// to run one at a time.
+pub fn one_at_a_time() -> &'static tokio::sync::Mutex<()> {
+    static LOCK: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    LOCK.get_or_init(|| tokio::sync::Mutex::new(()))
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
@@ -48,7 +55,8 @@ pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-pub(crate) fn target_dir() -> PathBuf {
+/// `target/<profile>`, where the workspace's binaries (services, `orderctl`) are.
+pub fn target_dir() -> PathBuf {
     // tests run as target/<profile>/deps/<test>-<hash>
     let exe = std::env::current_exe().expect("test executable path");
     exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").to_path_buf()
@@ -385,6 +393,20 @@ impl Stack {
         self.producer.send(record, Timeout::After(Duration::from_secs(10))).await.map_err(|(e, _)| e).expect("produce");
     }
 
+    /// Produces one record exactly as given: any key bytes or none, any value or none (a
+    /// tombstone when there is a key); returns its partition and offset.
+    pub async fn send_record(&self, topic: &str, key: Option<&[u8]>, payload: Option<&[u8]>) -> (i32, i64) {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        let delivered = self.producer.send(record, Timeout::After(Duration::from_secs(10))).await.map_err(|(e, _)| e).expect("produce");
+        (delivered.partition, delivered.offset)
+    }
+
     /// GET → (status, JSON body or Null).
     pub async fn get(&self, service: &str, path: &str) -> (u16, Value) {
         match self.http.get(self.url(service, path)).send().await {
@@ -428,6 +450,34 @@ impl Stack {
             self.eventually("payment-svc", &format!("/accounts/{customer}"), Duration::from_secs(120), |a| a["balance_cents"] == *amount).await;
         }
         (skus, customers)
+    }
+
+    /// A SKU with `units` in stock and a customer with `cents` (EUR), unique to the caller;
+    /// returns once both show in the read models.
+    pub async fn stocked(&self, units: i64, cents: i64) -> (String, String) {
+        let (sku, customer) = (unique("sku"), unique("cust"));
+        self.send("stock.commands", &sku, &commands::restock(&sku, units)).await;
+        self.send("account.commands", &customer, &commands::deposit(&customer, cents, "EUR")).await;
+        self.eventually("inventory-svc", &format!("/stock/{sku}"), Duration::from_secs(60), |s| s["on_hand"] == units).await;
+        self.eventually("payment-svc", &format!("/accounts/{customer}"), Duration::from_secs(60), |a| a["balance_cents"] == cents).await;
+        (sku, customer)
+    }
+
+    /// Waits until the stock view of `sku` shows these units reserved and on hand.
+    pub async fn stock_is(&self, sku: &str, reserved: i64, on_hand: i64) -> Value {
+        self.eventually("inventory-svc", &format!("/stock/{sku}"), Duration::from_secs(60), |s| s["reserved"] == reserved && s["on_hand"] == on_hand)
+            .await
+    }
+
+    /// The partition count of `topic` on this stack's broker.
+    pub async fn partitions_of(&self, topic: &str) -> i32 {
+        let (brokers, topic) = (self.brokers.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || {
+            let reader = runtime::kafka::reader(&brokers).expect("reader");
+            runtime::kafka::partition_count(&reader, &topic).expect("topic exists")
+        })
+        .await
+        .expect("metadata task")
     }
 
     /// Waits until the order reaches `status` and returns its view.

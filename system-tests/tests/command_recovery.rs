@@ -12,29 +12,13 @@ use std::{
     sync::OnceLock,
     time::{Duration, Instant},
 };
-use system_tests::{Record, Stack, commands::*, id_on_partition, unique};
+use system_tests::{Record, Stack, commands::*, id_on_partition, one_at_a_time, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
     STACK.get_or_init(|| Stack::start("command-recovery", &[]))
-}
-
-/// Both tests kill order-svc; one at a time.
-fn one_at_a_time() -> &'static tokio::sync::Mutex<()> {
-    static LOCK: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
-    LOCK.get_or_init(|| tokio::sync::Mutex::new(()))
-}
-
-async fn partitions_of(stack: &Stack, topic: &'static str) -> i32 {
-    let brokers = stack.brokers.clone();
-    tokio::task::spawn_blocking(move || {
-        let reader = runtime::kafka::reader(&brokers).expect("reader");
-        runtime::kafka::partition_count(&reader, topic).expect("topic exists")
-    })
-    .await
-    .expect("metadata task")
 }
 
 /// Produces a JSON command to an explicit partition, so that commands sent one after the other
@@ -44,22 +28,12 @@ async fn send_to(stack: &Stack, partition: i32, key: &str, command: &Value) {
     stack.redeliver("order.commands", key, &record).await;
 }
 
-/// A SKU with stock and a customer with money, unique to the calling test.
-async fn stocked(stack: &Stack, units: i64, cents: i64) -> (String, String) {
-    let (sku, customer) = (unique("sku"), unique("cust"));
-    stack.send("stock.commands", &sku, &restock(&sku, units)).await;
-    stack.send("account.commands", &customer, &deposit(&customer, cents, "EUR")).await;
-    stack.eventually("inventory-svc", &format!("/stock/{sku}"), WAIT, |s| s["on_hand"] == units).await;
-    stack.eventually("payment-svc", &format!("/accounts/{customer}"), WAIT, |a| a["balance_cents"] == cents).await;
-    (sku, customer)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_command_redelivered_after_a_restart_stays_refused() {
     let stack = stack();
     let _alone = one_at_a_time().lock().await;
-    let partitions = partitions_of(stack, "order.commands").await;
-    let (sku, customer) = stocked(stack, 5, 10_000).await;
+    let partitions = stack.partitions_of("order.commands").await;
+    let (sku, customer) = stack.stocked(5, 10_000).await;
     let order_id = unique("order");
     let partition = runtime::kafka::partition_for(&order_id, partitions);
 
@@ -121,9 +95,9 @@ async fn append_by_hand(stack: &Stack, partition: i32, event: &EventEnvelope<Ord
 async fn an_order_whose_stock_reservation_was_half_persisted_still_settles() {
     let stack = stack();
     let _alone = one_at_a_time().lock().await;
-    let partitions = partitions_of(stack, "order.events").await;
-    assert_eq!(partitions, partitions_of(stack, "order.commands").await, "co-partitioned");
-    let (sku, customer) = stocked(stack, 5, 10_000).await;
+    let partitions = stack.partitions_of("order.events").await;
+    assert_eq!(partitions, stack.partitions_of("order.commands").await, "co-partitioned");
+    let (sku, customer) = stack.stocked(5, 10_000).await;
     let order_id = unique("order");
     let partition = runtime::kafka::partition_for(&order_id, partitions);
 

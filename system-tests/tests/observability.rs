@@ -40,12 +40,7 @@ fn observed() -> &'static Observed {
 
 /// A SKU with stock and a customer with money.
 async fn stocked(stack: &Stack) -> (String, String) {
-    let (sku, customer) = (unique("sku"), unique("cust"));
-    stack.send("stock.commands", &sku, &restock(&sku, 100)).await;
-    stack.send("account.commands", &customer, &deposit(&customer, 1_000_000, "EUR")).await;
-    stack.eventually("inventory-svc", &format!("/stock/{sku}"), WAIT, |s| s["on_hand"] == 100).await;
-    stack.eventually("payment-svc", &format!("/accounts/{customer}"), WAIT, |a| a["balance_cents"] == 1_000_000).await;
-    (sku, customer)
+    stack.stocked(100, 1_000_000).await
 }
 
 /// `POST /orders` on order-svc; returns the order id.

@@ -28,7 +28,7 @@ fn cases() -> [Case; 5] {
             version: order_svc::VERSION,
             routes: order_svc::routes,
             migrator: &order_svc::MIGRATOR,
-            own: &["GET /orders", "GET /orders/{id}", "GET /orders/{id}/timeline", "POST /orders", "POST /orders/{id}/cancel"],
+            own: &["GET /orders", "GET /orders/{id}", "GET /orders/{id}/timeline", "GET /sagas/stuck", "POST /orders", "POST /orders/{id}/cancel"],
         },
         Case {
             name: "inventory-svc",

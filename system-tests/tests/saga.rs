@@ -11,20 +11,6 @@ fn stack() -> &'static Stack {
     STACK.get_or_init(|| Stack::start("saga", &[]))
 }
 
-/// A SKU with stock and a customer with money, unique to the calling test.
-async fn stocked(stack: &Stack, sku_units: i64, balance_cents: i64) -> (String, String) {
-    let (sku, customer) = (unique("sku"), unique("cust"));
-    stack.send("stock.commands", &sku, &restock(&sku, sku_units)).await;
-    stack.send("account.commands", &customer, &deposit(&customer, balance_cents, "EUR")).await;
-    stack.eventually("inventory-svc", &format!("/stock/{sku}"), WAIT, |s| s["on_hand"] == sku_units).await;
-    stack.eventually("payment-svc", &format!("/accounts/{customer}"), WAIT, |a| a["balance_cents"] == balance_cents).await;
-    (sku, customer)
-}
-
-async fn stock(stack: &Stack, sku: &str, reserved: i64, on_hand: i64) -> Value {
-    stack.eventually("inventory-svc", &format!("/stock/{sku}"), WAIT, |s| s["reserved"] == reserved && s["on_hand"] == on_hand).await
-}
-
 async fn balance(stack: &Stack, customer: &str, balance: i64) -> Value {
     stack.eventually("payment-svc", &format!("/accounts/{customer}"), WAIT, |a| a["balance_cents"] == balance).await
 }
@@ -50,13 +36,13 @@ async fn place(stack: &Stack, customer: &str, lines: &[(&str, i64, i64)], countr
 #[tokio::test(flavor = "multi_thread")]
 async fn happy_path_confirmed_then_shipped_then_delivered() {
     let stack = stack();
-    let (sku, customer) = stocked(stack, 10, 10_000).await;
+    let (sku, customer) = stack.stocked(10, 10_000).await;
     let order_id = place(stack, &customer, &[(&sku, 2, 1250)], "DE").await;
 
     let order = stack.order_reaches(&order_id, "CONFIRMED").await;
     assert_eq!(order["total_cents"], 2500);
     assert!(order["shipment"]["tracking_number"].as_str().is_some_and(|t| !t.is_empty()), "{order}");
-    stock(stack, &sku, 2, 10).await;
+    stack.stock_is(&sku, 2, 10).await;
     balance(stack, &customer, 7500).await;
     let shipment = stack.eventually("shipping-svc", &format!("/shipments/{order_id}"), WAIT, |s| s["status"] == "SCHEDULED").await;
     assert_eq!(shipment["carrier"], order["shipment"]["carrier"]);
@@ -64,7 +50,7 @@ async fn happy_path_confirmed_then_shipped_then_delivered() {
 
     stack.send("shipment.commands", &order_id, &dispatch(&order_id)).await;
     stack.order_reaches(&order_id, "SHIPPED").await;
-    stock(stack, &sku, 0, 8).await;
+    stack.stock_is(&sku, 0, 8).await;
     notifications(stack, &order_id, &["ORDER_CONFIRMED", "ORDER_SHIPPED"]).await;
 
     stack.send("shipment.commands", &order_id, &deliver(&order_id)).await;
@@ -75,7 +61,7 @@ async fn happy_path_confirmed_then_shipped_then_delivered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_stock_cancels_and_releases_the_line_that_fit() {
     let stack = stack();
-    let (plenty, customer) = stocked(stack, 5, 10_000).await;
+    let (plenty, customer) = stack.stocked(5, 10_000).await;
     let scarce = unique("sku");
     stack.send("stock.commands", &scarce, &restock(&scarce, 1)).await;
     stack.eventually("inventory-svc", &format!("/stock/{scarce}"), WAIT, |s| s["on_hand"] == 1).await;
@@ -83,8 +69,8 @@ async fn out_of_stock_cancels_and_releases_the_line_that_fit() {
     let order_id = place(stack, &customer, &[(&plenty, 2, 100), (&scarce, 3, 100)], "DE").await;
     let order = stack.order_reaches(&order_id, "CANCELLED").await;
     assert_eq!(order["cancellation_reason"], "OUT_OF_STOCK");
-    stock(stack, &plenty, 0, 5).await;
-    stock(stack, &scarce, 0, 1).await;
+    stack.stock_is(&plenty, 0, 5).await;
+    stack.stock_is(&scarce, 0, 1).await;
     balance(stack, &customer, 10_000).await;
     notifications(stack, &order_id, &["ORDER_CANCELLED"]).await;
 }
@@ -92,11 +78,11 @@ async fn out_of_stock_cancels_and_releases_the_line_that_fit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn payment_declined_cancels_and_releases_stock() {
     let stack = stack();
-    let (sku, customer) = stocked(stack, 5, 100).await;
+    let (sku, customer) = stack.stocked(5, 100).await;
     let order_id = place(stack, &customer, &[(&sku, 1, 500)], "DE").await;
     let order = stack.order_reaches(&order_id, "CANCELLED").await;
     assert_eq!(order["cancellation_reason"], "PAYMENT_DECLINED");
-    stock(stack, &sku, 0, 5).await;
+    stack.stock_is(&sku, 0, 5).await;
     balance(stack, &customer, 100).await;
     let payment = stack.eventually("payment-svc", &format!("/payments/{order_id}"), WAIT, |p| p["status"] == "DECLINED").await;
     assert_eq!(payment["decline_reason"], "INSUFFICIENT_FUNDS");
@@ -105,11 +91,11 @@ async fn payment_declined_cancels_and_releases_stock() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unserved_country_cancels_refunds_and_releases() {
     let stack = stack();
-    let (sku, customer) = stocked(stack, 5, 10_000).await;
+    let (sku, customer) = stack.stocked(5, 10_000).await;
     let order_id = place(stack, &customer, &[(&sku, 2, 1000)], "AQ").await;
     let order = stack.order_reaches(&order_id, "CANCELLED").await;
     assert_eq!(order["cancellation_reason"], "SHIPPING_UNAVAILABLE");
-    stock(stack, &sku, 0, 5).await;
+    stack.stock_is(&sku, 0, 5).await;
     let account = balance(stack, &customer, 10_000).await;
     let account = if account["refunded_cents"] == 2000 {
         account
@@ -123,7 +109,7 @@ async fn unserved_country_cancels_refunds_and_releases() {
 #[tokio::test(flavor = "multi_thread")]
 async fn customer_cancel_before_dispatch_compensates_everything() {
     let stack = stack();
-    let (sku, customer) = stocked(stack, 5, 10_000).await;
+    let (sku, customer) = stack.stocked(5, 10_000).await;
     let order_id = place(stack, &customer, &[(&sku, 1, 700)], "FR").await;
     stack.order_reaches(&order_id, "CONFIRMED").await;
     balance(stack, &customer, 9_300).await;
@@ -132,7 +118,7 @@ async fn customer_cancel_before_dispatch_compensates_everything() {
     let order = stack.order_reaches(&order_id, "CANCELLED").await;
     assert_eq!(order["cancellation_reason"], "CUSTOMER_REQUEST");
     balance(stack, &customer, 10_000).await;
-    stock(stack, &sku, 0, 5).await;
+    stack.stock_is(&sku, 0, 5).await;
     stack.eventually("shipping-svc", &format!("/shipments/{order_id}"), WAIT, |s| s["status"] == "CANCELLED").await;
     notifications(stack, &order_id, &["ORDER_CANCELLED", "ORDER_CONFIRMED", "REFUND_ISSUED"]).await;
 
@@ -145,7 +131,7 @@ async fn customer_cancel_before_dispatch_compensates_everything() {
 #[tokio::test(flavor = "multi_thread")]
 async fn customer_cancel_after_dispatch_is_rejected() {
     let stack = stack();
-    let (sku, customer) = stocked(stack, 5, 10_000).await;
+    let (sku, customer) = stack.stocked(5, 10_000).await;
     let order_id = place(stack, &customer, &[(&sku, 1, 700)], "DE").await;
     stack.order_reaches(&order_id, "CONFIRMED").await;
     stack.send("shipment.commands", &order_id, &dispatch(&order_id)).await;
@@ -164,7 +150,7 @@ async fn customer_cancel_after_dispatch_is_rejected() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_orders_race_for_the_last_unit_and_exactly_one_wins() {
     let stack = stack();
-    let (sku, first_customer) = stocked(stack, 1, 10_000).await;
+    let (sku, first_customer) = stack.stocked(1, 10_000).await;
     let second_customer = unique("cust");
     stack.send("account.commands", &second_customer, &deposit(&second_customer, 10_000, "EUR")).await;
     balance(stack, &second_customer, 10_000).await;
@@ -179,7 +165,7 @@ async fn two_orders_race_for_the_last_unit_and_exactly_one_wins() {
     assert_eq!(outcomes, ["CANCELLED", "CONFIRMED"], "{a} {b}");
     let loser = if a["status"] == "CANCELLED" { &a } else { &b };
     assert_eq!(loser["cancellation_reason"], "OUT_OF_STOCK");
-    let stock = stock(stack, &sku, 1, 1).await;
+    let stock = stack.stock_is(&sku, 1, 1).await;
     assert_eq!(stock["available"], 0);
 }
 
@@ -187,7 +173,7 @@ async fn two_orders_race_for_the_last_unit_and_exactly_one_wins() {
 async fn duplicated_commands_and_redelivered_events_have_no_second_effect() {
     let stack = stack();
     let partitions = runtime::kafka::DEFAULT_PARTITIONS;
-    let (sku, customer) = stocked(stack, 10, 10_000).await;
+    let (sku, customer) = stack.stocked(10, 10_000).await;
 
     // The same deposit command twice: counted once.
     let command_id = uuid::Uuid::new_v4().to_string();
@@ -223,7 +209,7 @@ async fn duplicated_commands_and_redelivered_events_have_no_second_effect() {
     let account = balance(stack, &customer, 10_000 + 500 - 3000 - 1000).await;
     assert_eq!(account["deposited_cents"], 10_500);
     assert_eq!(account["captured_cents"], 4000);
-    stock(stack, &sku, 4, 10).await;
+    stack.stock_is(&sku, 4, 10).await;
     let sent = notifications(stack, &order_id, &["ORDER_CONFIRMED"]).await;
     assert_eq!(sent.as_array().map(Vec::len), Some(1));
     assert_eq!(stack.order_reaches(&order_id, "CONFIRMED").await["version"], 5);
@@ -245,7 +231,7 @@ async fn bad_commands_are_dead_lettered_with_the_reason_and_processing_continues
     assert_eq!(invalid.headers.get("dlq.error.kind").map(String::as_str), Some("invalid"));
     assert!(invalid.headers.get("dlq.error.reason").is_some_and(|r| r.contains("quantity")), "{:?}", invalid.headers);
 
-    let (sku, customer) = stocked(stack, 1, 1_000).await;
+    let (sku, customer) = stack.stocked(1, 1_000).await;
     let order_id = place(stack, &customer, &[(&sku, 1, 100)], "DE").await;
     stack.order_reaches(&order_id, "CONFIRMED").await;
 }

@@ -30,7 +30,7 @@ pub use projections::{project_notification, project_order, project_order_view, p
 pub use queries::{
     DEFAULT_WAIT_MS, GetOrderParams, ListOrdersParams, MAX_WAIT_MS, WAIT_TIMED_OUT_HEADER, get_order, get_timeline, list_orders, load_order,
 };
-pub use view::{OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry};
+pub use view::{CancellationRequestView, OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry};
 
 /// The `orders` projection: the order view joined with every other stream.
 pub fn projection(registry_url: &str) -> Result<Projection, CodecError> {

@@ -25,6 +25,7 @@ const INSERT_PLACED_ORDER: &str = "INSERT INTO orders \
     ON CONFLICT (order_id) DO UPDATE SET \
     customer_id = excluded.customer_id, status = excluded.status, \
     cancellation_reason = NULL, cancellation_detail = NULL, \
+    cancellation_request = NULL, cancellation_request_reason = NULL, cancellation_request_detail = NULL, cancellation_refusal = NULL, \
     currency = excluded.currency, total_cents = excluded.total_cents, lines_json = excluded.lines_json, \
     carrier = NULL, tracking_number = NULL, \
     created_at = excluded.created_at, updated_at = excluded.updated_at, version = excluded.version";
@@ -36,8 +37,16 @@ const SET_STATUS: &str = "UPDATE orders SET status = $1, updated_at = $2, versio
 const SET_CONFIRMED: &str = "UPDATE orders SET status = $1, carrier = $2, tracking_number = $3, \
     updated_at = $4, version = $5 WHERE order_id = $6";
 
+// A pending request that ends in the order's cancellation was accepted.
 const SET_CANCELLED: &str = "UPDATE orders SET status = $1, cancellation_reason = $2, cancellation_detail = $3, \
+    cancellation_request = CASE WHEN cancellation_request = 'REQUESTED' THEN 'ACCEPTED' ELSE cancellation_request END, \
     updated_at = $4, version = $5 WHERE order_id = $6";
+
+const SET_CANCELLATION_REQUESTED: &str = "UPDATE orders SET cancellation_request = 'REQUESTED', \
+    cancellation_request_reason = $1, cancellation_request_detail = $2, updated_at = $3, version = $4 WHERE order_id = $5";
+
+const SET_CANCELLATION_REFUSED: &str = "UPDATE orders SET cancellation_request = 'REFUSED', cancellation_refusal = $1, \
+    updated_at = $2, version = $3 WHERE order_id = $4";
 
 /// Projects one `order.events` event onto the `orders` table.
 pub fn project_order(event: &EventEnvelope<OrderEvent>) -> Vec<SqlWrite> {
@@ -62,6 +71,11 @@ pub fn project_order(event: &EventEnvelope<OrderEvent>) -> Vec<SqlWrite> {
             let reason: &'static str = reason.into();
             SqlWrite::new(SET_CANCELLED, params![OrderStatus::Cancelled.as_str(), reason, detail, at, version, order_id])
         }
+        OrderEvent::OrderCancellationRequested { reason, detail, .. } => {
+            let reason: &'static str = reason.into();
+            SqlWrite::new(SET_CANCELLATION_REQUESTED, params![reason, detail, at, version, order_id])
+        }
+        OrderEvent::OrderCancellationRefused { reason, .. } => SqlWrite::new(SET_CANCELLATION_REFUSED, params![reason, at, version, order_id]),
     };
     vec![write]
 }
@@ -150,6 +164,8 @@ pub fn project_shipment(event: &EventEnvelope<ShipmentEvent>) -> Vec<SqlWrite> {
         ShipmentEvent::ShipmentCancelled { .. } => ("CANCELLED", None, None),
         ShipmentEvent::ShipmentDispatched { .. } => ("DISPATCHED", None, None),
         ShipmentEvent::ShipmentDelivered { .. } => ("DELIVERED", None, None),
+        // The shipment stays as it was; the order view shows the refusal from the order's event.
+        ShipmentEvent::ShipmentCancellationRefused { .. } => return vec![timeline::<Shipment>(order_id, "shipping-svc", event)],
     };
     vec![
         SqlWrite::new(UPSERT_SHIPMENT, params![order_id, status, carrier, tracking_number, event.occurred_at]),
@@ -168,6 +184,10 @@ pub fn project_notification(event: &EventEnvelope<NotificationEvent>) -> Vec<Sql
                 timeline::<Notification>(order_id, "notify-svc", event),
             ]
         }
+        // How a notification's delivery went is part of the order's story, not of its row.
+        NotificationEvent::NotificationDeliveryFailed { order_id, .. }
+        | NotificationEvent::NotificationDelivered { order_id, .. }
+        | NotificationEvent::NotificationParked { order_id, .. } => vec![timeline::<Notification>(order_id, "notify-svc", event)],
     }
 }
 
@@ -231,8 +251,43 @@ mod tests {
     }
 
     #[test]
+    fn a_cancellation_request_and_its_refusal_leave_the_status_alone() {
+        let requested = OrderEvent::OrderCancellationRequested {
+            customer_id: "c1".into(),
+            reason: CancellationReason::CustomerRequest,
+            detail: "changed my mind".into(),
+        };
+        assert_eq!(
+            project_order(&envelope("o1", 6, requested)),
+            [SqlWrite::new(SET_CANCELLATION_REQUESTED, params!["CUSTOMER_REQUEST", "changed my mind", 1_700_000_000_006_i64, 6_i64, "o1"])]
+        );
+        let refused = OrderEvent::OrderCancellationRefused { customer_id: "c1".into(), reason: "shipment already dispatched".into() };
+        assert_eq!(
+            project_order(&envelope("o1", 8, refused)),
+            [SqlWrite::new(SET_CANCELLATION_REFUSED, params!["shipment already dispatched", 1_700_000_000_008_i64, 8_i64, "o1"])]
+        );
+        for sql in [SET_CANCELLATION_REQUESTED, SET_CANCELLATION_REFUSED] {
+            assert!(!sql.contains("status ="), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_refused_shipment_cancellation_is_only_on_the_timeline() {
+        let refused = ShipmentEvent::ShipmentCancellationRefused { customer_id: "c1".into(), reason: "shipment already dispatched".into() };
+        let writes = project_shipment(&envelope("o1", 3, refused));
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].sql, RECORD_TIMELINE);
+    }
+
+    #[test]
     fn every_write_binds_as_many_values_as_it_has_placeholders() {
         let mut events = happy_path();
+        events.push(OrderEvent::OrderCancellationRequested {
+            customer_id: "c1".into(),
+            reason: CancellationReason::CustomerRequest,
+            detail: String::new(),
+        });
+        events.push(OrderEvent::OrderCancellationRefused { customer_id: "c1".into(), reason: "too late".into() });
         events.push(OrderEvent::OrderCancelled {
             customer_id: "c1".into(),
             reason: CancellationReason::CustomerRequest,

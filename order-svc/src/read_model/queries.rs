@@ -14,12 +14,13 @@ use sqlx::any::AnyRow;
 use utoipa::IntoParams;
 
 use super::PROJECTION;
-use super::view::{OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry};
+use super::view::{CancellationRequestView, OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry};
 
 pub const DEFAULT_WAIT_MS: u64 = 5000;
 pub const MAX_WAIT_MS: u64 = 60_000;
 
 const SELECT_VIEW: &str = "SELECT o.order_id, o.customer_id, o.status, o.cancellation_reason, o.cancellation_detail, \
+    o.cancellation_request, o.cancellation_request_reason, o.cancellation_request_detail, o.cancellation_refusal, \
     o.currency, o.total_cents, o.lines_json, o.carrier, o.tracking_number, o.created_at, o.updated_at, o.version, \
     p.status AS payment_status, p.amount_cents AS payment_amount_cents, \
     s.status AS shipment_status, s.carrier AS shipment_carrier, s.tracking_number AS shipment_tracking_number \
@@ -217,12 +218,22 @@ fn order_view(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
         Some(status) => Some(PaymentView { status, amount_cents: row.try_get("payment_amount_cents")? }),
         None => None,
     };
+    let cancellation_request = match row.try_get::<Option<String>, _>("cancellation_request")? {
+        Some(status) => Some(CancellationRequestView {
+            status,
+            reason: row.try_get("cancellation_request_reason")?,
+            detail: row.try_get("cancellation_request_detail")?,
+            refusal: row.try_get("cancellation_refusal")?,
+        }),
+        None => None,
+    };
     Ok(OrderView {
         order_id: row.try_get("order_id")?,
         customer_id: row.try_get("customer_id")?,
         status: row.try_get("status")?,
         cancellation_reason: row.try_get("cancellation_reason")?,
         cancellation_detail: row.try_get("cancellation_detail")?,
+        cancellation_request,
         currency: row.try_get("currency")?,
         total_cents: row.try_get("total_cents")?,
         lines,

@@ -10,6 +10,8 @@ pub struct OrderView {
     pub status: String,
     pub cancellation_reason: Option<String>,
     pub cancellation_detail: Option<String>,
+    /// A cancellation asked for from payment on, which shipping answers; absent when none was.
+    pub cancellation_request: Option<CancellationRequestView>,
     pub currency: String,
     pub total_cents: i64,
     pub lines: Vec<OrderLine>,
@@ -24,6 +26,20 @@ pub struct OrderView {
     /// Epoch milliseconds.
     pub updated_at: i64,
     pub version: i64,
+}
+
+/// Dispatch is the point of no return: from payment on, a cancel waits for shipping's answer
+/// while the order keeps its status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CancellationRequestView {
+    /// `REQUESTED` (waiting for shipping), `ACCEPTED` (the order was cancelled) or `REFUSED`
+    /// (the shipment had already been dispatched; the order carries on).
+    pub status: String,
+    /// The cancellation reason asked for, e.g. `CUSTOMER_REQUEST`.
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    /// Shipping's reason when it refused.
+    pub refusal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -1,6 +1,6 @@
-//! Operator commands: create the topics, register the schemas, and read any topic as JSON
-//! lines (Avro event topics are decoded through the schema registry, like Confluent's
-//! kafka-avro-console-consumer).
+//! Operator commands: create the topics, register the schemas, read any topic as JSON lines
+//! (Avro event topics are decoded through the schema registry, like Confluent's
+//! kafka-avro-console-consumer), and show the sagas that are stuck.
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use rdkafka::{
@@ -50,6 +50,22 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Orders that have not moved for a while: who and what each waits on, since when, its
+    /// deadline and the lag of the loops on its path; and parked (undecodable) events.
+    Stuck {
+        /// Orders that have not moved for longer than this (30s, 5m, 1h, 1500ms).
+        #[arg(long, default_value = "30s")]
+        older_than: String,
+        /// order-svc's HTTP address.
+        #[arg(long, env = "ORDER_SVC_URL", default_value = "http://127.0.0.1:8001")]
+        order_svc: String,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Bearer token, when order-svc runs with API_TOKEN_READS=1.
+        #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -73,6 +89,7 @@ async fn main() -> Result<()> {
             }
         }
         Command::Consume { topic, follow, max, key } => consume(&cli.brokers, &cli.registry, &topic, follow, max, key.as_deref()).await?,
+        Command::Stuck { older_than, order_svc, json, token } => stuck(&order_svc, &older_than, json, token.as_deref()).await?,
     }
     Ok(())
 }
@@ -167,4 +184,74 @@ fn avro_to_json(value: apache_avro::types::Value, schema: &apache_avro::Schema) 
         object.insert(name, json);
     }
     Json::Object(object)
+}
+
+/// `GET /sagas/stuck` of order-svc, as a table (or the JSON as it came).
+async fn stuck(order_svc: &str, older_than: &str, as_json: bool, token: Option<&str>) -> Result<()> {
+    if !older_than.chars().all(|c| c.is_ascii_alphanumeric()) {
+        anyhow::bail!("--older-than {older_than:?} is not a duration like 30s, 5m, 1h or 1500ms");
+    }
+    let url = format!("{}/sagas/stuck?older_than={older_than}", order_svc.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().get(&url);
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let report: Json = response.json().await.with_context(|| format!("GET {url}: not JSON"))?;
+    if !status.is_success() {
+        anyhow::bail!("GET {url}: {status}: {}", report["error"].as_str().unwrap_or_default());
+    }
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{report}")?;
+        return Ok(());
+    }
+    let orders = report["orders"].as_array().cloned().unwrap_or_default();
+    let now = report["now"].as_i64().unwrap_or(0);
+    writeln!(out, "{} order(s) not moved for more than {older_than}", orders.len())?;
+    if !orders.is_empty() {
+        writeln!(out, "{:<38} {:<15} {:<14} {:>9} {:>10}  step; loop lags", "ORDER", "STATUS", "WAITING ON", "AGE", "DEADLINE")?;
+    }
+    for order in &orders {
+        let seconds = |ms: i64| format!("{:.1}s", ms as f64 / 1000.0);
+        let deadline =
+            order["deadline"].as_i64().map_or("-".to_string(), |at| if at <= now { "passed".into() } else { format!("in {}", seconds(at - now)) });
+        let lags: Vec<String> = order["loops"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| format!("{}={}", l["group"].as_str().unwrap_or("?"), l["lag"].as_i64().map_or("?".to_string(), |lag| lag.to_string())))
+            .collect();
+        let parked = order["parked_events"].as_i64().filter(|n| *n > 0).map_or(String::new(), |n| format!("; {n} parked event(s)"));
+        writeln!(
+            out,
+            "{:<38} {:<15} {:<14} {:>9} {:>10}  {}; {}{parked}",
+            order["order_id"].as_str().unwrap_or("?"),
+            order["status"].as_str().unwrap_or("?"),
+            order["waiting_on"].as_str().unwrap_or("?"),
+            seconds(order["age_ms"].as_i64().unwrap_or(0)),
+            deadline,
+            order["step"].as_str().unwrap_or(""),
+            lags.join(" "),
+        )?;
+    }
+    let parked = report["parked_events"].as_array().cloned().unwrap_or_default();
+    if !parked.is_empty() {
+        writeln!(out, "\n{} parked event(s) (scripts/consume <topic>.dlq shows their bytes and headers)", parked.len())?;
+        for event in &parked {
+            writeln!(
+                out,
+                "{}/{}@{} key {} by {}: {} ({})",
+                event["topic"].as_str().unwrap_or("?"),
+                event["partition"],
+                event["offset"],
+                event["aggregate_id"].as_str().unwrap_or("?"),
+                event["reader"].as_str().unwrap_or("?"),
+                event["kind"].as_str().unwrap_or("?"),
+                event["reason"].as_str().unwrap_or(""),
+            )?;
+        }
+    }
+    Ok(())
 }

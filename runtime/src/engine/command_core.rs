@@ -9,7 +9,7 @@
 //! cut short by a crash (the first of two events persisted, not the second) is known on
 //! rehydration; its redelivered command completes it with the events that are missing.
 use crate::{decider::Decider, history::HistoryTip, shared::command_id_for_record};
-use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, Stream};
+use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, EventMetadata, Stream};
 use std::collections::{HashMap, HashSet};
 
 pub(crate) type Command<D> = <<D as Decider>::Stream as Stream>::Command;
@@ -131,6 +131,26 @@ pub(crate) fn apply_logged<D: Decider>(state: &mut PartitionState<D>, event: &Ev
     true
 }
 
+/// Gives a logged event this writer cannot decode its place in its aggregate's history (what
+/// rehydration does when only the envelope could be read): the tip moves past it, so the next
+/// append extends the log instead of forking it, and the events after it apply. Its effect on
+/// the state is unknown and left out; the record is on the event log's dead-letter topic for
+/// an operator. Says whether it passed the version rule.
+pub(crate) fn skip_logged<D: Decider>(state: &mut PartitionState<D>, metadata: &EventMetadata) -> bool {
+    let aggregate = state.aggregate_mut(&metadata.aggregate_id);
+    if !aggregate.tip.accepts(metadata) {
+        return false;
+    }
+    aggregate.tip.advance(metadata);
+    // A decision cut short cannot be completed across an event whose payload is unknown.
+    if let Some(open) = state.partial.remove(&metadata.aggregate_id) {
+        state.handled_commands.insert(open.command_id);
+    }
+    state.handled_commands.insert(metadata.command_id.clone());
+    state.last_command_offset = state.last_command_offset.max(metadata.command_offset);
+    true
+}
+
 /// The id of the command a record of `<stream>.rejections` refused (see [`rejection_record`]).
 pub(crate) fn refused_command_id(record: &[u8]) -> Option<String> {
     let json: serde_json::Value = serde_json::from_slice(record).ok()?;
@@ -165,17 +185,29 @@ pub(crate) enum Route {
     Decide,
 }
 
-/// Parses a command record and says what its writer must do with it; `Err` is the reason it
-/// is not a command of stream `S` (its bytes go to the dead-letter topic).
+/// Why a record is not a command its writer can route (its bytes go to the dead-letter topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unroutable {
+    /// `unparseable` (not a command of the stream) or `invalid` (its aggregate id is not one).
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+/// Parses a command record and says what its writer must do with it.
 pub(crate) fn classify<S: Stream>(
     position: Position<'_>,
     bytes: &[u8],
     partitions: i32,
     handled: &HashSet<String>,
-) -> Result<Classified<S::Command>, String> {
-    let envelope: CommandEnvelope<S::Command> = serde_json::from_slice(bytes).map_err(|error| format!("not a valid {} command: {error}", S::NAME))?;
+) -> Result<Classified<S::Command>, Unroutable> {
+    let envelope: CommandEnvelope<S::Command> = serde_json::from_slice(bytes)
+        .map_err(|error| Unroutable { kind: "unparseable", reason: format!("not a valid {} command: {error}", S::NAME) })?;
     let command_id = envelope.command_id.unwrap_or_else(|| command_id_for_record(position.topic, position.partition, position.offset));
     let command = envelope.command;
+    // Every command of every stream: the aggregate id is the Kafka key and a row key in every
+    // read model, so it must be readable text whatever the decider does with the rest.
+    contracts::validate::id(S::AGGREGATE_ID_FIELD, command.aggregate_id())
+        .map_err(|invalid| Unroutable { kind: "invalid", reason: invalid.to_string() })?;
     let owner = crate::kafka::partition_for(command.aggregate_id(), partitions);
     let route = if handled.contains(&command_id) {
         Route::Duplicate
@@ -364,8 +396,17 @@ mod tests {
 
     #[test]
     fn unparseable_bytes_are_named_as_such() {
-        let reason = classify::<Stock>(at(0, 1), b"{not json", 6, &HashSet::new()).expect_err("not json");
-        assert!(reason.starts_with("not a valid stock command:"), "{reason}");
+        let error = classify::<Stock>(at(0, 1), b"{not json", 6, &HashSet::new()).expect_err("not json");
+        assert_eq!(error.kind, "unparseable");
+        assert!(error.reason.starts_with("not a valid stock command:"), "{error:?}");
+    }
+
+    #[test]
+    fn an_unreadable_aggregate_id_is_invalid_whatever_the_command() {
+        let bytes = br#"{"type":"RestockItem","sku":"sku-\u202e1","quantity":1}"#;
+        let error = classify::<Stock>(at(0, 1), bytes, 6, &HashSet::new()).expect_err("invalid sku");
+        assert_eq!(error.kind, "invalid");
+        assert!(error.reason.starts_with("sku must not contain control or invisible characters"), "{error:?}");
     }
 
     #[test]

@@ -25,8 +25,8 @@
 use super::{
     BATCH_LINGER, LoopError, MAX_BATCH,
     command_core::{
-        Basis, Causation, Classified, Command, Landed, Part, PartitionState, Position, Route, apply_logged, classify, continues_log, decide,
-        refused_command_id, rejection_record, stamp,
+        Basis, Causation, Classified, Command, Landed, Part, PartitionState, Position, Route, Unroutable, apply_logged, classify, continues_log,
+        decide, refused_command_id, rejection_record, skip_logged, stamp,
     },
     pause::wait_while_paused,
 };
@@ -34,7 +34,8 @@ use crate::{
     decider::{Decider, Rejection},
     kafka::{
         self, EventCodec, Pace,
-        consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
+        codec::Read,
+        consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, dead_letter, next_batch},
         event_log::{DECISION_PART_HEADER, read_to_end},
         header, headers, headers_without,
     },
@@ -45,7 +46,7 @@ use crate::{
     },
     shared::{LoopKind, now_millis},
 };
-use contracts::{CommandTarget, EventType, Stream, dead_letter_topic, rejections_topic};
+use contracts::{CommandTarget, EventType, Stream, rejections_topic};
 use rdkafka::{Message, consumer::Consumer, message::OwnedMessage};
 use std::{collections::HashMap, sync::Arc, time::Instant};
 use tracing::{Instrument, field::Empty};
@@ -85,13 +86,18 @@ impl<D: Decider> CommandProcessor<D> {
         tracing::info!(topic = stream_commands, group = %self.group_id, "command processor started");
         let mut owned: HashMap<i32, PartitionState<D>> = HashMap::new();
         loop {
-            wait_while_paused(LoopKind::Command).await;
             let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            // A pause holds the batch that arrives: nothing received after the pause is handled.
+            wait_while_paused(LoopKind::Command).await;
             let started = Instant::now();
             for (_, partition) in consumer.context().take_changed() {
                 owned.remove(&partition);
             }
-            let groups = by_partition(batch);
+            let mut groups = by_partition(batch);
+            let not_owned = consumer.context().retain_owned(&mut groups);
+            if not_owned > 0 {
+                m::records_not_owned(LoopKind::Command, &self.group_id, not_owned);
+            }
             let mut outbox = Outbox::new(&producer);
             // Per partition, the outbox places of the events appended to it.
             let mut appended: HashMap<i32, Vec<usize>> = HashMap::new();
@@ -144,8 +150,10 @@ impl<D: Decider> CommandProcessor<D> {
         let mut skipped = 0usize;
         for record in &records {
             let Some(bytes) = &record.value else { continue };
-            match self.codec.decode(bytes).await {
-                Ok(event) => {
+            // A registry that cannot be reached ends the run (`?`): rebuilt without the events
+            // it could not read, the aggregates would decide on a past state and fork the log.
+            match self.codec.read(bytes).await? {
+                Read::Event(event) => {
                     let part = record.decision_part.as_deref().and_then(Part::parse);
                     if record.decision_part.is_some() && part.is_none() {
                         tracing::warn!(topic, partition, offset = record.offset, header = ?record.decision_part, "event with an unreadable decision part; taken as complete");
@@ -154,8 +162,20 @@ impl<D: Decider> CommandProcessor<D> {
                         skipped += 1;
                     }
                 }
-                Err(error) => {
-                    tracing::error!(topic, partition, offset = record.offset, %error, "undecodable event in the log; its aggregate stops at the event before it");
+                Read::Undecodable { error, envelope } => {
+                    m::event_undecodable(topic, &self.group_id, error.kind());
+                    match envelope {
+                        Some(metadata) => {
+                            tracing::error!(
+                                topic, partition, offset = record.offset, %error, aggregate_id = %metadata.aggregate_id, version = metadata.version,
+                                "undecodable event in the log; its aggregate goes on from the version after it, without its effect"
+                            );
+                            skip_logged::<D>(&mut state, &metadata);
+                        }
+                        None => {
+                            tracing::error!(topic, partition, offset = record.offset, %error, "unreadable record in the event log (no envelope); not part of any aggregate")
+                        }
+                    }
                     skipped += 1;
                 }
             }
@@ -234,10 +254,11 @@ impl<D: Decider> CommandProcessor<D> {
         let bytes = message.payload().unwrap_or_default();
         let Classified { command_id, command, route } = match classify::<D::Stream>(position, bytes, partitions, &state.handled_commands) {
             Ok(classified) => classified,
-            Err(reason) => {
-                dead_letter(outbox, message, "unparseable", &reason)?;
+            Err(Unroutable { kind, reason }) => {
+                dead_letter(outbox, message, kind, &reason, &[])?;
+                tracing::warn!(source = message.topic(), partition = message.partition(), offset = message.offset(), kind, %reason, "command dead-lettered");
                 span.record("outcome", "dead_lettered");
-                m::command_handled(stream, "unparseable", Outcome::DeadLettered);
+                m::command_handled(stream, kind, Outcome::DeadLettered);
                 return Ok(vec![]);
             }
         };
@@ -340,7 +361,8 @@ impl<D: Decider> CommandProcessor<D> {
                 Ok(appended)
             }
             Err(Rejection::Invalid(reason)) => {
-                dead_letter(outbox, message, "invalid", &reason)?;
+                dead_letter(outbox, message, "invalid", &reason, &[])?;
+                tracing::warn!(source = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "command dead-lettered");
                 span.record("outcome", "dead_lettered");
                 m::command_handled(stream, command_type, Outcome::DeadLettered);
                 Ok(vec![])
@@ -363,31 +385,4 @@ impl<D: Decider> CommandProcessor<D> {
             }
         }
     }
-}
-
-/// Sends the original record, untouched, to the dead-letter topic with the reason in headers.
-fn dead_letter(outbox: &mut Outbox<'_>, message: &OwnedMessage, kind: &str, reason: &str) -> Result<(), LoopError> {
-    let topic = dead_letter_topic(message.topic());
-    let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-    let partition = message.partition().to_string();
-    let offset = message.offset().to_string();
-    let mut dlq_headers = headers_without(message, &[]);
-    for (name, value) in [
-        ("dlq.error.kind", kind),
-        ("dlq.error.reason", reason),
-        ("dlq.source.topic", message.topic()),
-        ("dlq.source.partition", &partition),
-        ("dlq.source.offset", &offset),
-    ] {
-        dlq_headers = dlq_headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_bytes()) });
-    }
-    tracing::warn!(source = message.topic(), partition = message.partition(), offset = message.offset(), kind, reason, "command dead-lettered");
-    outbox.send(Outgoing {
-        topic: &topic,
-        partition: Some(message.partition()),
-        key: &key,
-        payload: message.payload().unwrap_or_default(),
-        headers: dlq_headers,
-    })?;
-    Ok(())
 }

@@ -13,8 +13,8 @@ pub enum LoopError {
     Delivery(#[from] DeliveryError),
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
-    #[error("encoding an event: {0}")]
-    Encode(#[from] CodecError),
+    #[error("event codec: {0}")]
+    Codec(#[from] CodecError),
     #[error("{commands} has {commands_partitions} partitions but {events} has {events_partitions}: they must be co-partitioned")]
     NotCoPartitioned { commands: String, commands_partitions: i32, events: String, events_partitions: i32 },
     #[error("partition {partition} of {topic} holds records this writer did not append: another writer owns it now")]

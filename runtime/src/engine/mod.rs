@@ -1,13 +1,16 @@
 //! The consuming loops that move the system: the command processor (the single writer of an
 //! aggregate stream, with its pure core in `command_core`), subscriptions (policies and other
-//! reactors), the operator pause and the supervisor that restarts a failed loop.
+//! reactors), deadlines (an aggregate's waits that ran out), the operator pause and the
+//! supervisor that restarts a failed loop.
 pub(crate) mod command_core;
 pub(crate) mod command_processor;
+pub(crate) mod deadlines;
 mod error;
 pub(crate) mod pause;
 pub(crate) mod subscription;
 pub(crate) mod supervise;
 
+pub use deadlines::{Deadlines, command_id_for_deadline};
 pub use error::LoopError;
 pub use subscription::{CommandOut, EventHandler, HandlerError};
 

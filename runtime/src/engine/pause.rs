@@ -1,5 +1,6 @@
 //! Operator pause: `POST /admin/pause[?kind=command|policy|projection]` stops the service's
-//! consuming loops from taking new batches (the batch in hand finishes), `POST /admin/resume`
+//! consuming loops from handling new batches (the batch in hand finishes; a batch that arrives
+//! afterwards waits, unhandled and uncommitted), `POST /admin/resume`
 //! lets them go on. Consumers stay in their groups, so nothing rebalances; consumer lag grows
 //! while paused, which is how an operator (or a test) sees a stuck pipeline in the metrics.
 use crate::shared::LoopKind;

@@ -8,7 +8,8 @@ use crate::{
     history::HistoryGuard,
     kafka::{
         self, EventCodec, Pace,
-        consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, next_batch},
+        codec::Read,
+        consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, dead_letter, next_batch},
         event_log::read_records,
         headers, partition_for,
     },
@@ -82,13 +83,18 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
         tracing::info!(topic = S::EVENTS_TOPIC, group = %self.group_id, "subscription started");
         let mut guards: HashMap<i32, HistoryGuard> = HashMap::new();
         loop {
-            wait_while_paused(LoopKind::Policy).await;
             let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            // A pause holds the batch that arrives: nothing received after the pause is handled.
+            wait_while_paused(LoopKind::Policy).await;
             let started = Instant::now();
             for (_, partition) in consumer.context().take_changed() {
                 guards.remove(&partition);
             }
-            let groups = by_partition(batch);
+            let mut groups = by_partition(batch);
+            let not_owned = consumer.context().retain_owned(&mut groups);
+            if not_owned > 0 {
+                m::records_not_owned(LoopKind::Policy, &self.group_id, not_owned);
+            }
             let mut outbox = Outbox::new(&producer);
             for ((_, partition), messages) in &groups {
                 if !guards.contains_key(partition) {
@@ -98,10 +104,21 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
                 let Some(guard) = guards.get_mut(partition) else { continue };
                 for message in messages {
                     let Some(bytes) = message.payload() else { continue };
-                    let event = match self.codec.decode(bytes).await {
-                        Ok(event) => event,
-                        Err(error) => {
-                            tracing::error!(topic = S::EVENTS_TOPIC, partition, offset = message.offset(), %error, handler = self.handler.name(), "undecodable event skipped");
+                    // A registry that cannot be reached ends the run (`?`) before anything of the
+                    // batch is committed: the supervisor retries it after its back-off.
+                    let event = match self.codec.read(bytes).await? {
+                        Read::Event(event) => event,
+                        Read::Undecodable { error, envelope } => {
+                            m::event_undecodable(S::EVENTS_TOPIC, &self.group_id, error.kind());
+                            tracing::error!(
+                                topic = S::EVENTS_TOPIC, partition, offset = message.offset(), %error, handler = self.handler.name(),
+                                aggregate_id = envelope.as_ref().map(|e| e.aggregate_id.as_str()), version = envelope.as_ref().map(|e| e.version),
+                                "undecodable event dead-lettered; the aggregate's later events still apply"
+                            );
+                            if let Some(metadata) = &envelope {
+                                guard.accept(metadata);
+                            }
+                            dead_letter(&mut outbox, message, error.kind(), &error.to_string(), &[("dlq.reader", &self.group_id)])?;
                             continue;
                         }
                     };
@@ -168,10 +185,15 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
         }
         let (records, _) = read_records(reader, S::EVENTS_TOPIC.to_string(), partition, 0, Some(offset)).await?;
         for record in &records {
-            if let Some(bytes) = &record.value
-                && let Ok(event) = self.codec.decode(bytes).await
-            {
-                guard.accept(&event.metadata());
+            let Some(bytes) = &record.value else { continue };
+            match self.codec.read(bytes).await? {
+                Read::Event(event) => {
+                    guard.accept(&event.metadata());
+                }
+                Read::Undecodable { envelope: Some(metadata), .. } => {
+                    guard.accept(&metadata);
+                }
+                Read::Undecodable { envelope: None, .. } => {}
             }
         }
         Ok(guard)

@@ -2,9 +2,11 @@
 //! (`error`), the write path that only produces commands (`command_bus`, `write`), list
 //! parameters (`params`), `GET /commands/{command_id}` (`commands`), the OpenAPI document built
 //! from the handlers (`openapi`), the operational routes (`ops`: health, readiness, metrics,
-//! pause) and the middleware that counts and traces every request.
+//! pause), who may call what (`access`: the API token) and the middleware that counts and
+//! traces every request.
 //!
 //! Services use what is re-exported here.
+pub mod access;
 mod command_bus;
 mod commands;
 mod error;

@@ -20,6 +20,8 @@ pub async fn submit<S: contracts::Stream, B>(
 ) -> Result<Accepted<B>, ApiError> {
     use contracts::CommandTarget;
     let aggregate_id = command.aggregate_id().to_string();
+    // What needs no state is checked before producing: a 400 now, not a 202 and a dead letter.
+    contracts::validate::id(S::AGGREGATE_ID_FIELD, &aggregate_id).map_err(|invalid| ApiError::bad_request(invalid.to_string()))?;
     let command_id = bus.send::<S>(command_id, command).await.map_err(ApiError::unavailable)?;
     Ok((StatusCode::ACCEPTED, Json(body(aggregate_id, command_id))))
 }
@@ -40,6 +42,7 @@ fn command_errors(bad_request: &str) -> Responses {
     };
     [
         ("400", bad_request),
+        ("413", "The body is larger than 64 KiB"),
         ("415", "The body is not `application/json`"),
         ("422", "JSON of the wrong shape"),
         ("503", "The command could not be handed to Kafka"),
@@ -51,13 +54,15 @@ fn command_errors(bad_request: &str) -> Responses {
 
 impl utoipa::IntoResponses for CommandErrors {
     fn responses() -> Responses {
-        command_errors("Malformed JSON body")
+        command_errors("Malformed JSON body, or an id that is not readable text")
     }
 }
 
 impl utoipa::IntoResponses for IdempotentCommandErrors {
     fn responses() -> Responses {
-        command_errors("Malformed JSON body, or an `Idempotency-Key` that is empty, longer than 128 characters, not printable ASCII or given twice")
+        command_errors(
+            "Malformed JSON body, an id that is not readable text, or an `Idempotency-Key` that is empty, longer than 128 characters, not printable ASCII or given twice",
+        )
     }
 }
 

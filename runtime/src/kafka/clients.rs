@@ -135,6 +135,29 @@ pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaEr
     base(brokers).create()
 }
 
+/// How many records of `topic` the consumer group `group` has not committed yet (over all
+/// partitions; a partition it never committed counts from its low watermark). Asks the group
+/// coordinator without joining the group, so the group's members are not disturbed. Blocking.
+pub fn group_lag(brokers: &str, group: &str, topic: &str) -> Result<i64, KafkaSetupError> {
+    let consumer: BaseConsumer = base(brokers).set("group.id", group).set("enable.auto.commit", "false").create()?;
+    let partitions = partition_count(&consumer, topic)?;
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(list, METADATA_TIMEOUT)?;
+    let mut lag = 0;
+    for element in committed.elements() {
+        let (low, high) = watermarks(&consumer, topic, element.partition())?;
+        let next = match element.offset() {
+            Offset::Offset(next) => next,
+            _ => low,
+        };
+        lag += (high - next.max(low)).max(0);
+    }
+    Ok(lag)
+}
+
 /// Number of partitions of an existing topic.
 pub fn partition_count<X: rdkafka::consumer::ConsumerContext, C: Consumer<X>>(consumer: &C, topic: &str) -> Result<i32, KafkaSetupError> {
     partitions_of(consumer.client(), topic)

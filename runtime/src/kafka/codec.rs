@@ -5,7 +5,7 @@
 //! then maps the payload union branch by record name onto our enum: Avro's generic resolution
 //! matches union branches by shape, which cannot tell two field-less records apart.
 use apache_avro::{Schema, from_value, reader::datum::GenericDatumReader, schema::Schema as S, types::Value};
-use contracts::{EventEnvelope, Stream, value_subject};
+use contracts::{EventEnvelope, EventMetadata, Stream, value_subject};
 use schema_registry_converter::{
     async_impl::{
         avro::{AvroDecoder, AvroEncoder},
@@ -33,6 +33,87 @@ pub enum CodecError {
     UnknownEventType(String),
     #[error("event record has no payload union")]
     NoPayload,
+}
+
+impl CodecError {
+    /// Whether reading the same bytes again later can succeed: the registry could not be
+    /// reached or failed. Only "no such schema" (404) is an answer about the record itself;
+    /// `schema_registry_converter` marks just 502/503 as retriable, and a loop that skipped
+    /// an event because the registry answered 500 for a moment would fork its aggregate.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CodecError::Registry(error) => error.retriable || !error.error.contains("status 404"),
+            CodecError::Avro(_) | CodecError::NotWireFormat | CodecError::UnknownEventType(_) | CodecError::NoPayload => false,
+        }
+    }
+
+    /// A short, stable name of what went wrong (the `dlq.error.kind` of a dead letter).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CodecError::Registry(_) => "unknown_schema",
+            CodecError::Avro(_) => "malformed_avro",
+            CodecError::NotWireFormat => "not_wire_format",
+            CodecError::UnknownEventType(_) => "unknown_event_type",
+            CodecError::NoPayload => "no_payload",
+        }
+    }
+}
+
+/// What a reader of an event topic got from one record.
+// Returned and matched at once, never stored: boxing the rare variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Read<E> {
+    Event(EventEnvelope<E>),
+    /// The record will never decode (its bytes, its schema or its event type are not ours).
+    /// `envelope` is its ids and version when the envelope could be read without the payload:
+    /// the event still takes its place in its aggregate's history, so the events after it apply.
+    Undecodable {
+        error: CodecError,
+        envelope: Option<EventMetadata>,
+    },
+}
+
+/// The envelope fields, read with a writer schema that stops before `payload` (the last field).
+#[derive(serde::Deserialize)]
+struct EnvelopeOnly {
+    event_id: String,
+    aggregate_id: String,
+    version: i64,
+    previous_event_id: Option<String>,
+    occurred_at: i64,
+    correlation_id: String,
+    causation_id: String,
+    command_id: String,
+    command_offset: i64,
+}
+
+impl From<EnvelopeOnly> for EventMetadata {
+    fn from(e: EnvelopeOnly) -> Self {
+        EventMetadata {
+            event_id: e.event_id,
+            aggregate_id: e.aggregate_id,
+            version: e.version,
+            previous_event_id: e.previous_event_id,
+            occurred_at: e.occurred_at,
+            correlation_id: e.correlation_id,
+            causation_id: e.causation_id,
+            command_id: e.command_id,
+            command_offset: e.command_offset,
+        }
+    }
+}
+
+/// `writer` without its `payload` field, when that is the last field (as in every envelope):
+/// Avro reads fields in order, so this schema reads the envelope of a record whose payload
+/// does not decode.
+fn envelope_schema(writer: &AvroSchema) -> Option<Schema> {
+    let mut json: serde_json::Value = serde_json::from_str(&writer.raw).ok()?;
+    let fields = json.get_mut("fields")?.as_array_mut()?;
+    if fields.last()?.get("name")?.as_str()? != "payload" {
+        return None;
+    }
+    fields.pop();
+    Schema::parse(&json).ok()
 }
 
 impl From<apache_avro::Error> for CodecError {
@@ -85,6 +166,8 @@ pub struct EventCodec<S: Stream> {
     our_branches: Vec<String>,
     /// writer schema id -> for each writer branch, our branch index.
     branch_maps: Mutex<HashMap<u32, Vec<Option<u32>>>>,
+    /// writer schema id -> that schema without its payload (None: not an envelope).
+    envelope_schemas: Mutex<HashMap<u32, Option<Arc<Schema>>>>,
     _stream: PhantomData<S>,
 }
 
@@ -98,6 +181,7 @@ impl<S: Stream> EventCodec<S> {
             strategy: SubjectNameStrategy::TopicNameStrategyWithSchema(S::EVENTS_TOPIC.to_string(), false, supplied),
             our_branches: payload_branches(&schema)?,
             branch_maps: Mutex::new(HashMap::new()),
+            envelope_schemas: Mutex::new(HashMap::new()),
             _stream: PhantomData,
         })
     }
@@ -129,6 +213,34 @@ impl<S: Stream> EventCodec<S> {
             }
         }
         Ok(from_value(&value)?)
+    }
+
+    /// Decodes a record for a reader that must not skip what it cannot read by accident: a
+    /// retryable failure (registry unreachable or failing) is the `Err`, for the loop to retry
+    /// the batch; anything else is [`Read::Undecodable`], with the envelope when it can be read.
+    pub async fn read(&self, bytes: &[u8]) -> Result<Read<S::Event>, CodecError> {
+        match self.decode(bytes).await {
+            Ok(event) => Ok(Read::Event(event)),
+            Err(error) if error.is_retryable() => {
+                // The decoder caches failures; the retry must ask the registry again.
+                self.decoder.remove_errors_from_cache();
+                Err(error)
+            }
+            Err(error) => Ok(Read::Undecodable { envelope: self.read_envelope(bytes).await, error }),
+        }
+    }
+
+    /// The envelope of a record whose payload does not decode, if its writer schema is known
+    /// and its envelope fields are intact.
+    pub async fn read_envelope(&self, bytes: &[u8]) -> Option<EventMetadata> {
+        let (schema_id, mut body) = split_wire_format(bytes).ok()?;
+        let writer = self.decoder.get_schema(schema_id).await.ok()?;
+        let schema = {
+            let mut schemas = self.envelope_schemas.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            schemas.entry(schema_id).or_insert_with(|| envelope_schema(&writer).map(Arc::new)).clone()?
+        };
+        let value = GenericDatumReader::builder(&schema).build().ok()?.read_value(&mut body).ok()?;
+        from_value::<EnvelopeOnly>(&value).ok().map(EventMetadata::from)
     }
 
     fn branch_map(&self, schema_id: u32, writer_schema: &Schema) -> Result<Vec<Option<u32>>, CodecError> {

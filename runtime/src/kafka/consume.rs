@@ -15,19 +15,51 @@ use std::{
 };
 
 /// Remembers which partitions changed hands since the loop last looked, so the loop drops and
-/// rebuilds whatever it keeps per partition instead of trusting state from a past ownership.
+/// rebuilds whatever it keeps per partition instead of trusting state from a past ownership;
+/// and which partitions the member owns now, so a batch fetched before a revocation is not
+/// handled for partitions that belong to another member already.
 #[derive(Default)]
 pub struct RebalanceTracker {
     changed: Mutex<HashSet<(String, i32)>>,
+    owned: Mutex<HashSet<(String, i32)>>,
 }
 
 impl RebalanceTracker {
     pub fn take_changed(&self) -> HashSet<(String, i32)> {
         std::mem::take(&mut *self.changed.lock().unwrap_or_else(|p| p.into_inner()))
     }
-    fn mark(&self, list: &TopicPartitionList) {
+
+    /// Drops, from a batch split by partition, the partitions this member no longer owns: their
+    /// records (and the offsets to commit for them) are the new owner's, which reads them again
+    /// from the last committed offset. Returns how many records were dropped.
+    pub fn retain_owned(&self, groups: &mut BTreeMap<(String, i32), Vec<OwnedMessage>>) -> usize {
+        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut dropped = 0;
+        groups.retain(|key, messages| {
+            let keep = owned.contains(key);
+            if !keep {
+                tracing::info!(topic = %key.0, partition = key.1, records = messages.len(), "records of a revoked partition left to its new owner");
+                dropped += messages.len();
+            }
+            keep
+        });
+        dropped
+    }
+
+    fn assigned(&self, list: &TopicPartitionList) {
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         let mut changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
         for element in list.elements() {
+            owned.insert((element.topic().to_string(), element.partition()));
+            changed.insert((element.topic().to_string(), element.partition()));
+        }
+    }
+
+    fn revoked(&self, list: &TopicPartitionList) {
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        for element in list.elements() {
+            owned.remove(&(element.topic().to_string(), element.partition()));
             changed.insert((element.topic().to_string(), element.partition()));
         }
     }
@@ -35,17 +67,19 @@ impl RebalanceTracker {
 
 impl ClientContext for RebalanceTracker {}
 
+// Rebalance callbacks run inside `recv`, on the loop's own task: between two `recv`s (while a
+// batch is handled) the member's assignment cannot change under it.
 impl ConsumerContext for RebalanceTracker {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             tracing::info!(partitions = ?list.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
-            self.mark(list);
+            self.revoked(list);
         }
     }
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             tracing::info!(partitions = ?list.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions assigned");
-            self.mark(list);
+            self.assigned(list);
         }
     }
 }
@@ -121,8 +155,24 @@ impl<'p> Outbox<'p> {
     /// Queues a record; returns its place in send order, which indexes what [`Outbox::flush`]
     /// returns.
     pub fn send(&mut self, record: Outgoing<'_>) -> Result<usize, DeliveryError> {
-        let mut future_record = FutureRecord::to(record.topic).key(record.key).payload(record.payload).headers(record.headers);
-        if let Some(partition) = record.partition {
+        self.send_record(record.topic, record.partition, Some(record.key.as_bytes()), record.payload, record.headers)
+    }
+
+    /// [`Outbox::send`] with the key as bytes, or none: a dead letter keeps its original's key
+    /// exactly, whatever bytes (or absence) it was.
+    pub fn send_record(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<usize, DeliveryError> {
+        let mut future_record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload).headers(headers);
+        if let Some(key) = key {
+            future_record = future_record.key(key);
+        }
+        if let Some(partition) = partition {
             future_record = future_record.partition(partition);
         }
         loop {
@@ -136,7 +186,7 @@ impl<'p> Outbox<'p> {
                     future_record = returned;
                     self.producer.poll(Duration::from_millis(50));
                 }
-                Err((error, _)) => return Err(DeliveryError::Enqueue { topic: record.topic.to_string(), error }),
+                Err((error, _)) => return Err(DeliveryError::Enqueue { topic: topic.to_string(), error }),
             }
         }
     }
@@ -163,5 +213,81 @@ pub fn commit_batch(consumer: &GroupConsumer, groups: &BTreeMap<(String, i32), V
             offsets.add_partition_offset(topic, *partition, Offset::Offset(last.offset() + 1))?;
         }
     }
+    if offsets.count() == 0 {
+        // Every record of the batch belonged to partitions revoked meanwhile.
+        return Ok(());
+    }
     consumer.commit(&offsets, CommitMode::Async)
+}
+
+/// Queues the original record, untouched, for the dead-letter topic of its topic, with the
+/// reason (and `extra` headers) added to its own headers; on the same partition number, since
+/// every dead-letter topic is co-partitioned with its source.
+pub fn dead_letter(
+    outbox: &mut Outbox<'_>,
+    message: &OwnedMessage,
+    kind: &str,
+    reason: &str,
+    extra: &[(&str, &str)],
+) -> Result<usize, DeliveryError> {
+    let topic = contracts::dead_letter_topic(message.topic());
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    let mut dlq_headers = super::headers_without(message, &[]);
+    let reasons = [
+        ("dlq.error.kind", kind),
+        ("dlq.error.reason", reason),
+        ("dlq.source.topic", message.topic()),
+        ("dlq.source.partition", &partition),
+        ("dlq.source.offset", &offset),
+    ];
+    for (name, value) in reasons.iter().chain(extra) {
+        dlq_headers = dlq_headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_bytes()) });
+    }
+    outbox.send_record(&topic, Some(message.partition()), message.key(), message.payload().unwrap_or_default(), dlq_headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    fn record(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(Some(b"v".to_vec()), Some(b"k".to_vec()), topic.into(), Timestamp::NotAvailable, partition, offset, None)
+    }
+
+    fn partitions(topic: &str, numbers: &[i32]) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for n in numbers {
+            list.add_partition(topic, *n);
+        }
+        list
+    }
+
+    #[test]
+    fn a_batch_keeps_only_the_partitions_the_member_still_owns() {
+        let tracker = RebalanceTracker::default();
+        tracker.assigned(&partitions("t", &[0, 1]));
+        // A batch fetched while the member owned both partitions …
+        let batch = vec![record("t", 0, 5), record("t", 1, 7), record("t", 1, 8), record("t", 0, 6)];
+        // … and a rebalance during the batch's linger that gave partition 1 to another member.
+        tracker.revoked(&partitions("t", &[0, 1]));
+        tracker.assigned(&partitions("t", &[0]));
+        let mut groups = by_partition(batch);
+        assert_eq!(tracker.retain_owned(&mut groups), 2);
+        assert_eq!(groups.keys().cloned().collect::<Vec<_>>(), vec![("t".to_string(), 0)]);
+        assert_eq!(groups[&("t".to_string(), 0)].iter().map(|m| m.offset()).collect::<Vec<_>>(), vec![5, 6]);
+        let changed = tracker.take_changed();
+        assert!(changed.contains(&("t".to_string(), 1)) && changed.contains(&("t".to_string(), 0)));
+    }
+
+    #[test]
+    fn an_incremental_revocation_keeps_the_other_partitions() {
+        let tracker = RebalanceTracker::default();
+        tracker.assigned(&partitions("t", &[0, 1, 2]));
+        tracker.revoked(&partitions("t", &[2]));
+        let mut groups = by_partition(vec![record("t", 0, 1), record("t", 2, 1), record("u", 0, 1)]);
+        assert_eq!(tracker.retain_owned(&mut groups), 2, "a revoked partition and a topic never assigned");
+        assert_eq!(groups.len(), 1);
+    }
 }

@@ -13,12 +13,17 @@ mod partitioner;
 mod topology;
 
 pub use clients::{
-    KafkaSetupError, METADATA_TIMEOUT, Pace, admin, headers, partition_count, partitions_of, producer, read_range, reader, watermarks,
+    KafkaSetupError, METADATA_TIMEOUT, Pace, admin, group_consumer, group_lag, headers, partition_count, partitions_of, producer, read_range, reader,
+    watermarks,
 };
-pub use codec::{CodecError, EventCodec, payload_branches, read_with_writer_schema, registry_settings, split_wire_format};
+pub use codec::{CodecError, EventCodec, Read, payload_branches, read_with_writer_schema, registry_settings, split_wire_format};
 pub use partitioner::{murmur2, partition_for};
 pub use topology::{
     DEFAULT_PARTITIONS, PARTITION_RECORD_TOPIC, TopicSpec, all_topics, ensure_all, ensure_topics, internal_topics, verify_partition_counts,
 };
 
-pub(crate) use clients::{assigned_consumer, group_consumer, header, headers_without};
+// For a service's own loop (notify-svc's delivery): a consumer-group member that follows the
+// assignment, and the outbox that dead-letters a record the way the runtime's loops do.
+pub use consume::{DeliveryError, GroupConsumer, Outbox, Outgoing, RebalanceTracker, dead_letter};
+
+pub(crate) use clients::{assigned_consumer, header, headers_without};

@@ -1,5 +1,5 @@
 //! Every topic the system uses, with partition counts: each stream's command, event,
-//! dead-letter and rejection topics share one count so that they are co-partitioned.
+//! dead-letter (of commands and of events) and rejection topics share one count so that they are co-partitioned.
 use super::clients::{KafkaSetupError, METADATA_TIMEOUT, admin, partition_count, producer, read_range, reader, watermarks};
 use contracts::{COMMAND_TOPICS, EVENT_SCHEMAS, dead_letter_topic, rejections_topic};
 use rdkafka::{
@@ -34,8 +34,10 @@ pub fn all_topics(partitions: i32) -> Vec<TopicSpec> {
         let stream = events_topic.trim_end_matches(".events");
         // The event log is the source of truth, and `command_outcomes` is built from the
         // rejections and dead letters too: a rebuild must find every record they ever held, so
-        // none of the three deletes by age or size (Apache Kafka's default is 7 days).
+        // none of them deletes by age or size (Apache Kafka's default is 7 days). An event that
+        // no reader can decode is parked, byte for byte, on the event log's own dead-letter topic.
         topics.push(TopicSpec::new(*events_topic, partitions, KEEP_FOREVER));
+        topics.push(TopicSpec::new(dead_letter_topic(events_topic), partitions, KEEP_FOREVER));
         topics.push(TopicSpec::new(commands_topic, partitions, &[]));
         topics.push(TopicSpec::new(dead_letter_topic(commands_topic), partitions, KEEP_FOREVER));
         topics.push(TopicSpec::new(rejections_topic(stream), partitions, KEEP_FOREVER));
@@ -153,11 +155,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_stream_has_four_co_partitioned_topics() {
+    fn every_stream_has_five_co_partitioned_topics() {
         let topics = all_topics(3);
-        assert_eq!(topics.len(), 20);
+        assert_eq!(topics.len(), 25);
         assert!(topics.iter().all(|t| t.partitions == 3));
-        for name in ["order.events", "order.commands", "order.commands.dlq", "order.rejections", "notification.commands.dlq"] {
+        for name in ["order.events", "order.events.dlq", "order.commands", "order.commands.dlq", "order.rejections", "notification.commands.dlq"] {
             assert!(topics.iter().any(|t| t.name == name), "{name} missing");
         }
     }
@@ -177,7 +179,7 @@ mod tests {
     fn every_topic_a_read_model_is_built_from_keeps_its_records() {
         let topics = all_topics(1);
         for stream in ["order", "stock", "account", "shipment", "notification"] {
-            for name in [format!("{stream}.events"), rejections_topic(stream), format!("{stream}.commands.dlq")] {
+            for name in [format!("{stream}.events"), format!("{stream}.events.dlq"), rejections_topic(stream), format!("{stream}.commands.dlq")] {
                 let spec = topics.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} missing"));
                 assert!(spec.configs.contains(&("retention.ms", "-1")), "{name} may lose records by age: {:?}", spec.configs);
                 assert!(spec.configs.contains(&("retention.bytes", "-1")), "{name} may lose records by size: {:?}", spec.configs);

@@ -11,6 +11,9 @@ pub const DECISION_SECONDS: &str = "orderflow_decision_duration_seconds";
 pub const BATCH_SECONDS: &str = "orderflow_batch_duration_seconds";
 pub const LOOP_RESTARTS_TOTAL: &str = "orderflow_loop_restarts_total";
 pub const PROJECTION_REBUILDS_TOTAL: &str = "orderflow_projection_rebuilds_total";
+pub const EVENTS_UNDECODABLE_TOTAL: &str = "orderflow_events_undecodable_total";
+pub const RECORDS_NOT_OWNED_TOTAL: &str = "orderflow_records_not_owned_total";
+pub const DEADLINES_FIRED_TOTAL: &str = "orderflow_deadlines_fired_total";
 pub const HTTP_REQUESTS_TOTAL: &str = "orderflow_http_requests_total";
 pub const HTTP_SECONDS: &str = "orderflow_http_request_duration_seconds";
 
@@ -97,6 +100,23 @@ pub fn loop_restarted(kind: LoopKind, loop_name: &str, cause: &'static str) {
 /// A live projection rebuilt its tables from the log by itself (`reason`: `log_replaced`).
 pub fn projection_rebuilt(projection: &str, reason: &'static str) {
     counter!(PROJECTION_REBUILDS_TOTAL, "projection" => projection.to_string(), "reason" => reason).increment(1);
+}
+
+/// A reader (`loop`) met an event record it can never decode (`kind`: see `CodecError::kind`).
+pub fn event_undecodable(topic: &str, loop_name: &str, kind: &'static str) {
+    counter!(EVENTS_UNDECODABLE_TOTAL, "topic" => topic.to_string(), "loop" => loop_name.to_string(), "kind" => kind).increment(1);
+}
+
+/// A batch held records of a partition the loop's member no longer owns; they were left to
+/// the partition's new owner.
+pub fn records_not_owned(kind: LoopKind, loop_name: &str, records: usize) {
+    counter!(RECORDS_NOT_OWNED_TOTAL, "kind" => kind.as_str(), "loop" => loop_name.to_string()).increment(records as u64);
+}
+
+/// A deadline loop put a timeout command on its stream (a refire after a restart counts again;
+/// the command processor decides it once).
+pub fn deadline_fired(loop_name: &'static str) {
+    counter!(DEADLINES_FIRED_TOTAL, "loop" => loop_name).increment(1);
 }
 
 pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {

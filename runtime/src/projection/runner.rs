@@ -6,7 +6,7 @@ use super::{renames::TableRenames, store::Backend};
 use crate::{
     engine::{LoopError, pause::wait_while_paused},
     history::HistoryTip,
-    kafka::{self, CodecError, EventCodec, Pace, assigned_consumer},
+    kafka::{self, CodecError, EventCodec, Pace, assigned_consumer, codec::Read},
     observe::{
         lag::{LagReporter, Seed},
         metrics as m, telemetry,
@@ -35,12 +35,18 @@ const LINGER: Duration = Duration::from_millis(10);
 /// thousands of spans to traces that ended long ago (and flood the exporter).
 const TRACE_MAX_EVENT_AGE_MS: i64 = 5 * 60 * 1000;
 
-type Projected = Result<(EventMetadata, Vec<SqlWrite>), CodecError>;
+/// What a source made of one record: the rows of an event, or an event that never decodes
+/// (with its envelope when readable, so its aggregate's later events still apply).
+enum Projected {
+    Rows(EventMetadata, Vec<SqlWrite>),
+    Undecodable { error: CodecError, envelope: Option<EventMetadata> },
+}
 
 /// One source stream of a projection, with its type erased so a projection can join streams.
 trait Source: Send + Sync {
     fn topic(&self) -> &'static str;
-    fn project<'a>(&'a self, bytes: &'a [u8]) -> BoxFuture<'a, Projected>;
+    /// `Err` only when a retry may succeed (the registry could not be reached).
+    fn project<'a>(&'a self, bytes: &'a [u8]) -> BoxFuture<'a, Result<Projected, CodecError>>;
 }
 
 struct StreamSource<S: Stream, P: Projector<S>> {
@@ -52,10 +58,12 @@ impl<S: Stream, P: Projector<S>> Source for StreamSource<S, P> {
     fn topic(&self) -> &'static str {
         S::EVENTS_TOPIC
     }
-    fn project<'a>(&'a self, bytes: &'a [u8]) -> BoxFuture<'a, Projected> {
+    fn project<'a>(&'a self, bytes: &'a [u8]) -> BoxFuture<'a, Result<Projected, CodecError>> {
         Box::pin(async move {
-            let event = self.codec.decode(bytes).await?;
-            Ok((event.metadata(), self.projector.project(&event)))
+            Ok(match self.codec.read(bytes).await? {
+                Read::Event(event) => Projected::Rows(event.metadata(), self.projector.project(&event)),
+                Read::Undecodable { error, envelope } => Projected::Undecodable { error, envelope },
+            })
         })
     }
 }
@@ -189,8 +197,9 @@ impl ProjectionRunner {
         tracing::info!(projection = name, generation, topics = ?self.projection.topics(), "projection started");
         let mut writer = BatchWriter::new(&self.projection, Target::live(&self.projection), false);
         loop {
-            wait_while_paused(LoopKind::Projection).await;
             let batch = kafka::consume::next_batch(&consumer, MAX_BATCH, LINGER).await?;
+            // A pause holds the batch that arrives: nothing received after the pause is handled.
+            wait_while_paused(LoopKind::Projection).await;
             let started = Instant::now();
             let mut tx = self.pool.begin().await?;
             if !still_generation(&mut tx, name, generation).await? {
@@ -280,7 +289,7 @@ impl<'p> BatchWriter<'p> {
     }
 
     /// Writes `batch` (minus records at or past `stop`) into `tx`, with the checkpoints.
-    pub async fn write(&mut self, tx: &mut Transaction<'_, Any>, batch: &[OwnedMessage], stop: &StopOffsets) -> Result<PendingTips, sqlx::Error> {
+    pub async fn write(&mut self, tx: &mut Transaction<'_, Any>, batch: &[OwnedMessage], stop: &StopOffsets) -> Result<PendingTips, LoopError> {
         let name = self.name;
         let mut changed_tips: HashMap<(String, String), HistoryTip> = HashMap::new();
         let mut next_offsets: HashMap<(String, i32), i64> = HashMap::new();
@@ -298,11 +307,22 @@ impl<'p> BatchWriter<'p> {
                 continue;
             }
             let (Some(source), Some(bytes)) = (self.sources.get(message.topic()).copied(), message.payload()) else { continue };
-            let (metadata, writes) = match source.project(bytes).await {
-                Ok(projected) => projected,
-                Err(error) => {
-                    tracing::error!(projection = name, topic = message.topic(), partition = message.partition(), offset = message.offset(), %error, "undecodable event skipped");
-                    continue;
+            // A registry that cannot be reached fails the batch (`?`): nothing of it commits,
+            // and the run retries it, so the read model never differs from a rebuild.
+            let (metadata, writes) = match source.project(bytes).await? {
+                Projected::Rows(metadata, writes) => (metadata, writes),
+                Projected::Undecodable { error, envelope } => {
+                    m::event_undecodable(message.topic(), name, error.kind());
+                    tracing::error!(
+                        projection = name, topic = message.topic(), partition = message.partition(), offset = message.offset(), %error,
+                        aggregate_id = envelope.as_ref().map(|e| e.aggregate_id.as_str()),
+                        "undecodable event: no rows; the aggregate's later events still apply"
+                    );
+                    // No rows, but the event keeps its place in its aggregate's history.
+                    match envelope {
+                        Some(metadata) => (metadata, Vec::new()),
+                        None => continue,
+                    }
                 }
             };
             let span = write_span(name, message, &metadata);
@@ -445,6 +465,10 @@ async fn execute_sql(tx: &mut Transaction<'_, Any>, sql: impl sqlx::SqlSafeStr, 
     let mut query = sqlx::query(sql);
     for param in params {
         query = match param {
+            // PostgreSQL text cannot hold NUL, and one such value from outside (a key typed
+            // into kcat) would fail every retry of the batch: it is stored as U+FFFD, on every
+            // backend alike, so a read model is the same on SQLite and PostgreSQL.
+            SqlValue::Text(text) if text.contains('\0') => query.bind(text.replace('\0', "\u{fffd}")),
             SqlValue::Text(text) => query.bind(text.clone()),
             SqlValue::Int(int) => query.bind(*int),
             SqlValue::Null => query.bind(None::<String>),

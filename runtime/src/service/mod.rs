@@ -1,5 +1,5 @@
 //! Assembles a service from its parts and runs it: command processor, policies, reactors,
-//! projections and the HTTP API, each loop supervised (restarted with back-off on error,
+//! deadlines, projections and the HTTP API, each loop supervised (restarted with back-off on error,
 //! which also rebuilds its state from the log).
 mod config;
 mod list;
@@ -11,10 +11,16 @@ use crate::{
     decider::Decider,
     engine::{
         command_processor::CommandProcessor,
+        deadlines::{DeadlineWatch, Deadlines},
+        pause::wait_while_paused,
         subscription::{EventHandler, PolicyHandler, Subscription},
         supervise::{Loops, supervise},
     },
-    http::{ApiRoutes, AppState, CommandBus, ProjectionProgress, ReadDb, middleware, openapi, ops},
+    http::{
+        ApiRoutes, AppState, CommandBus, ProjectionProgress, ReadDb,
+        access::{self, AccessConfigError, AccessPolicy},
+        middleware, openapi, ops,
+    },
     kafka::{self, CodecError, EventCodec, KafkaSetupError, Pace},
     observe::{metrics, telemetry},
     policy::Policy,
@@ -48,6 +54,8 @@ pub enum ServiceError {
     UnknownProjection(String, String),
     #[error(transparent)]
     UnknownService(#[from] UnknownService),
+    #[error("access control: {0}")]
+    Access(#[from] AccessConfigError),
 }
 
 /// The service binary's command line: `<service>` serves; `<service> replay [--verify]`
@@ -79,6 +87,10 @@ enum Mode {
 
 type Task = BoxFuture<'static, ()>;
 
+/// Largest HTTP request body a service reads: 64 KiB, far above any command (an order of 100
+/// lines is under 20 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 pub struct Service {
     pub config: ServiceConfig,
     pub pool: AnyPool,
@@ -90,6 +102,7 @@ pub struct Service {
     projections: Vec<Arc<ProjectionRunner>>,
     /// Every supervised loop's state, for `/ready`.
     loops: Loops,
+    access: AccessPolicy,
 }
 
 impl Service {
@@ -102,7 +115,8 @@ impl Service {
         telemetry::init(name);
         metrics::install(name);
         let config = ServiceConfig::from_env(name)?;
-        tracing::info!(?config, "starting");
+        let access = AccessPolicy::from_env()?;
+        tracing::info!(?config, token = access.token.is_some(), token_for_reads = access.reads_need_token, "starting");
         let pool = store::connect(&config.database_url, Some(migrator)).await?;
         kafka::ensure_all(&config.kafka_brokers, config.partitions).await?;
         kafka::verify_partition_counts(&config.kafka_brokers).await?;
@@ -116,6 +130,7 @@ impl Service {
             progress: HashMap::new(),
             projections: Vec::new(),
             loops: Loops::default(),
+            access,
         })
     }
 
@@ -156,6 +171,45 @@ impl Service {
             async move { subscription.run().await }
         })));
         Ok(self)
+    }
+
+    /// The deadlines of this service's aggregate: a wait that outlives its limit becomes the
+    /// aggregate's own timeout command (see [`Deadlines`]). Supervised like a policy: it shows
+    /// as one in `/ready` and pauses with them. Its own timer fires the deadlines, so it follows
+    /// its stream at [`Pace::Background`].
+    pub fn deadlines<T: Deadlines>(&mut self, deadlines: T) -> Result<&mut Self, ServiceError> {
+        type StreamOf<T> = <<T as Deadlines>::Decider as Decider>::Stream;
+        let codec = Arc::new(EventCodec::<StreamOf<T>>::new(&self.config.schema_registry_url)?);
+        let label = format!("{} deadlines {}", StreamOf::<T>::EVENTS_TOPIC, T::NAME);
+        let watch = Arc::new(DeadlineWatch::new(deadlines, codec, &self.config.kafka_brokers, self.config.name));
+        self.loops.register(&label, LoopKind::Policy);
+        self.tasks.push(Box::pin(supervise(label, LoopKind::Policy, self.loops.clone(), move || {
+            let watch = watch.clone();
+            async move { watch.run().await }
+        })));
+        Ok(self)
+    }
+
+    /// A consuming loop of the service's own that none of the above fits (notify-svc's delivery
+    /// of notifications), run like the runtime's loops: supervised (`make` builds a fresh run
+    /// after every failure, which rebuilds what it keeps from the log), and shown in `/ready`
+    /// under `label` as a reactor (kind `policy`).
+    pub fn background_loop<F, Fut, E>(&mut self, label: &str, make: F) -> &mut Self
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        self.loops.register(label, LoopKind::Policy);
+        self.tasks.push(Box::pin(supervise(label.to_string(), LoopKind::Policy, self.loops.clone(), make)));
+        self
+    }
+
+    /// Returns at once, unless the operator paused the reactors (`/admin/pause?kind=policy`):
+    /// then when they are resumed. A [`Service::background_loop`] waits on it before each step,
+    /// so it pauses with the reactors it is shown among.
+    pub async fn wait_while_reactors_paused() {
+        wait_while_paused(LoopKind::Policy).await;
     }
 
     /// A read model. `build` gets the registry URL to decode its source streams with.
@@ -201,6 +255,10 @@ impl Service {
         let app = Router::new()
             .merge(ops::routes(readiness))
             .merge(openapi::documented(name, self.version, self.routes))
+            // Commands are small; a larger body is refused (413) before it is buffered whole.
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(axum::middleware::from_fn_with_state(Arc::new(self.access), access::guard))
+            // Outermost: refused requests are counted and traced too.
             .layer(axum::middleware::from_fn(middleware::track_http))
             .with_state(state);
         let addr = self.config.http_addr.clone();
@@ -216,7 +274,11 @@ impl Service {
                 metrics::upkeep();
             }
         });
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(|source| ServiceError::Http { addr, source })?;
+        // The peer address tells `/admin` callers on loopback from the others.
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|source| ServiceError::Http { addr, source })?;
         tracing::info!("stopped");
         telemetry::shutdown();
         Ok(())
