@@ -71,6 +71,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    kafka::limit_avro_allocation();
     match cli.command {
         Command::CreateTopics { partitions } => {
             kafka::ensure_all(&cli.brokers, partitions).await?;

@@ -154,6 +154,17 @@ pub async fn read_with_writer_schema(decoder: &AvroDecoder, bytes: &[u8]) -> Res
     Ok((schema_id, writer, value))
 }
 
+/// The most apache-avro allocates for one string, bytes or array while decoding. A record is
+/// at most about 1 MB (the broker's limit), so a longer length prefix is a lie: without this
+/// bound a crafted record makes a reader allocate the library's default of 512 MiB.
+pub const MAX_AVRO_ALLOCATION_BYTES: usize = 2 * 1024 * 1024;
+
+/// Sets [`MAX_AVRO_ALLOCATION_BYTES`] for the process (the first setting wins; every codec
+/// sets it before its first decode).
+pub fn limit_avro_allocation() -> usize {
+    apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION_BYTES)
+}
+
 pub fn registry_settings(url: &str) -> Result<SrSettings, SRCError> {
     SrSettings::new_builder(url.to_string()).no_proxy().build()
 }
@@ -173,6 +184,7 @@ pub struct EventCodec<S: Stream> {
 
 impl<S: Stream> EventCodec<S> {
     pub fn new(registry_url: &str) -> Result<Self, CodecError> {
+        limit_avro_allocation();
         let schema = Schema::parse_str(S::EVENT_SCHEMA)?;
         let supplied = SuppliedSchema::new(None, SchemaType::Avro, S::EVENT_SCHEMA.to_string());
         Ok(EventCodec {
@@ -196,8 +208,15 @@ impl<S: Stream> EventCodec<S> {
     }
 
     pub async fn decode(&self, bytes: &[u8]) -> Result<EventEnvelope<S::Event>, CodecError> {
-        let (schema_id, writer_schema, mut value) = read_with_writer_schema(&self.decoder, bytes).await?;
-        let writer_schema = &writer_schema.parsed;
+        let (schema_id, mut body) = split_wire_format(bytes)?;
+        let writer = self.decoder.get_schema(schema_id).await?;
+        self.decode_body(schema_id, &writer.parsed, &mut body)
+    }
+
+    /// Decodes an Avro body written with `writer_schema` (registered under `schema_id`): no
+    /// registry involved, so it can be fed any bytes in a test.
+    pub fn decode_body(&self, schema_id: u32, writer_schema: &Schema, body: &mut &[u8]) -> Result<EventEnvelope<S::Event>, CodecError> {
+        let mut value = GenericDatumReader::builder(writer_schema).build()?.read_value(body)?;
         let map = self.branch_map(schema_id, writer_schema)?;
         if let Value::Record(fields) = &mut value
             && let Some((_, Value::Union(index, inner))) = fields.iter_mut().find(|(name, _)| name == "payload")

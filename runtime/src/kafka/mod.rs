@@ -16,7 +16,10 @@ pub use clients::{
     KafkaSetupError, METADATA_TIMEOUT, Pace, admin, group_consumer, group_lag, headers, partition_count, partitions_of, producer, read_range, reader,
     watermarks,
 };
-pub use codec::{CodecError, EventCodec, Read, payload_branches, read_with_writer_schema, registry_settings, split_wire_format};
+pub use codec::{
+    CodecError, EventCodec, MAX_AVRO_ALLOCATION_BYTES, Read, limit_avro_allocation, payload_branches, read_with_writer_schema, registry_settings,
+    split_wire_format,
+};
 pub use partitioner::{murmur2, partition_for};
 pub use topology::{
     DEFAULT_PARTITIONS, PARTITION_RECORD_TOPIC, TopicSpec, all_topics, ensure_all, ensure_topics, internal_topics, verify_partition_counts,
