@@ -45,6 +45,24 @@ pub fn id(field: &str, value: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
+/// Free text people type (an address line, a cancellation reason, a recipient): at most
+/// `max_chars` characters and, like an id, nothing invisible or steering in it.
+pub fn text(field: &str, value: &str, max_chars: usize) -> Result<(), InvalidField> {
+    let invalid = |message: String| Err(InvalidField { field: field.to_string(), message });
+    let chars = value.chars().count();
+    if chars > max_chars {
+        return invalid(format!("{field} must be at most {max_chars} characters, got {chars}"));
+    }
+    if let Some((position, c)) = value.chars().enumerate().find(|(_, c)| !readable(*c)) {
+        return invalid(format!(
+            "{field} must not contain control or invisible characters, found U+{:04X} at character {}",
+            u32::from(c),
+            position + 1
+        ));
+    }
+    Ok(())
+}
+
 fn readable(c: char) -> bool {
     use unicode_properties::{GeneralCategory as C, GeneralCategoryGroup, UnicodeGeneralCategory};
     c.general_category_group() != GeneralCategoryGroup::Other && !matches!(c.general_category(), C::LineSeparator | C::ParagraphSeparator)
@@ -107,6 +125,15 @@ mod tests {
             assert_eq!(error.field, "order_id");
             assert!(error.to_string().contains(reason), "{value:?}: {error}");
         }
+    }
+
+    #[test]
+    fn free_text_is_bounded_and_readable() {
+        assert_eq!(text("reason", "", 10), Ok(()));
+        assert_eq!(text("reason", "zu spät, danke", 20), Ok(()));
+        assert!(text("reason", "x".repeat(11).as_str(), 10).unwrap_err().to_string().contains("at most 10 characters, got 11"));
+        assert!(text("shipping_address.street", "Main\u{202e}1", 50).unwrap_err().to_string().contains("U+202E at character 5"));
+        assert!(text("recipient", "a@b\r\nBcc: x", 50).unwrap_err().to_string().contains("U+000D"));
     }
 
     #[test]

@@ -207,6 +207,8 @@ fn validate_recipient(channel: Channel, recipient: &str) -> Result<(), Rejection
     if chars == 0 || chars > MAX_RECIPIENT_CHARS {
         return Err(Rejection::Invalid(format!("recipient must be 1 to {MAX_RECIPIENT_CHARS} characters")));
     }
+    // A line break in a recipient is a header injection waiting for a mail or SMS gateway.
+    validate::text("recipient", recipient, MAX_RECIPIENT_CHARS).map_err(invalid)?;
     if channel == Channel::Email && !recipient.contains('@') {
         return Err(Rejection::Invalid("an EMAIL recipient must contain '@'".into()));
     }
@@ -272,6 +274,15 @@ mod tests {
     #[test]
     fn repeating_the_current_preferences_is_a_no_op() {
         given(&NotificationDecider, vec![preferences_set(Channel::Sms, "+4917012")]).when(set_preferences(Channel::Sms, "+4917012")).then(vec![]);
+    }
+
+    #[test]
+    fn a_recipient_with_a_line_break_or_an_escape_is_invalid() {
+        for bad in ["a@b.de\r\nBcc: all@x.de", "+49\u{1b}[2J", "a@\u{202e}b.de"] {
+            given(&NotificationDecider, vec![])
+                .when(set_preferences(Channel::Email, bad))
+                .then_invalid("recipient must not contain control or invisible characters");
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub const MAX_LINE_QUANTITY: i32 = 10_000;
 /// Most lines one order may have (one per SKU).
 pub const MAX_ORDER_LINES: usize = 100;
 pub const MAX_ADDRESS_FIELD_CHARS: usize = 256;
+/// Longest reason a customer may give for a cancellation.
+pub const MAX_CANCEL_REASON_CHARS: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderStatus {
@@ -116,6 +118,7 @@ impl Decider for OrderDecider {
                 }])
             }
             OrderCommand::CancelOrder { reason, .. } => {
+                validate::text("reason", reason.as_deref().unwrap_or_default(), MAX_CANCEL_REASON_CHARS).map_err(invalid)?;
                 let OrderState::Placed(order) = state else {
                     return Err(Rejection::Refused("order not found".into()));
                 };
@@ -340,6 +343,7 @@ fn validate_new_order(order_id: &str, customer_id: &str, lines: &[OrderLine], cu
         if value.trim().is_empty() || value.chars().count() > MAX_ADDRESS_FIELD_CHARS {
             return Err(invalid(format!("shipping_address.{field} must be non-empty and at most {MAX_ADDRESS_FIELD_CHARS} characters")));
         }
+        validate::text(&format!("shipping_address.{field}"), value, MAX_ADDRESS_FIELD_CHARS).map_err(invalid)?;
     }
     Ok(total_cents)
 }
@@ -615,6 +619,16 @@ mod tests {
         for currency in ["eur", "EU", "EURO", "", "E1R", "ÉUR", "EÜ"] {
             given(&OrderDecider, vec![]).when(place_with(|_, _, _, c, _| *c = currency.into())).then_invalid("currency");
         }
+    }
+
+    #[test]
+    fn address_lines_and_cancel_reasons_must_be_readable() {
+        given(&OrderDecider, vec![])
+            .when(place_address(|a| a.street = "Main\u{202e}1".into()))
+            .then_invalid("shipping_address.street must not contain");
+        given(&OrderDecider, vec![]).when(place_address(|a| a.name = "Ada\nBcc".into())).then_invalid("U+000A");
+        given(&OrderDecider, pending()).when(cancel(Some("\u{1b}[31m"))).then_invalid("reason must not contain");
+        given(&OrderDecider, pending()).when(cancel(Some(&"x".repeat(MAX_CANCEL_REASON_CHARS + 1)))).then_invalid("at most 500 characters");
     }
 
     #[test]
