@@ -27,40 +27,35 @@ impl From<InvalidField> for String {
 /// ids cannot be told apart on a screen, break logs and terminals, and PostgreSQL text cannot
 /// even hold a NUL.
 pub fn id(field: &str, value: &str) -> Result<(), InvalidField> {
-    let invalid = |message: String| Err(InvalidField { field: field.to_string(), message });
     let chars = value.chars().count();
     if !(1..=MAX_ID_CHARS).contains(&chars) {
-        return invalid(format!("{field} must be 1 to {MAX_ID_CHARS} characters, got {chars}"));
+        return Err(InvalidField { field: field.to_string(), message: format!("{field} must be 1 to {MAX_ID_CHARS} characters, got {chars}") });
     }
     if value.chars().all(char::is_whitespace) {
-        return invalid(format!("{field} must not be blank"));
+        return Err(InvalidField { field: field.to_string(), message: format!("{field} must not be blank") });
     }
-    if let Some((position, c)) = value.chars().enumerate().find(|(_, c)| !readable(*c)) {
-        return invalid(format!(
-            "{field} must not contain control or invisible characters, found U+{:04X} at character {}",
-            u32::from(c),
-            position + 1
-        ));
-    }
-    Ok(())
+    readable_text(field, value)
 }
 
 /// Free text people type (an address line, a cancellation reason, a recipient): at most
 /// `max_chars` characters and, like an id, nothing invisible or steering in it.
 pub fn text(field: &str, value: &str, max_chars: usize) -> Result<(), InvalidField> {
-    let invalid = |message: String| Err(InvalidField { field: field.to_string(), message });
     let chars = value.chars().count();
     if chars > max_chars {
-        return invalid(format!("{field} must be at most {max_chars} characters, got {chars}"));
+        return Err(InvalidField { field: field.to_string(), message: format!("{field} must be at most {max_chars} characters, got {chars}") });
     }
-    if let Some((position, c)) = value.chars().enumerate().find(|(_, c)| !readable(*c)) {
-        return invalid(format!(
-            "{field} must not contain control or invisible characters, found U+{:04X} at character {}",
-            u32::from(c),
-            position + 1
-        ));
+    readable_text(field, value)
+}
+
+/// The character rule ids and free text share, naming the first character that breaks it.
+fn readable_text(field: &str, value: &str) -> Result<(), InvalidField> {
+    match value.chars().enumerate().find(|(_, c)| !readable(*c)) {
+        None => Ok(()),
+        Some((position, c)) => Err(InvalidField {
+            field: field.to_string(),
+            message: format!("{field} must not contain control or invisible characters, found U+{:04X} at character {}", u32::from(c), position + 1),
+        }),
     }
-    Ok(())
 }
 
 fn readable(c: char) -> bool {
