@@ -48,70 +48,56 @@ pub struct Wait {
     pub loops: Vec<Loop>,
 }
 
-/// The path of one saga step: the other service's policy on `order.events`, its command
-/// processor, and order-svc's policy on that service's events.
-fn step_loops(
-    service: &'static str,
-    policy_group: &'static str,
-    commands: &'static str,
-    reply_group: &'static str,
-    events: &'static str,
-) -> Vec<Loop> {
-    vec![
-        Loop { group: policy_group, topic: "order.events" },
-        Loop { group: service_commands_group(service), topic: commands },
-        Loop { group: reply_group, topic: events },
-    ]
-}
-
-/// `<service>.commands`, the group of a service's command processor.
-fn service_commands_group(service: &'static str) -> &'static str {
-    match service {
-        "inventory-svc" => "inventory-svc.commands",
-        "payment-svc" => "payment-svc.commands",
-        "shipping-svc" => "shipping-svc.commands",
-        _ => "order-svc.commands",
-    }
+/// The service that acts in `step`, and the loops on the order's path through it: that
+/// service's policy on `order.events`, its command processor, and order-svc's policy on that
+/// service's events.
+fn step_path(step: SagaStep) -> (&'static str, Vec<Loop>) {
+    let (service, policy, commands_group, commands, reply, events) = match step {
+        SagaStep::Stock => (
+            "inventory-svc",
+            "inventory-svc.inventory-from-orders",
+            "inventory-svc.commands",
+            "stock.commands",
+            "order-svc.order-from-stock",
+            "stock.events",
+        ),
+        SagaStep::Payment => (
+            "payment-svc",
+            "payment-svc.payment-from-orders",
+            "payment-svc.commands",
+            "account.commands",
+            "order-svc.order-from-accounts",
+            "account.events",
+        ),
+        SagaStep::Shipment => (
+            "shipping-svc",
+            "shipping-svc.shipping-from-orders",
+            "shipping-svc.commands",
+            "shipment.commands",
+            "order-svc.order-from-shipments",
+            "shipment.events",
+        ),
+    };
+    let loops =
+        vec![Loop { group: policy, topic: "order.events" }, Loop { group: commands_group, topic: commands }, Loop { group: reply, topic: events }];
+    (service, loops)
 }
 
 /// Who an order in `status` waits on; `cancelling` when a cancellation was requested and
 /// shipping has not answered yet. `None` at the ends of the saga.
 pub fn waits(status: OrderStatus, cancelling: bool) -> Option<Wait> {
     if cancelling {
+        // The Shipment aggregate answers a cancellation request, along the shipping path.
+        let (service, loops) = step_path(SagaStep::Shipment);
         return Some(Wait {
-            service: "shipping-svc",
+            service,
             step: "answer the cancellation request (cancel the shipment or refuse: dispatched)".into(),
             saga_step: None,
-            loops: step_loops(
-                "shipping-svc",
-                "shipping-svc.shipping-from-orders",
-                "shipment.commands",
-                "order-svc.order-from-shipments",
-                "shipment.events",
-            ),
+            loops,
         });
     }
     if let Some(step) = waiting_on(status) {
-        let (service, loops) = match step {
-            SagaStep::Stock => (
-                "inventory-svc",
-                step_loops("inventory-svc", "inventory-svc.inventory-from-orders", "stock.commands", "order-svc.order-from-stock", "stock.events"),
-            ),
-            SagaStep::Payment => (
-                "payment-svc",
-                step_loops("payment-svc", "payment-svc.payment-from-orders", "account.commands", "order-svc.order-from-accounts", "account.events"),
-            ),
-            SagaStep::Shipment => (
-                "shipping-svc",
-                step_loops(
-                    "shipping-svc",
-                    "shipping-svc.shipping-from-orders",
-                    "shipment.commands",
-                    "order-svc.order-from-shipments",
-                    "shipment.events",
-                ),
-            ),
-        };
+        let (service, loops) = step_path(step);
         return Some(Wait { service, step: format!("waits for {}", awaited(step)), saga_step: Some(step), loops });
     }
     match status {
