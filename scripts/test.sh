@@ -18,7 +18,9 @@
 #
 # Before the build: `docker-compose config` of docker-compose.kafka.yml, alone and with the
 # 3-broker docker-compose.kafka-3.yml (scripts/lib/compose.sh; Docker itself cannot run here).
-# After them: a 20 s smoke of the k6 load test against the whole system (LOAD_SMOKE=0 skips it).
+# After them: a 20 s smoke of the k6 load test against the whole system (LOAD_SMOKE=0 skips it),
+# then schemathesis against every service's OpenAPI document on the whole system, about a
+# minute: no 5xx, every response as documented (scripts/api-fuzz.sh; API_FUZZ=0 skips it).
 # Before the tests: `cargo fmt --check` and `cargo clippy --workspace --all-targets -D warnings`
 # (NO_LINT=1 skips both).
 # Env: TEST_RUN_DIR (default run/test-<timestamp>), NO_INSTALL=1, NO_BUILD=1,
@@ -191,6 +193,29 @@ if [[ "${LOAD_SMOKE:-1}" == 1 ]]; then
     ((test_rc != 0)) || test_rc=1
   fi
 fi
+
+# ------------------------------------------------------------------------- API fuzz
+# The whole system as scripts/up.sh starts it (debug build, memory broker, its own run folder),
+# then scripts/api-fuzz.sh with its fixed seed. Stops the system whatever happened.
+api_fuzz() {
+  local dir="$TEST_RUN_DIR/api-fuzz" start rc=0
+  start=$(now_s)
+  RUN_DIR="$dir" KAFKA_PORT=$(free_port) REGISTRY_PORT=$(free_port) PROFILE=debug \
+    "$REPO_ROOT/scripts/up.sh" --memory --no-install --no-build || rc=$?
+  if ((rc == 0)); then
+    RUN_DIR="$dir" API_FUZZ_DIR="$dir/reports" "$REPO_ROOT/scripts/api-fuzz.sh" || rc=$?
+  fi
+  RUN_DIR="$dir" "$REPO_ROOT/scripts/down.sh" || true
+  local totals
+  totals=$(cat "$dir/reports/totals.txt" 2>/dev/null || echo "no totals")
+  if ((rc == 0)); then
+    summary+=("API fuzz (schemathesis: $totals): passed in $(fmt_duration $(($(now_s) - start)))")
+  else
+    summary+=("API fuzz (schemathesis: $totals): FAILED (reports under $dir/reports)")
+    ((test_rc != 0)) || test_rc=1
+  fi
+}
+if [[ "${API_FUZZ:-1}" == 1 ]]; then api_fuzz; fi
 
 for line in "${summary[@]}"; do log "[test] $line"; done
 log "cargo test exit code: $test_rc"

@@ -42,3 +42,28 @@ impl crate::CommandTarget for AccountCommand {
         self.into()
     }
 }
+
+impl crate::validate::Validate for AccountCommand {
+    fn validate(&self) -> Result<(), crate::validate::InvalidField> {
+        use crate::validate::{MAX_AMOUNT_CENTS, currency as iso_currency, id, within};
+        use AccountCommand::*;
+        match self {
+            DepositFunds { customer_id, amount_cents, currency } => {
+                id("customer_id", customer_id)?;
+                within("amount_cents", *amount_cents, 1..=MAX_AMOUNT_CENTS)?;
+                iso_currency(currency)
+            }
+            // Zero is a capture too: an order of free items.
+            CapturePayment { customer_id, order_id, amount_cents, currency } => {
+                id("customer_id", customer_id)?;
+                id("order_id", order_id)?;
+                within("amount_cents", *amount_cents, 0..=MAX_AMOUNT_CENTS)?;
+                iso_currency(currency)
+            }
+            RefundPayment { customer_id, order_id } => {
+                id("customer_id", customer_id)?;
+                id("order_id", order_id)
+            }
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //!   the branches of the `payload` union. Append new variants at the end only.
 //! * Commands are JSON objects tagged by `"type"` (what a user types into kcat), wrapped in a
 //!   [`CommandEnvelope`] that carries the optional `command_id`.
-//! * [`validate`] holds the field rules (ids, currency codes) every decider applies.
+//! * [`validate`] holds the stateless rules of commands (ids, text, codes, bounds) and
+//!   [`validate::Validate`], which every command type implements.
 //! * With the `openapi` feature, the contract types that appear in HTTP bodies and views
 //!   (`OrderLine`, `Address`, `Channel`) derive their utoipa `ToSchema`.
 //!
@@ -36,7 +37,7 @@ pub trait Stream: Send + Sync + 'static {
     /// The `.avsc` text of the event topic's value schema (subject `<events topic>-value`).
     const EVENT_SCHEMA: &'static str;
     type Event: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + EventType;
-    type Command: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + CommandTarget;
+    type Command: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + CommandTarget + validate::Validate;
 }
 
 /// The name of an event's payload variant, e.g. `OrderPlaced` (same as its Avro record name).

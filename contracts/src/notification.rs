@@ -93,3 +93,44 @@ impl crate::CommandTarget for NotificationCommand {
         self.into()
     }
 }
+
+impl crate::validate::Validate for NotificationCommand {
+    fn validate(&self) -> Result<(), crate::validate::InvalidField> {
+        use crate::validate::{
+            MAX_DELIVERY_ERROR_CHARS, MAX_MESSAGE_CHARS, MAX_RECIPIENT_CHARS, at_least, id, invalid, reported_text, required_text,
+        };
+        use NotificationCommand::*;
+        let ids = |customer_id: &str, order_id: &str| id("customer_id", customer_id).and_then(|()| id("order_id", order_id));
+        match self {
+            SetPreferences { customer_id, channel, recipient } => {
+                id("customer_id", customer_id)?;
+                // A line break in a recipient is a header injection waiting for a mail or SMS gateway.
+                required_text("recipient", recipient, MAX_RECIPIENT_CHARS)?;
+                if *channel == Channel::Email && !recipient.contains('@') {
+                    return Err(invalid("recipient", "an EMAIL recipient must contain '@'"));
+                }
+                Ok(())
+            }
+            // Line breaks are allowed: a message is a text of several lines.
+            SendNotification { customer_id, order_id, message, .. } => {
+                ids(customer_id, order_id)?;
+                reported_text("message", message, MAX_MESSAGE_CHARS)
+            }
+            RecordDeliveryFailure { customer_id, order_id, attempt, error, .. } => {
+                ids(customer_id, order_id)?;
+                at_least("attempt", *attempt, 1)?;
+                reported_text("error", error, MAX_DELIVERY_ERROR_CHARS)
+            }
+            RecordDelivered { customer_id, order_id, attempts, .. } => {
+                ids(customer_id, order_id)?;
+                at_least("attempts", *attempts, 1)
+            }
+            // 0 attempts: parked without one (e.g. by an operator).
+            ParkDelivery { customer_id, order_id, attempts, reason, .. } => {
+                ids(customer_id, order_id)?;
+                at_least("attempts", *attempts, 0)?;
+                reported_text("reason", reason, MAX_DELIVERY_ERROR_CHARS)
+            }
+        }
+    }
+}

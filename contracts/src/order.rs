@@ -152,3 +152,82 @@ impl crate::CommandTarget for OrderCommand {
         self.into()
     }
 }
+
+impl crate::validate::Validate for OrderCommand {
+    fn validate(&self) -> Result<(), crate::validate::InvalidField> {
+        use crate::CommandTarget;
+        use crate::validate::{MAX_CANCEL_REASON_CHARS, MAX_REPORTED_REASON_CHARS, id, text, within};
+        use OrderCommand::*;
+        id("order_id", self.aggregate_id())?;
+        match self {
+            PlaceOrder { customer_id, lines, currency, shipping_address, .. } => {
+                id("customer_id", customer_id)?;
+                validate_lines(lines)?;
+                crate::validate::currency(currency)?;
+                validate_address(shipping_address)
+            }
+            CancelOrder { reason, .. } => text("reason", reason.as_deref().unwrap_or_default(), MAX_CANCEL_REASON_CHARS),
+            RecordStockReserved { sku, quantity, .. } => {
+                id("sku", sku)?;
+                within("quantity", *quantity, 1..=crate::validate::MAX_LINE_QUANTITY)
+            }
+            // `available` is what stock had, which an oversold SKU may have below zero.
+            RecordStockRejected { sku, requested, .. } => {
+                id("sku", sku)?;
+                within("requested", *requested, 1..=crate::validate::MAX_LINE_QUANTITY)
+            }
+            // Zero is a capture too: an order of free items.
+            RecordPaymentCaptured { amount_cents, .. } => within("amount_cents", *amount_cents, 0..=crate::validate::MAX_AMOUNT_CENTS),
+            RecordPaymentDeclined { reason, .. } | RecordShipmentRejected { reason, .. } | RecordShipmentCancellationRefused { reason, .. } => {
+                text("reason", reason, MAX_REPORTED_REASON_CHARS)
+            }
+            RecordShipmentScheduled { carrier, tracking_number, .. } => {
+                id("carrier", carrier)?;
+                id("tracking_number", tracking_number)
+            }
+            TimeOutOrder { deadline_ms, .. } => match deadline_ms {
+                Some(deadline_ms) => crate::validate::at_least("deadline_ms", *deadline_ms, 0),
+                None => Ok(()),
+            },
+            RecordShipmentDispatched { .. } | RecordShipmentDelivered { .. } | RecordShipmentCancelled { .. } => Ok(()),
+        }
+    }
+}
+
+/// An order's lines: 1 to `MAX_ORDER_LINES`, one per SKU, each quantity within bounds, no
+/// negative price, and a total that stays within `MAX_AMOUNT_CENTS`.
+fn validate_lines(lines: &[OrderLine]) -> Result<(), crate::validate::InvalidField> {
+    use crate::validate::{MAX_AMOUNT_CENTS, MAX_LINE_QUANTITY, MAX_ORDER_LINES, at_least, count, id, invalid, within};
+    count("lines", lines.len(), 1..=MAX_ORDER_LINES)?;
+    let mut seen_skus = std::collections::HashSet::new();
+    let mut total_cents: i64 = 0;
+    for (i, line) in lines.iter().enumerate() {
+        id(&format!("lines[{i}].sku"), &line.sku)?;
+        within(&format!("lines[{i}].quantity"), line.quantity, 1..=MAX_LINE_QUANTITY)?;
+        at_least(&format!("lines[{i}].unit_price_cents"), line.unit_price_cents, 0)?;
+        if !seen_skus.insert(line.sku.as_str()) {
+            return Err(invalid(&format!("lines[{i}].sku"), format!("sku {} appears in more than one line", line.sku)));
+        }
+        total_cents = line
+            .unit_price_cents
+            .checked_mul(i64::from(line.quantity))
+            .and_then(|line_total| total_cents.checked_add(line_total))
+            .filter(|total| *total <= MAX_AMOUNT_CENTS)
+            .ok_or_else(|| invalid("lines", format!("the order total must be at most {MAX_AMOUNT_CENTS} cents")))?;
+    }
+    Ok(())
+}
+
+fn validate_address(address: &Address) -> Result<(), crate::validate::InvalidField> {
+    use crate::validate::{MAX_ADDRESS_FIELD_CHARS, country, required_text};
+    country("shipping_address.country", &address.country)?;
+    for (field, value) in [("name", &address.name), ("street", &address.street), ("city", &address.city), ("postal_code", &address.postal_code)] {
+        required_text(&format!("shipping_address.{field}"), value, MAX_ADDRESS_FIELD_CHARS)?;
+    }
+    Ok(())
+}
+
+/// The total of lines that passed [`Validate`](crate::validate::Validate): it fits `i64`.
+pub fn order_total_cents(lines: &[OrderLine]) -> i64 {
+    lines.iter().map(|line| line.unit_price_cents.saturating_mul(i64::from(line.quantity))).fold(0, i64::saturating_add)
+}

@@ -62,3 +62,30 @@ impl crate::CommandTarget for ShipmentCommand {
         self.into()
     }
 }
+
+impl crate::validate::Validate for ShipmentCommand {
+    fn validate(&self) -> Result<(), crate::validate::InvalidField> {
+        use crate::validate::{MAX_COUNTRY_CHARS, MAX_LINE_QUANTITY, MAX_ORDER_LINES, count, id, text, within};
+        use ShipmentCommand::*;
+        match self {
+            // The country is checked against the served ones by the decider: one not served is
+            // a `ShipmentRejected`, an outcome the order hears of, not a malformed command.
+            ScheduleShipment { order_id, customer_id, destination_country, lines } => {
+                id("order_id", order_id)?;
+                id("customer_id", customer_id)?;
+                text("destination_country", destination_country, MAX_COUNTRY_CHARS)?;
+                count("lines", lines.len(), 1..=MAX_ORDER_LINES)?;
+                for (i, line) in lines.iter().enumerate() {
+                    id(&format!("lines[{i}].sku"), &line.sku)?;
+                    within(&format!("lines[{i}].quantity"), line.quantity, 1..=MAX_LINE_QUANTITY)?;
+                }
+                Ok(())
+            }
+            CancelShipment { order_id, customer_id } => {
+                id("order_id", order_id)?;
+                customer_id.as_deref().map_or(Ok(()), |customer_id| id("customer_id", customer_id))
+            }
+            DispatchShipment { order_id } | ConfirmDelivery { order_id } => id("order_id", order_id),
+        }
+    }
+}

@@ -35,3 +35,26 @@ impl crate::CommandTarget for StockCommand {
         self.into()
     }
 }
+
+impl crate::validate::Validate for StockCommand {
+    fn validate(&self) -> Result<(), crate::validate::InvalidField> {
+        use crate::validate::{MAX_LINE_QUANTITY, MAX_RESTOCK_QUANTITY, id, within};
+        use StockCommand::*;
+        match self {
+            RestockItem { sku, quantity } => {
+                id("sku", sku)?;
+                within("quantity", *quantity, 1..=MAX_RESTOCK_QUANTITY)
+            }
+            // A reservation is for one order line.
+            ReserveStock { sku, order_id, quantity } => {
+                id("sku", sku)?;
+                id("order_id", order_id)?;
+                within("quantity", *quantity, 1..=MAX_LINE_QUANTITY)
+            }
+            ReleaseStock { sku, order_id } | ShipStock { sku, order_id } => {
+                id("sku", sku)?;
+                id("order_id", order_id)
+            }
+        }
+    }
+}

@@ -4,13 +4,13 @@
 //! first consumes the reservation and the other changes nothing, so one reservation is never
 //! both returned to stock and taken out of it.
 use contracts::stock::{Stock, StockCommand, StockEvent};
-use contracts::validate::{self, InvalidField};
+use contracts::validate::{InvalidField, Validate};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeMap;
 
-/// The id rule is the contract's, shared by every decider.
-pub use contracts::validate::MAX_ID_CHARS;
-pub const MAX_RESTOCK_QUANTITY: i32 = 1_000_000;
+/// The stateless rules are the contract's (`StockCommand::validate`), shared with the HTTP
+/// write path and the command processor.
+pub use contracts::validate::{MAX_ID_CHARS, MAX_RESTOCK_QUANTITY};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReservationStatus {
@@ -66,20 +66,10 @@ impl Decider for StockDecider {
     type State = StockState;
 
     fn decide(&self, state: &StockState, command: &StockCommand) -> Result<Vec<StockEvent>, Rejection> {
+        command.validate().map_err(invalid)?;
         match command {
-            StockCommand::RestockItem { sku, quantity } => {
-                validate::id("sku", sku).map_err(invalid)?;
-                if !(1..=MAX_RESTOCK_QUANTITY).contains(quantity) {
-                    return Err(Rejection::Invalid(format!("quantity {quantity} is outside 1..={MAX_RESTOCK_QUANTITY}")));
-                }
-                Ok(vec![StockEvent::StockRestocked { quantity: *quantity }])
-            }
-            StockCommand::ReserveStock { sku, order_id, quantity } => {
-                validate::id("sku", sku).map_err(invalid)?;
-                validate::id("order_id", order_id).map_err(invalid)?;
-                if *quantity < 1 {
-                    return Err(Rejection::Invalid(format!("quantity {quantity} must be at least 1")));
-                }
+            StockCommand::RestockItem { quantity, .. } => Ok(vec![StockEvent::StockRestocked { quantity: *quantity }]),
+            StockCommand::ReserveStock { order_id, quantity, .. } => {
                 // At most one reservation per order and sku, whatever became of it.
                 if state.reservations.contains_key(order_id) {
                     return Ok(vec![]);
@@ -96,24 +86,18 @@ impl Decider for StockDecider {
                     }])
                 }
             }
-            StockCommand::ReleaseStock { sku, order_id } => {
-                validate_reservation_ids(sku, order_id)?;
-                Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-                    Some(reservation) => {
-                        vec![StockEvent::StockReleased { order_id: order_id.clone(), quantity: reservation.quantity }]
-                    }
-                    None => vec![],
-                })
-            }
-            StockCommand::ShipStock { sku, order_id } => {
-                validate_reservation_ids(sku, order_id)?;
-                Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-                    Some(reservation) => {
-                        vec![StockEvent::StockShipped { order_id: order_id.clone(), quantity: reservation.quantity }]
-                    }
-                    None => vec![],
-                })
-            }
+            StockCommand::ReleaseStock { order_id, .. } => Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
+                Some(reservation) => {
+                    vec![StockEvent::StockReleased { order_id: order_id.clone(), quantity: reservation.quantity }]
+                }
+                None => vec![],
+            }),
+            StockCommand::ShipStock { order_id, .. } => Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
+                Some(reservation) => {
+                    vec![StockEvent::StockShipped { order_id: order_id.clone(), quantity: reservation.quantity }]
+                }
+                None => vec![],
+            }),
         }
     }
 
@@ -142,11 +126,6 @@ impl Decider for StockDecider {
         }
         state
     }
-}
-
-fn validate_reservation_ids(sku: &str, order_id: &str) -> Result<(), Rejection> {
-    validate::id("sku", sku).map_err(invalid)?;
-    validate::id("order_id", order_id).map_err(invalid)
 }
 
 fn invalid(error: InvalidField) -> Rejection {
@@ -270,7 +249,7 @@ mod tests {
 
     #[test]
     fn reserve_rejects_malformed_commands() {
-        for quantity in [0, -1] {
+        for quantity in [0, -1, contracts::validate::MAX_LINE_QUANTITY + 1] {
             given(&StockDecider, ten_with_three_reserved()).when(reserve("o2", quantity)).then_invalid("quantity");
         }
         given(&StockDecider, vec![]).when(reserve("", 1)).then_invalid("order_id");
@@ -402,7 +381,8 @@ mod tests {
     #[test]
     fn reserve_works_when_stock_exceeds_the_i32_range() {
         let history = vec![restocked(MAX_RESTOCK_QUANTITY); 3000];
-        given(&StockDecider, history).when(reserve("o1", i32::MAX)).then(vec![reserved("o1", i32::MAX)]);
+        let most = contracts::validate::MAX_LINE_QUANTITY;
+        given(&StockDecider, history).when(reserve("o1", most)).then(vec![reserved("o1", most)]);
     }
 
     #[test]

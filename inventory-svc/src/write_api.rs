@@ -16,7 +16,7 @@ pub fn api() -> ApiRoutes {
 struct RestockRequest {
     /// Optional; an id of your own makes a retried request one command.
     command_id: Option<String>,
-    /// Units added to on-hand stock; the decider refuses non-positive quantities.
+    /// Units added to on-hand stock, 1 to 1,000,000 (anything else is a 400).
     quantity: i32,
 }
 

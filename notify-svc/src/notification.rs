@@ -3,13 +3,13 @@
 //! (failed attempts, delivered, parked). The delivery outcomes are the delivery's checkpoint:
 //! what the log says was delivered or parked is never sent again.
 use contracts::notification::{Channel, Notification, NotificationCommand, NotificationEvent, NotificationKind};
-use contracts::validate::{self, InvalidField};
+use contracts::validate::{InvalidField, Validate};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeMap;
 
-const MAX_RECIPIENT_CHARS: usize = 256;
-/// Longest error text a delivery outcome keeps (the delivery shortens longer ones).
-pub const MAX_DELIVERY_ERROR_CHARS: usize = 1024;
+/// Longest error text a delivery outcome keeps (the delivery shortens longer ones): the
+/// contract's rule.
+pub use contracts::validate::MAX_DELIVERY_ERROR_CHARS;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotificationDecider;
@@ -58,10 +58,11 @@ impl Decider for NotificationDecider {
     type State = NotificationState;
 
     fn decide(&self, state: &NotificationState, command: &NotificationCommand) -> Result<Vec<NotificationEvent>, Rejection> {
+        // The stateless rules are the contract's, shared with the HTTP write path and the
+        // command processor.
+        command.validate().map_err(invalid)?;
         match command {
-            NotificationCommand::SetPreferences { customer_id, channel, recipient } => {
-                validate::id("customer_id", customer_id).map_err(invalid)?;
-                validate_recipient(*channel, recipient)?;
+            NotificationCommand::SetPreferences { channel, recipient, .. } => {
                 let wanted = Preferences { channel: *channel, recipient: recipient.clone() };
                 // Repeating the preferences already chosen changes nothing.
                 if state.preferences.as_ref() == Some(&wanted) {
@@ -70,11 +71,6 @@ impl Decider for NotificationDecider {
                 Ok(vec![NotificationEvent::PreferencesSet { channel: *channel, recipient: recipient.clone() }])
             }
             NotificationCommand::SendNotification { customer_id, order_id, kind, message } => {
-                validate::id("customer_id", customer_id).map_err(invalid)?;
-                validate::id("order_id", order_id).map_err(invalid)?;
-                if message.trim().is_empty() {
-                    return Err(Rejection::Invalid("message must not be empty".into()));
-                }
                 if state.sent.contains_key(&(order_id.clone(), *kind)) {
                     return Ok(vec![]);
                 }
@@ -88,9 +84,6 @@ impl Decider for NotificationDecider {
                 }])
             }
             NotificationCommand::RecordDeliveryFailure { customer_id, order_id, kind, attempt, error } => {
-                validate_ids(customer_id, order_id)?;
-                validate_attempts("attempt", *attempt)?;
-                validate_error_text("error", error)?;
                 let status = delivery_of(state, customer_id, order_id, *kind)?;
                 // A failure reported after the outcome, or again (a redelivered command), changes nothing.
                 if status.outcome != DeliveryOutcome::Pending || *attempt <= status.attempts {
@@ -104,8 +97,6 @@ impl Decider for NotificationDecider {
                 }])
             }
             NotificationCommand::RecordDelivered { customer_id, order_id, kind, attempts } => {
-                validate_ids(customer_id, order_id)?;
-                validate_attempts("attempts", *attempts)?;
                 let status = delivery_of(state, customer_id, order_id, *kind)?;
                 match status.outcome {
                     DeliveryOutcome::Delivered => Ok(vec![]),
@@ -120,12 +111,6 @@ impl Decider for NotificationDecider {
                 }
             }
             NotificationCommand::ParkDelivery { customer_id, order_id, kind, attempts, reason } => {
-                validate_ids(customer_id, order_id)?;
-                // 0: parked without an attempt (e.g. by an operator).
-                if *attempts < 0 {
-                    return Err(Rejection::Invalid("attempts must not be negative".into()));
-                }
-                validate_error_text("reason", reason)?;
                 let status = delivery_of(state, customer_id, order_id, *kind)?;
                 match status.outcome {
                     DeliveryOutcome::Parked => Ok(vec![]),
@@ -174,45 +159,12 @@ fn kind_name(kind: NotificationKind) -> &'static str {
     kind.into()
 }
 
-fn validate_ids(customer_id: &str, order_id: &str) -> Result<(), Rejection> {
-    validate::id("customer_id", customer_id).map_err(invalid)?;
-    validate::id("order_id", order_id).map_err(invalid)
-}
-
 /// The delivery a delivery-outcome command is about: it must name a notification that was sent.
 fn delivery_of<'s>(state: &'s NotificationState, customer_id: &str, order_id: &str, kind: NotificationKind) -> Result<&'s DeliveryStatus, Rejection> {
     state
         .sent
         .get(&(order_id.to_string(), kind))
         .ok_or_else(|| Rejection::Refused(format!("no {} notification of order {order_id} was sent to customer {customer_id}", kind_name(kind))))
-}
-
-fn validate_attempts(field: &str, attempts: i64) -> Result<(), Rejection> {
-    if attempts < 1 {
-        return Err(Rejection::Invalid(format!("{field} must be at least 1")));
-    }
-    Ok(())
-}
-
-fn validate_error_text(field: &str, text: &str) -> Result<(), Rejection> {
-    let chars = text.chars().count();
-    if text.trim().is_empty() || chars > MAX_DELIVERY_ERROR_CHARS {
-        return Err(Rejection::Invalid(format!("{field} must be 1 to {MAX_DELIVERY_ERROR_CHARS} characters")));
-    }
-    Ok(())
-}
-
-fn validate_recipient(channel: Channel, recipient: &str) -> Result<(), Rejection> {
-    let chars = recipient.chars().count();
-    if chars == 0 || chars > MAX_RECIPIENT_CHARS {
-        return Err(Rejection::Invalid(format!("recipient must be 1 to {MAX_RECIPIENT_CHARS} characters")));
-    }
-    // A line break in a recipient is a header injection waiting for a mail or SMS gateway.
-    validate::text("recipient", recipient, MAX_RECIPIENT_CHARS).map_err(invalid)?;
-    if channel == Channel::Email && !recipient.contains('@') {
-        return Err(Rejection::Invalid("an EMAIL recipient must contain '@'".into()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -453,7 +405,7 @@ mod tests {
         given(&NotificationDecider, vec![confirmed_sent()]).when(failure(1, " ")).then_invalid("error must be 1 to 1024");
         given(&NotificationDecider, vec![confirmed_sent()]).when(failure(1, &"x".repeat(1025))).then_invalid("error must be 1 to 1024");
         given(&NotificationDecider, vec![confirmed_sent()]).when(delivered_command(0)).then_invalid("attempts must be at least 1");
-        given(&NotificationDecider, vec![confirmed_sent()]).when(park(-1, "HTTP 500")).then_invalid("must not be negative");
+        given(&NotificationDecider, vec![confirmed_sent()]).when(park(-1, "HTTP 500")).then_invalid("attempts must be at least 0, got -1");
         given(&NotificationDecider, vec![confirmed_sent()]).when(park(1, "")).then_invalid("reason must be 1 to 1024");
         let no_customer = NotificationCommand::RecordDelivered { customer_id: String::new(), order_id: "o-1".into(), kind: KIND, attempts: 1 };
         given(&NotificationDecider, vec![confirmed_sent()]).when(no_customer).then_invalid("customer_id");

@@ -1,23 +1,16 @@
 //! The Order aggregate (key `order_id`) as a pure decider: it validates orders, then follows the
 //! saga by recording what stock, payment and shipping report back.
-mod iso_countries;
-
 use crate::deadlines;
-use contracts::order::{Address, CancellationReason, Order, OrderCommand, OrderEvent, OrderLine, SagaStep};
-use contracts::validate;
+use contracts::order::{Address, CancellationReason, Order, OrderCommand, OrderEvent, OrderLine, SagaStep, order_total_cents};
+use contracts::validate::{InvalidField, Validate};
 use runtime::{Decider, Rejection};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
-/// The id rule is the contract's, shared by every decider.
-pub use contracts::validate::MAX_ID_CHARS;
-pub use iso_countries::is_assigned_alpha2;
-
-pub const MAX_LINE_QUANTITY: i32 = 10_000;
-/// Most lines one order may have (one per SKU).
-pub const MAX_ORDER_LINES: usize = 100;
-pub const MAX_ADDRESS_FIELD_CHARS: usize = 256;
-/// Longest reason a customer may give for a cancellation.
-pub const MAX_CANCEL_REASON_CHARS: usize = 500;
+/// The stateless rules are the contract's (`OrderCommand::validate`), shared with the HTTP
+/// write path and the command processor.
+pub use contracts::validate::{
+    MAX_ADDRESS_FIELD_CHARS, MAX_CANCEL_REASON_CHARS, MAX_ID_CHARS, MAX_LINE_QUANTITY, MAX_ORDER_LINES, is_assigned_alpha2,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderStatus {
@@ -103,9 +96,10 @@ impl Decider for OrderDecider {
     type State = OrderState;
 
     fn decide(&self, state: &OrderState, command: &OrderCommand) -> Result<Vec<OrderEvent>, Rejection> {
+        command.validate().map_err(invalid)?;
         match command {
-            OrderCommand::PlaceOrder { order_id, customer_id, lines, currency, shipping_address } => {
-                let total_cents = validate_new_order(order_id, customer_id, lines, currency, shipping_address)?;
+            OrderCommand::PlaceOrder { customer_id, lines, currency, shipping_address, .. } => {
+                let total_cents = order_total_cents(lines);
                 if let OrderState::Placed(_) = state {
                     return Err(Rejection::Refused("order already exists".into()));
                 }
@@ -118,7 +112,6 @@ impl Decider for OrderDecider {
                 }])
             }
             OrderCommand::CancelOrder { reason, .. } => {
-                validate::text("reason", reason.as_deref().unwrap_or_default(), MAX_CANCEL_REASON_CHARS).map_err(invalid)?;
                 let OrderState::Placed(order) = state else {
                     return Err(Rejection::Refused("order not found".into()));
                 };
@@ -135,8 +128,7 @@ impl Decider for OrderDecider {
                     }
                 }
             }
-            OrderCommand::TimeOutOrder { order_id, step, deadline_ms } => {
-                validate::id("order_id", order_id).map_err(invalid)?;
+            OrderCommand::TimeOutOrder { step, deadline_ms, .. } => {
                 let OrderState::Placed(order) = state else {
                     return Err(Rejection::Refused("order not found".into()));
                 };
@@ -306,50 +298,8 @@ impl PlacedOrder {
     }
 }
 
-/// Checks a new order and returns its total in cents.
-fn validate_new_order(order_id: &str, customer_id: &str, lines: &[OrderLine], currency: &str, address: &Address) -> Result<i64, Rejection> {
-    validate::id("order_id", order_id).map_err(invalid)?;
-    validate::id("customer_id", customer_id).map_err(invalid)?;
-    if lines.is_empty() {
-        return Err(invalid("an order needs at least one line"));
-    }
-    if lines.len() > MAX_ORDER_LINES {
-        return Err(invalid(format!("an order has at most {MAX_ORDER_LINES} lines, got {}", lines.len())));
-    }
-    let mut seen_skus = HashSet::new();
-    let mut total_cents: i64 = 0;
-    for line in lines {
-        validate::id("sku", &line.sku).map_err(invalid)?;
-        if !(1..=MAX_LINE_QUANTITY).contains(&line.quantity) {
-            return Err(invalid(format!("sku {}: quantity {} is outside 1..={MAX_LINE_QUANTITY}", line.sku, line.quantity)));
-        }
-        if line.unit_price_cents < 0 {
-            return Err(invalid(format!("sku {}: unit_price_cents must not be negative", line.sku)));
-        }
-        if !seen_skus.insert(line.sku.as_str()) {
-            return Err(invalid(format!("sku {} appears in more than one line", line.sku)));
-        }
-        total_cents = line
-            .unit_price_cents
-            .checked_mul(i64::from(line.quantity))
-            .and_then(|line_total| total_cents.checked_add(line_total))
-            .ok_or_else(|| invalid("order total is too large"))?;
-    }
-    validate::currency(currency).map_err(invalid)?;
-    if !is_assigned_alpha2(&address.country) {
-        return Err(invalid(format!("country {:?} is not an ISO 3166-1 alpha-2 code", address.country)));
-    }
-    for (field, value) in [("name", &address.name), ("street", &address.street), ("city", &address.city), ("postal_code", &address.postal_code)] {
-        if value.trim().is_empty() || value.chars().count() > MAX_ADDRESS_FIELD_CHARS {
-            return Err(invalid(format!("shipping_address.{field} must be non-empty and at most {MAX_ADDRESS_FIELD_CHARS} characters")));
-        }
-        validate::text(&format!("shipping_address.{field}"), value, MAX_ADDRESS_FIELD_CHARS).map_err(invalid)?;
-    }
-    Ok(total_cents)
-}
-
-fn invalid(reason: impl Into<String>) -> Rejection {
-    Rejection::Invalid(reason.into())
+fn invalid(error: InvalidField) -> Rejection {
+    Rejection::Invalid(error.to_string())
 }
 
 #[cfg(test)]
@@ -563,18 +513,18 @@ mod tests {
 
     #[test]
     fn place_order_checks_validity_before_existence() {
-        given(&OrderDecider, pending()).when(place_lines(vec![])).then_invalid("at least one line");
+        given(&OrderDecider, pending()).when(place_lines(vec![])).then_invalid("lines must hold 1 to 100 items, got 0");
     }
 
     #[test]
     fn place_order_needs_at_least_one_line() {
-        given(&OrderDecider, vec![]).when(place_lines(vec![])).then_invalid("at least one line");
+        given(&OrderDecider, vec![]).when(place_lines(vec![])).then_invalid("lines must hold 1 to 100 items, got 0");
     }
 
     #[test]
     fn place_order_takes_at_most_100_lines() {
         let lines = |n: usize| (0..n).map(|i| line(&format!("SKU-{i}"), 1, 100)).collect::<Vec<_>>();
-        given(&OrderDecider, vec![]).when(place_lines(lines(MAX_ORDER_LINES + 1))).then_invalid("at most 100 lines, got 101");
+        given(&OrderDecider, vec![]).when(place_lines(lines(MAX_ORDER_LINES + 1))).then_invalid("lines must hold 1 to 100 items, got 101");
         assert!(OrderDecider.decide(&OrderState::NotPlaced, &place_lines(lines(MAX_ORDER_LINES))).is_ok());
     }
 

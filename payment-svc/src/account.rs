@@ -1,12 +1,13 @@
 //! The Account aggregate (key `customer_id`) as a pure decider: deposits, payment captures
 //! for orders, and refunds of captured payments.
 use contracts::account::{Account, AccountCommand, AccountEvent, DeclineReason};
-use contracts::validate::{self, InvalidField};
+use contracts::validate::{InvalidField, Validate};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeMap;
 
-/// Largest single deposit; bounds the balance far below `i64::MAX` in practice.
-pub const MAX_DEPOSIT_CENTS: i64 = 1_000_000_000_000;
+/// Largest single deposit (the contract's bound on every amount); bounds the balance far
+/// below `i64::MAX` in practice.
+pub use contracts::validate::MAX_AMOUNT_CENTS as MAX_DEPOSIT_CENTS;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccountDecider;
@@ -46,12 +47,13 @@ impl Decider for AccountDecider {
     type State = AccountState;
 
     fn decide(&self, state: &AccountState, command: &AccountCommand) -> Result<Vec<AccountEvent>, Rejection> {
+        // The stateless rules are the contract's, shared with the HTTP write path and the
+        // command processor.
+        command.validate().map_err(invalid)?;
         match command {
-            AccountCommand::DepositFunds { customer_id, amount_cents, currency } => deposit(state, customer_id, *amount_cents, currency),
-            AccountCommand::CapturePayment { customer_id, order_id, amount_cents, currency } => {
-                capture(state, customer_id, order_id, *amount_cents, currency)
-            }
-            AccountCommand::RefundPayment { customer_id, order_id } => refund(state, customer_id, order_id),
+            AccountCommand::DepositFunds { amount_cents, currency, .. } => deposit(state, *amount_cents, currency),
+            AccountCommand::CapturePayment { order_id, amount_cents, currency, .. } => capture(state, order_id, *amount_cents, currency),
+            AccountCommand::RefundPayment { order_id, .. } => refund(state, order_id),
         }
     }
 
@@ -85,12 +87,7 @@ impl Decider for AccountDecider {
     }
 }
 
-fn deposit(state: &AccountState, customer_id: &str, amount_cents: i64, currency: &str) -> Result<Vec<AccountEvent>, Rejection> {
-    validate::id("customer_id", customer_id).map_err(invalid)?;
-    if !(1..=MAX_DEPOSIT_CENTS).contains(&amount_cents) {
-        return Err(Rejection::Invalid(format!("amount_cents must be between 1 and {MAX_DEPOSIT_CENTS}")));
-    }
-    validate::currency(currency).map_err(invalid)?;
+fn deposit(state: &AccountState, amount_cents: i64, currency: &str) -> Result<Vec<AccountEvent>, Rejection> {
     if let Some(account_currency) = &state.currency
         && account_currency != currency
     {
@@ -102,13 +99,7 @@ fn deposit(state: &AccountState, customer_id: &str, amount_cents: i64, currency:
     Ok(vec![AccountEvent::FundsDeposited { amount_cents, currency: currency.to_string() }])
 }
 
-fn capture(state: &AccountState, customer_id: &str, order_id: &str, amount_cents: i64, currency: &str) -> Result<Vec<AccountEvent>, Rejection> {
-    validate::id("customer_id", customer_id).map_err(invalid)?;
-    validate::id("order_id", order_id).map_err(invalid)?;
-    if amount_cents < 0 {
-        return Err(Rejection::Invalid("amount_cents must not be negative".into()));
-    }
-    validate::currency(currency).map_err(invalid)?;
+fn capture(state: &AccountState, order_id: &str, amount_cents: i64, currency: &str) -> Result<Vec<AccountEvent>, Rejection> {
     // At most one payment per order: a redelivered or repeated capture changes nothing.
     if state.payments.contains_key(order_id) {
         return Ok(vec![]);
@@ -122,9 +113,7 @@ fn capture(state: &AccountState, customer_id: &str, order_id: &str, amount_cents
     }
 }
 
-fn refund(state: &AccountState, customer_id: &str, order_id: &str) -> Result<Vec<AccountEvent>, Rejection> {
-    validate::id("customer_id", customer_id).map_err(invalid)?;
-    validate::id("order_id", order_id).map_err(invalid)?;
+fn refund(state: &AccountState, order_id: &str) -> Result<Vec<AccountEvent>, Rejection> {
     match state.payments.get(order_id) {
         Some(Payment { amount_cents, currency: Some(currency), status: PaymentStatus::Captured }) => {
             Ok(vec![AccountEvent::PaymentRefunded { order_id: order_id.to_string(), amount_cents: *amount_cents, currency: currency.clone() }])

@@ -13,3 +13,20 @@ k6_bin() {
     command -v k6
   fi
 }
+
+# The schemathesis release scripts/api-fuzz.sh is written for (its CLI changed a lot between
+# 3.x and 4.x); scripts/install.sh installs exactly this one.
+SCHEMATHESIS_VERSION=4.32.5
+
+# schemathesis_bin  path of schemathesis $SCHEMATHESIS_VERSION, or nothing (also when only
+# another version is installed).
+schemathesis_bin() {
+  local cand
+  for cand in "$TOOLS_DIR/bin/schemathesis" "$(command -v schemathesis 2>/dev/null)"; do
+    [[ -n "$cand" && -x "$cand" ]] || continue
+    if [[ "$("$cand" --version 2>/dev/null)" == *"version $SCHEMATHESIS_VERSION" ]]; then
+      echo "$cand"
+      return 0
+    fi
+  done
+}

@@ -7,7 +7,7 @@
 //! `ShipmentCancellationRefused`. Exactly one of the two happens to a shipment, so the order is
 //! either cancelled (refund, stock released) or shipped (stock shipped), never both.
 use contracts::shipment::{Shipment, ShipmentCommand, ShipmentEvent, ShipmentLine};
-use contracts::validate::{self, InvalidField};
+use contracts::validate::{InvalidField, Validate};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeSet;
 use uuid::Uuid;
@@ -92,13 +92,15 @@ impl Decider for ShipmentDecider {
     type State = ShipmentState;
 
     fn decide(&self, state: &ShipmentState, command: &ShipmentCommand) -> Result<Vec<ShipmentEvent>, Rejection> {
+        // The stateless rules are the contract's, shared with the HTTP write path and the
+        // command processor.
+        command.validate().map_err(invalid)?;
         match command {
             ShipmentCommand::ScheduleShipment { order_id, customer_id, destination_country, lines } => {
                 self.schedule(state, order_id, customer_id, destination_country, lines)
             }
-            ShipmentCommand::CancelShipment { order_id, customer_id } => self.cancel(state, order_id, customer_id.as_deref()),
-            ShipmentCommand::DispatchShipment { order_id } => {
-                validate::id("order_id", order_id).map_err(invalid)?;
+            ShipmentCommand::CancelShipment { customer_id, .. } => self.cancel(state, customer_id.as_deref()),
+            ShipmentCommand::DispatchShipment { .. } => {
                 let shipment = state.shipment.as_ref().ok_or_else(|| refused("no shipment for this order"))?;
                 match shipment.status {
                     ShipmentStatus::Scheduled => {
@@ -109,16 +111,13 @@ impl Decider for ShipmentDecider {
                     ShipmentStatus::Dispatched | ShipmentStatus::Delivered => Err(refused("shipment already dispatched")),
                 }
             }
-            ShipmentCommand::ConfirmDelivery { order_id } => {
-                validate::id("order_id", order_id).map_err(invalid)?;
-                match &state.shipment {
-                    Some(shipment) if shipment.status == ShipmentStatus::Dispatched => {
-                        Ok(vec![ShipmentEvent::ShipmentDelivered { customer_id: shipment.customer_id.clone() }])
-                    }
-                    Some(shipment) if shipment.status == ShipmentStatus::Delivered => Err(refused("shipment already delivered")),
-                    _ => Err(refused("shipment has not been dispatched")),
+            ShipmentCommand::ConfirmDelivery { .. } => match &state.shipment {
+                Some(shipment) if shipment.status == ShipmentStatus::Dispatched => {
+                    Ok(vec![ShipmentEvent::ShipmentDelivered { customer_id: shipment.customer_id.clone() }])
                 }
-            }
+                Some(shipment) if shipment.status == ShipmentStatus::Delivered => Err(refused("shipment already delivered")),
+                _ => Err(refused("shipment has not been dispatched")),
+            },
         }
     }
 
@@ -141,11 +140,7 @@ impl Decider for ShipmentDecider {
 }
 
 impl ShipmentDecider {
-    fn cancel(&self, state: &ShipmentState, order_id: &str, customer_id: Option<&str>) -> Result<Vec<ShipmentEvent>, Rejection> {
-        validate::id("order_id", order_id).map_err(invalid)?;
-        if let Some(customer_id) = customer_id {
-            validate::id("customer_id", customer_id).map_err(invalid)?;
-        }
+    fn cancel(&self, state: &ShipmentState, customer_id: Option<&str>) -> Result<Vec<ShipmentEvent>, Rejection> {
         let Some(shipment) = &state.shipment else {
             // Not scheduled yet. A cancel that names the customer (a paid order's request) takes
             // the shipment's place, so a ScheduleShipment arriving later finds one and changes
@@ -174,14 +169,6 @@ impl ShipmentDecider {
         destination_country: &str,
         lines: &[ShipmentLine],
     ) -> Result<Vec<ShipmentEvent>, Rejection> {
-        validate::id("order_id", order_id).map_err(invalid)?;
-        validate::id("customer_id", customer_id).map_err(invalid)?;
-        if lines.is_empty() {
-            return Err(Rejection::Invalid("a shipment needs at least one line".into()));
-        }
-        if let Some(line) = lines.iter().find(|line| line.quantity < 1 || line.sku.is_empty()) {
-            return Err(Rejection::Invalid(format!("line {:?} needs a sku and a positive quantity", line.sku)));
-        }
         // One shipment per order, whatever became of it: a repeated request changes nothing.
         if state.shipment.is_some() {
             return Ok(vec![]);
@@ -359,13 +346,13 @@ mod tests {
         given(&ShipmentDecider::default(), vec![]).when(with("", "c-1", lines())).then_invalid("order_id");
         given(&ShipmentDecider::default(), vec![]).when(with(&"o".repeat(129), "c-1", lines())).then_invalid("order_id");
         given(&ShipmentDecider::default(), vec![]).when(with(ORDER, "", lines())).then_invalid("customer_id");
-        given(&ShipmentDecider::default(), vec![]).when(with(ORDER, "c-1", vec![])).then_invalid("at least one line");
+        given(&ShipmentDecider::default(), vec![]).when(with(ORDER, "c-1", vec![])).then_invalid("lines must hold 1 to 100 items, got 0");
         given(&ShipmentDecider::default(), vec![])
             .when(with(ORDER, "c-1", vec![ShipmentLine { sku: "s".into(), quantity: 0 }]))
-            .then_invalid("positive quantity");
+            .then_invalid("lines[0].quantity must be between 1 and 10000, got 0");
         given(&ShipmentDecider::default(), vec![])
             .when(with(ORDER, "c-1", vec![ShipmentLine { sku: String::new(), quantity: 1 }]))
-            .then_invalid("needs a sku");
+            .then_invalid("lines[0].sku must be 1 to 128 characters, got 0");
     }
 
     // CancelShipment

@@ -48,6 +48,7 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
+pub mod hostile;
 pub mod infra;
 pub mod otlp;
 

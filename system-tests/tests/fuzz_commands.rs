@@ -1,138 +1,24 @@
 //! Generated hostile commands through every service's command path, as the command processor
-//! takes them: bytes → the JSON command (an error is a dead letter) → the aggregate id rule →
-//! `decide` against a fresh aggregate and against one with a history. 10,000 per service
-//! (`FUZZ_CASES` for more), built by mutating valid commands: fields replaced by other JSON
-//! (strings with control, format and astral characters, huge and negative numbers, floats,
-//! nulls, nested values), fields dropped or added, the `type` changed, the bytes cut short.
-//! None may panic; every refusal has a reason; the counts per outcome are printed.
+//! takes them: bytes → the JSON command (an error is a dead letter) → the command's stateless
+//! rules (`Validate`) → `decide` against a fresh aggregate and against one with a history.
+//! 10,000 per service (`FUZZ_CASES` for more), built by mutating valid commands
+//! (`system_tests::hostile`). None may panic; every refusal has a reason; a command the rules
+//! let through is never refused as invalid by the decider (the rules live in one place); the
+//! counts per outcome are printed. tests/bad_commands_via_kafka.rs sends such commands through
+//! the real command topics.
 //!
 //! And random bytes through each stream's event decoder (with the stream's own schema as the
 //! writer's): an error or an event, never a panic, and never an allocation beyond
 //! `MAX_AVRO_ALLOCATION_BYTES` however large a length the bytes claim.
-use contracts::{CommandEnvelope, CommandTarget, Stream};
+use contracts::{CommandEnvelope, Stream, validate::Validate};
 use proptest::{prelude::*, test_runner::TestRunner};
 use runtime::{Decider, Rejection};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
+use system_tests::hostile::{Ids, mutate, mutated_command, templates};
 
 fn cases() -> u32 {
     std::env::var("FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
-}
-
-/// Strings a hostile sender would try.
-fn nasty_string() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just(String::new()),
-        Just(" ".to_string()),
-        Just("\u{0}".to_string()),
-        Just("o\u{202e}1".to_string()),
-        Just("\u{feff}".to_string()),
-        Just("\u{1b}[2J".to_string()),
-        Just("x".repeat(10_000)),
-        Just("EUR".to_string()),
-        Just("DE".to_string()),
-        Just("o-1".to_string()),
-        any::<String>(),
-        "\\PC{0,40}",
-    ]
-}
-
-fn nasty_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        prop_oneof![Just(i64::MAX), Just(i64::MIN), Just(0), Just(-1), Just(i64::from(i32::MAX) + 1)].prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        nasty_string().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{1,12}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
-        ]
-    })
-}
-
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// The field keeps its JSON type (a string stays a string, a number a number), so the
-    /// command still parses and its values reach the decider.
-    SameKind(usize, String, i64),
-    Replace(usize, Value),
-    Drop(usize),
-    Add(String, Value),
-    Type(String),
-    Truncate(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        6 => (any::<usize>(), nasty_string(), prop_oneof![any::<i64>(), Just(0), Just(-1), Just(i64::from(i32::MAX) + 1), Just(i64::MAX)])
-            .prop_map(|(i, text, number)| Mutation::SameKind(i, text, number)),
-        2 => (any::<usize>(), nasty_value()).prop_map(|(i, v)| Mutation::Replace(i, v)),
-        1 => any::<usize>().prop_map(Mutation::Drop),
-        1 => ("[a-z_]{1,12}", nasty_value()).prop_map(|(k, v)| Mutation::Add(k, v)),
-        1 => nasty_string().prop_map(Mutation::Type),
-        1 => any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-/// Replaces the strings and numbers in `value` (down into lines and addresses) by `text` and
-/// `number`.
-fn same_kind(value: &mut Value, text: &str, number: i64) {
-    match value {
-        Value::String(s) => *s = text.to_string(),
-        Value::Number(n) => *n = number.into(),
-        Value::Array(items) => items.iter_mut().take(1).for_each(|item| same_kind(item, text, number)),
-        Value::Object(fields) => {
-            let pick = number.unsigned_abs() as usize % fields.len().max(1);
-            if let Some((_, field)) = fields.iter_mut().nth(pick) {
-                same_kind(field, text, number);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A valid command changed by `mutations`, as the bytes a producer would send.
-fn mutate(template: &Value, mutations: &[Mutation]) -> Vec<u8> {
-    let mut command = template.clone();
-    let mut truncate = None;
-    if let Value::Object(fields) = &mut command {
-        for mutation in mutations {
-            let keys: Vec<String> = fields.keys().cloned().collect();
-            match mutation {
-                Mutation::SameKind(i, text, number) if !keys.is_empty() => {
-                    let key = &keys[i % keys.len()];
-                    if key != "type"
-                        && let Some(field) = fields.get_mut(key)
-                    {
-                        same_kind(field, text, *number);
-                    }
-                }
-                Mutation::Replace(i, value) if !keys.is_empty() => {
-                    fields.insert(keys[i % keys.len()].clone(), value.clone());
-                }
-                Mutation::Drop(i) if !keys.is_empty() => {
-                    fields.remove(&keys[i % keys.len()]);
-                }
-                Mutation::Add(key, value) => {
-                    fields.insert(key.clone(), value.clone());
-                }
-                Mutation::Type(name) => {
-                    fields.insert("type".into(), Value::String(name.clone()));
-                }
-                Mutation::Truncate(at) => truncate = Some(*at),
-                _ => {}
-            }
-        }
-    }
-    let mut bytes = serde_json::to_vec(&command).unwrap_or_default();
-    if let Some(at) = truncate {
-        bytes.truncate(at % (bytes.len() + 1));
-    }
-    bytes
 }
 
 /// Runs generated commands through one decider, against an empty aggregate and against the
@@ -148,12 +34,12 @@ fn fuzz<D: Decider>(decider: &D, templates: &[Value], history: &[Value]) -> BTre
     // The runner takes an `Fn`: the counts are kept behind a cell.
     let counts: std::cell::RefCell<BTreeMap<&'static str, u32>> = Default::default();
     let mut runner = TestRunner::new(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() });
-    let strategy = (0..templates.len(), prop::collection::vec(mutation(), 1..4));
+    let strategy = mutated_command(templates.len());
     let result = runner.run(&strategy, |(template, mutations)| {
         let bytes = mutate(&templates[template], &mutations);
         let outcome = match parse(&bytes) {
             Err(_) => "unparseable",
-            Ok(envelope) if contracts::validate::id(D::Stream::AGGREGATE_ID_FIELD, envelope.command.aggregate_id()).is_err() => "invalid id",
+            Ok(envelope) if envelope.command.validate().is_err() => "invalid",
             Ok(envelope) => {
                 let mut outcome = "accepted";
                 for state in [D::State::default(), lived.clone()] {
@@ -161,7 +47,14 @@ fn fuzz<D: Decider>(decider: &D, templates: &[Value], history: &[Value]) -> BTre
                         Ok(events) => {
                             let _ = events.iter().fold(state, D::evolve);
                         }
-                        Err(Rejection::Invalid(reason) | Rejection::Refused(reason)) => {
+                        Err(Rejection::Invalid(reason)) => {
+                            prop_assert!(
+                                false,
+                                "{reason:?}: a stateless rule the contract's `validate` lacks, for {}",
+                                String::from_utf8_lossy(&bytes)
+                            );
+                        }
+                        Err(Rejection::Refused(reason)) => {
                             prop_assert!(!reason.trim().is_empty(), "a rejection without a reason for {}", String::from_utf8_lossy(&bytes));
                             outcome = "rejected";
                         }
@@ -181,81 +74,42 @@ fn fuzz<D: Decider>(decider: &D, templates: &[Value], history: &[Value]) -> BTre
     counts
 }
 
-fn address() -> Value {
-    json!({"name": "Ada", "street": "Main 1", "city": "Berlin", "postal_code": "10115", "country": "DE"})
+/// The stream's templates and, from them, the history the second aggregate has lived.
+fn templates_and_history(stream: &str, history: &[usize]) -> (Vec<Value>, Vec<Value>) {
+    let templates = templates(stream, &Ids::default());
+    let history = history.iter().map(|i| templates[*i].clone()).collect();
+    (templates, history)
 }
 
 #[test]
 fn order_commands() {
-    let place = json!({"type": "PlaceOrder", "order_id": "o-1", "customer_id": "c-1", "currency": "EUR",
-        "lines": [{"sku": "s-1", "quantity": 2, "unit_price_cents": 500}], "shipping_address": address()});
-    let templates = [
-        place.clone(),
-        json!({"type": "CancelOrder", "order_id": "o-1", "reason": "changed my mind"}),
-        json!({"type": "RecordStockReserved", "order_id": "o-1", "sku": "s-1", "quantity": 2}),
-        json!({"type": "RecordStockRejected", "order_id": "o-1", "sku": "s-1", "requested": 2, "available": 0}),
-        json!({"type": "RecordPaymentCaptured", "order_id": "o-1", "amount_cents": 1000}),
-        json!({"type": "RecordPaymentDeclined", "order_id": "o-1", "reason": "INSUFFICIENT_FUNDS"}),
-        json!({"type": "RecordShipmentScheduled", "order_id": "o-1", "carrier": "DHL", "tracking_number": "T1"}),
-        json!({"type": "RecordShipmentRejected", "order_id": "o-1", "reason": "country"}),
-        json!({"type": "RecordShipmentDispatched", "order_id": "o-1"}),
-        json!({"type": "RecordShipmentDelivered", "order_id": "o-1"}),
-        json!({"type": "TimeOutOrder", "order_id": "o-1", "step": "PAYMENT", "deadline_ms": 60000}),
-        json!({"type": "RecordShipmentCancelled", "order_id": "o-1"}),
-        json!({"type": "RecordShipmentCancellationRefused", "order_id": "o-1", "reason": "dispatched"}),
-    ];
-    let history = [place, templates[2].clone(), templates[4].clone()];
+    let (templates, history) = templates_and_history("order", &[0, 2, 4]);
     let counts = fuzz(&order_svc::order::OrderDecider, &templates, &history);
     assert!(counts.get("accepted").is_some_and(|n| *n > 0) && counts.get("unparseable").is_some_and(|n| *n > 0), "{counts:?}");
 }
 
 #[test]
 fn stock_commands() {
-    let templates = [
-        json!({"type": "RestockItem", "sku": "s-1", "quantity": 10}),
-        json!({"type": "ReserveStock", "sku": "s-1", "order_id": "o-1", "quantity": 2}),
-        json!({"type": "ReleaseStock", "sku": "s-1", "order_id": "o-1"}),
-        json!({"type": "ShipStock", "sku": "s-1", "order_id": "o-1"}),
-    ];
-    let history = [templates[0].clone(), templates[1].clone()];
+    let (templates, history) = templates_and_history("stock", &[0, 1]);
     fuzz(&inventory_svc::stock::StockDecider, &templates, &history);
 }
 
 #[test]
 fn account_commands() {
-    let templates = [
-        json!({"type": "DepositFunds", "customer_id": "c-1", "amount_cents": 10000, "currency": "EUR"}),
-        json!({"type": "CapturePayment", "customer_id": "c-1", "order_id": "o-1", "amount_cents": 1000, "currency": "EUR"}),
-        json!({"type": "RefundPayment", "customer_id": "c-1", "order_id": "o-1"}),
-    ];
-    let history = [templates[0].clone(), templates[1].clone()];
+    let (templates, history) = templates_and_history("account", &[0, 1]);
     fuzz(&payment_svc::account::AccountDecider, &templates, &history);
 }
 
 #[test]
 fn shipment_commands() {
-    let schedule = json!({"type": "ScheduleShipment", "order_id": "o-1", "customer_id": "c-1", "destination_country": "DE",
-        "lines": [{"sku": "s-1", "quantity": 2}]});
-    let templates = [
-        schedule.clone(),
-        json!({"type": "CancelShipment", "order_id": "o-1", "customer_id": "c-1"}),
-        json!({"type": "DispatchShipment", "order_id": "o-1"}),
-        json!({"type": "ConfirmDelivery", "order_id": "o-1"}),
-    ];
-    fuzz(&shipping_svc::shipment::ShipmentDecider::default(), &templates, &[schedule]);
+    let (templates, history) = templates_and_history("shipment", &[0]);
+    fuzz(&shipping_svc::shipment::ShipmentDecider::default(), &templates, &history);
 }
 
 #[test]
 fn notification_commands() {
-    let send = json!({"type": "SendNotification", "customer_id": "c-1", "order_id": "o-1", "kind": "ORDER_CONFIRMED", "message": "ok"});
-    let templates = [
-        json!({"type": "SetPreferences", "customer_id": "c-1", "channel": "SMS", "recipient": "+49 30 1"}),
-        send.clone(),
-        json!({"type": "RecordDeliveryFailure", "customer_id": "c-1", "order_id": "o-1", "kind": "ORDER_CONFIRMED", "attempt": 1, "error": "500"}),
-        json!({"type": "RecordDelivered", "customer_id": "c-1", "order_id": "o-1", "kind": "ORDER_CONFIRMED", "attempts": 1}),
-        json!({"type": "ParkDelivery", "customer_id": "c-1", "order_id": "o-1", "kind": "ORDER_CONFIRMED", "attempts": 8, "reason": "500"}),
-    ];
-    fuzz(&notify_svc::notification::NotificationDecider, &templates, &[send]);
+    let (templates, history) = templates_and_history("notification", &[1]);
+    fuzz(&notify_svc::notification::NotificationDecider, &templates, &history);
 }
 
 fn fuzz_decoder<S: Stream>() -> BTreeMap<&'static str, u32> {

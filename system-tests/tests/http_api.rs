@@ -69,6 +69,79 @@ async fn place_over_http(stack: &Stack, customer: &str, sku: &str, quantity: i64
     (answer["order_id"].as_str().expect("order_id").to_string(), answer["command_id"].as_str().expect("command_id").to_string())
 }
 
+/// What needs no state is checked before producing: a 400 at once naming the field (not a 202
+/// followed by a dead letter), and no record of the command on its topic. A route produces
+/// before it answers, so the topic is read right after the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_breaking_a_stateless_rule_are_answered_400_naming_the_field_and_never_produced() {
+    let stack = stack();
+    let (sku, customer, order_id) = (unique("sku-bad"), unique("cust-bad"), unique("order-bad"));
+    let line = |quantity: i64| json!({"sku": unique("sku"), "quantity": quantity, "unit_price_cents": 100});
+    let order = |lines: Vec<Value>| json!({"order_id": order_id, "customer_id": customer, "currency": "EUR", "lines": lines, "shipping_address": address("DE")});
+    let cases: Vec<(&str, &str, reqwest::Method, String, Value, &str, &str)> = vec![
+        (
+            "inventory-svc",
+            "stock.commands",
+            reqwest::Method::POST,
+            format!("/stock/{sku}/restock"),
+            json!({"quantity": 0}),
+            &sku,
+            "quantity must be between 1 and 1000000, got 0",
+        ),
+        (
+            "payment-svc",
+            "account.commands",
+            reqwest::Method::POST,
+            format!("/accounts/{customer}/deposits"),
+            json!({"amount_cents": -500, "currency": "EUR"}),
+            &customer,
+            "amount_cents must be between 1",
+        ),
+        (
+            "payment-svc",
+            "account.commands",
+            reqwest::Method::POST,
+            format!("/accounts/{customer}/deposits"),
+            json!({"amount_cents": 500, "currency": "eur"}),
+            &customer,
+            "currency \"eur\" must be 3 upper-case letters",
+        ),
+        (
+            "order-svc",
+            "order.commands",
+            reqwest::Method::POST,
+            "/orders".into(),
+            order(vec![line(0)]),
+            &order_id,
+            "lines[0].quantity must be between 1 and 10000, got 0",
+        ),
+        (
+            "order-svc",
+            "order.commands",
+            reqwest::Method::POST,
+            "/orders".into(),
+            order((0..101).map(|_| line(1)).collect()),
+            &order_id,
+            "lines must hold 1 to 100 items, got 101",
+        ),
+        (
+            "notify-svc",
+            "notification.commands",
+            reqwest::Method::PUT,
+            format!("/preferences/{customer}"),
+            json!({"channel": "EMAIL", "recipient": "ada.example.com"}),
+            &customer,
+            "an EMAIL recipient must contain '@'",
+        ),
+    ];
+    for (service, topic, method, path, body, key, reason) in cases {
+        let (status, error) = call(stack, method, service, &path, Some(body)).await;
+        assert_eq!(status, 400, "{service}{path}: {error}");
+        assert!(error["error"].as_str().is_some_and(|e| e.contains(reason)), "{service}{path}: {error} lacks {reason:?}");
+        assert_eq!(stack.records(topic, key).await.len(), 0, "{service}{path}: a command of {key} was produced to {topic}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_write_route_answers_202_and_its_outcome_becomes_accepted() {
     let stack = stack();

@@ -188,7 +188,8 @@ pub(crate) enum Route {
 /// Why a record is not a command its writer can route (its bytes go to the dead-letter topic).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unroutable {
-    /// `unparseable` (not a command of the stream) or `invalid` (its aggregate id is not one).
+    /// `unparseable` (not a command of the stream) or `invalid` (it breaks a stateless rule of
+    /// its type, [`contracts::validate::Validate`]: the reason names the field).
     pub kind: &'static str,
     pub reason: String,
 }
@@ -204,10 +205,10 @@ pub(crate) fn classify<S: Stream>(
         .map_err(|error| Unroutable { kind: "unparseable", reason: format!("not a valid {} command: {error}", S::NAME) })?;
     let command_id = envelope.command_id.unwrap_or_else(|| command_id_for_record(position.topic, position.partition, position.offset));
     let command = envelope.command;
-    // Every command of every stream: the aggregate id is the Kafka key and a row key in every
-    // read model, so it must be readable text whatever the decider does with the rest.
-    contracts::validate::id(S::AGGREGATE_ID_FIELD, command.aggregate_id())
-        .map_err(|invalid| Unroutable { kind: "invalid", reason: invalid.to_string() })?;
+    // What needs no state is checked before anything else, as the HTTP write path checks it: a
+    // kcat user gets the same reason as a 400 would give. The aggregate id is among it (it is
+    // the Kafka key and a row key in every read model), so routing only ever sees readable ids.
+    contracts::validate::Validate::validate(&command).map_err(|invalid| Unroutable { kind: "invalid", reason: invalid.to_string() })?;
     let owner = crate::kafka::partition_for(command.aggregate_id(), partitions);
     let route = if handled.contains(&command_id) {
         Route::Duplicate
@@ -407,6 +408,17 @@ mod tests {
         let error = classify::<Stock>(at(0, 1), bytes, 6, &HashSet::new()).expect_err("invalid sku");
         assert_eq!(error.kind, "invalid");
         assert!(error.reason.starts_with("sku must not contain control or invisible characters"), "{error:?}");
+    }
+
+    #[test]
+    fn a_command_breaking_a_stateless_rule_is_invalid_with_the_field_named() {
+        for (bytes, reason) in [
+            (&br#"{"type":"RestockItem","sku":"sku-1","quantity":0}"#[..], "quantity must be between 1 and 1000000, got 0"),
+            (br#"{"type":"ReserveStock","sku":"sku-1","order_id":"","quantity":1}"#, "order_id must be 1 to 128 characters, got 0"),
+        ] {
+            let error = classify::<Stock>(at(owner_of("sku-1"), 1), bytes, 6, &HashSet::new()).expect_err("invalid");
+            assert_eq!(error, Unroutable { kind: "invalid", reason: reason.to_string() });
+        }
     }
 
     #[test]

@@ -18,10 +18,11 @@ pub async fn submit<S: contracts::Stream, B>(
     command: S::Command,
     body: impl FnOnce(String, String) -> B,
 ) -> Result<Accepted<B>, ApiError> {
-    use contracts::CommandTarget;
+    use contracts::{CommandTarget, validate::Validate};
+    // What needs no state is checked before producing: a 400 now naming the field, not a 202
+    // and a dead letter (the command processor applies the same rule to what kcat sends).
+    command.validate().map_err(|invalid| ApiError::bad_request(invalid.to_string()))?;
     let aggregate_id = command.aggregate_id().to_string();
-    // What needs no state is checked before producing: a 400 now, not a 202 and a dead letter.
-    contracts::validate::id(S::AGGREGATE_ID_FIELD, &aggregate_id).map_err(|invalid| ApiError::bad_request(invalid.to_string()))?;
     let command_id = bus.send::<S>(command_id, command).await.map_err(ApiError::unavailable)?;
     Ok((StatusCode::ACCEPTED, Json(body(aggregate_id, command_id))))
 }
@@ -54,14 +55,16 @@ fn command_errors(bad_request: &str) -> Responses {
 
 impl utoipa::IntoResponses for CommandErrors {
     fn responses() -> Responses {
-        command_errors("Malformed JSON body, or an id that is not readable text")
+        command_errors(
+            "Malformed JSON body, or a field that breaks a rule needing no state (the message names it): an id that is not readable text, a quantity or amount out of range, a currency that is not ISO 4217, too many lines, text too long",
+        )
     }
 }
 
 impl utoipa::IntoResponses for IdempotentCommandErrors {
     fn responses() -> Responses {
         command_errors(
-            "Malformed JSON body, an id that is not readable text, or an `Idempotency-Key` that is empty, longer than 128 characters, not printable ASCII or given twice",
+            "Malformed JSON body, a field that breaks a rule needing no state (the message names it: an id that is not readable text, a quantity or amount out of range, a currency that is not ISO 4217, too many lines, text too long), or an `Idempotency-Key` that is empty, longer than 128 characters, not printable ASCII or given twice",
         )
     }
 }
