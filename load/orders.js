@@ -1,9 +1,15 @@
 // k6 load test of the order saga: POST /orders at a constant arrival rate, then wait for each
 // order to reach CONFIRMED or CANCELLED (GET /orders/{id}?wait_for=...). Run it through
-// scripts/load.sh, which passes the service addresses (from services.tsv) and the options below.
+// scripts/load.sh, which passes the service addresses (the running instances of up.sh's layout,
+// run/instances.tsv) and the options below.
 //
 // Environment (all optional except the base URLs, which load.sh sets):
-//   ORDER_URL, INVENTORY_URL, PAYMENT_URL   e.g. http://127.0.0.1:8001
+//   ORDER_URL, INVENTORY_URL, PAYMENT_URL   e.g. http://127.0.0.1:8001, or a comma-separated
+//                      list of a service's instances (http://127.0.0.1:8001,http://127.0.0.1:8101):
+//                      iteration i places its order on order instance i and waits for it on
+//                      instance i+1 (every instance's read models cover all partitions, so
+//                      an order is visible on any of them); restocks and deposits go round-robin
+//                      and are waited for on every instance
 //   RATE               orders per minute (600)
 //   DURATION           k6 duration string (1m)
 //   SHARE_OUT_OF_STOCK, SHARE_DECLINED, SHARE_UNSERVICEABLE   fractions of the orders (0.03, 0.03, 0.02);
@@ -26,9 +32,19 @@ import exec from 'k6/execution';
 const env = (name, dflt) => (__ENV[name] === undefined || __ENV[name] === '' ? dflt : __ENV[name]);
 const num = (name, dflt) => Number(env(name, dflt));
 
-const ORDER_URL = env('ORDER_URL', 'http://127.0.0.1:8001');
-const INVENTORY_URL = env('INVENTORY_URL', 'http://127.0.0.1:8002');
-const PAYMENT_URL = env('PAYMENT_URL', 'http://127.0.0.1:8003');
+const urlList = (name, dflt) =>
+  env(name, dflt)
+    .split(',')
+    .map((u) => u.trim().replace(/\/+$/, ''))
+    .filter((u) => u !== '');
+const ORDER_URLS = urlList('ORDER_URL', 'http://127.0.0.1:8001');
+const INVENTORY_URLS = urlList('INVENTORY_URL', 'http://127.0.0.1:8002');
+const PAYMENT_URLS = urlList('PAYMENT_URL', 'http://127.0.0.1:8003');
+for (const [name, list] of [['ORDER_URL', ORDER_URLS], ['INVENTORY_URL', INVENTORY_URLS], ['PAYMENT_URL', PAYMENT_URLS]]) {
+  if (list.length === 0) throw new Error(`${name} names no URL`);
+}
+// The n-th of a list of instances, round-robin.
+const nth = (list, n) => list[n % list.length];
 const RATE = Math.max(1, Math.round(num('RATE', 600)));
 const DURATION = env('DURATION', '1m');
 const SHARE_OOS = num('SHARE_OUT_OF_STOCK', 0.03);
@@ -166,25 +182,33 @@ export function setup() {
   const customers = [];
   for (let i = 0; i < CUSTOMERS; i++) customers.push(customerId(i));
 
-  const restock = (sku, quantity) => ['POST', `${INVENTORY_URL}/stock/${encodeURIComponent(sku)}/restock`, JSON.stringify({ quantity }), JSON_HEADERS];
-  const deposit = (c, amount) => [
+  const restock = (sku, quantity, n) => [
     'POST',
-    `${PAYMENT_URL}/accounts/${encodeURIComponent(c)}/deposits`,
+    `${nth(INVENTORY_URLS, n)}/stock/${encodeURIComponent(sku)}/restock`,
+    JSON.stringify({ quantity }),
+    JSON_HEADERS,
+  ];
+  const deposit = (c, amount, n) => [
+    'POST',
+    `${nth(PAYMENT_URLS, n)}/accounts/${encodeURIComponent(c)}/deposits`,
     JSON.stringify({ amount_cents: amount, currency: 'EUR' }),
     JSON_HEADERS,
   ];
-  batchAll(skus.map((s) => restock(s, HAPPY_STOCK)).concat([restock(OOS_SKU, 1)]), 'restock');
-  batchAll(customers.map((c) => deposit(c, HAPPY_FUNDS)).concat([deposit(POOR_CUSTOMER, 1)]), 'deposit');
+  batchAll(skus.map((s, n) => restock(s, HAPPY_STOCK, n)).concat([restock(OOS_SKU, 1, skus.length)]), 'restock');
+  batchAll(customers.map((c, n) => deposit(c, HAPPY_FUNDS, n)).concat([deposit(POOR_CUSTOMER, 1, customers.length)]), 'deposit');
 
+  // On every instance: each builds its own read models, and the seeds count as visible once
+  // all of them show them.
+  const everywhere = (bases, path) => bases.map((base) => `${base}${path}`);
   const deadline = Date.now() + 240000;
   waitVisible(
-    skus.map((s) => `${INVENTORY_URL}/stock/${encodeURIComponent(s)}`).concat([`${INVENTORY_URL}/stock/${encodeURIComponent(OOS_SKU)}`]),
+    skus.concat([OOS_SKU]).flatMap((s) => everywhere(INVENTORY_URLS, `/stock/${encodeURIComponent(s)}`)),
     (j) => j.on_hand >= 1,
     'stock',
     deadline,
   );
   waitVisible(
-    customers.concat([POOR_CUSTOMER]).map((c) => `${PAYMENT_URL}/accounts/${encodeURIComponent(c)}`),
+    customers.concat([POOR_CUSTOMER]).flatMap((c) => everywhere(PAYMENT_URLS, `/accounts/${encodeURIComponent(c)}`)),
     (j) => j.balance_cents >= 1,
     'funds',
     deadline,
@@ -232,8 +256,11 @@ const TERMINAL = ['CONFIRMED', 'CANCELLED'];
 export default function () {
   if (SEED_ONLY) return;
   const order = newOrder();
+  const iteration = exec.scenario.iterationInTest;
+  const placeUrl = nth(ORDER_URLS, iteration);
+  const readUrl = nth(ORDER_URLS, iteration + 1);
   const t0 = Date.now();
-  const res = http.post(`${ORDER_URL}/orders`, JSON.stringify(order.body), {
+  const res = http.post(`${placeUrl}/orders`, JSON.stringify(order.body), {
     headers: { 'content-type': 'application/json', ...AUTH },
     tags: { name: 'POST /orders' },
     timeout: '30s',
@@ -251,7 +278,7 @@ export default function () {
     if (remaining <= 0) break;
     const waitMs = Math.min(remaining, 60000);
     // 404 = not visible yet when the wait ran out: not an HTTP error.
-    const r = http.get(`${ORDER_URL}/orders/${orderId}?wait_for=CONFIRMED,CANCELLED&timeout_ms=${waitMs}`, {
+    const r = http.get(`${readUrl}/orders/${orderId}?wait_for=CONFIRMED,CANCELLED&timeout_ms=${waitMs}`, {
       headers: AUTH,
       tags: { name: 'GET /orders/{id}?wait_for' },
       timeout: `${Math.ceil(waitMs / 1000) + 15}s`,

@@ -12,7 +12,7 @@
 #   proc.sh      free ports, TCP/HTTP probes and waits, background processes and pid files
 #   tools.sh     where kcat and k6 are
 #   broker.sh    the nisshi broker: nisshi_bin, start_broker
-#   build.sh     workspace binaries: target_bin, built_bin
+#   build.sh     workspace binaries: target_bin, built_bin, build_workspace_bins
 #   postgres.sh  the tests' private PostgreSQL server
 #   services.sh  the service list (<repo>/services.tsv): SERVICES, SERVICE_PORT, ...
 #   compose.sh   the Apache Kafka compose files: validate_compose

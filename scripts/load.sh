@@ -3,6 +3,10 @@
 # (unique SKUs and customers per run) and waits until they are visible, then places orders with
 # POST /orders at a constant arrival rate and waits for each with
 # GET /orders/{id}?wait_for=CONFIRMED,CANCELLED (load/orders.js). Traffic goes to 127.0.0.1 only.
+# With several instances (`scripts/up.sh --instances N`: the layout in run/instances.tsv) the
+# requests go round-robin over them: each order is placed on one order-svc instance and
+# waited for on the next, seeds spread over the inventory-svc and payment-svc instances and
+# are waited for on every one; CPU and the idle /ready probes cover every instance.
 #
 #   scripts/load.sh                              600 orders/min for 1m
 #   scripts/load.sh --rate 10000 --duration 2m   the seeds' bar
@@ -58,7 +62,7 @@ while (($# > 0)); do
     --wait-budget-ms) WAIT_BUDGET_MS=$2; shift ;;
     --idle) IDLE=$2; shift ;;
     -h | --help)
-      sed -n '2,29p' "$0"
+      sed -n '2,34p' "$0"
       exit 0
       ;;
     *) die "unknown option: $1 (see --help)" ;;
@@ -72,20 +76,14 @@ LOAD_DIR="${LOAD_DIR:-$RUN_DIR/load}"
 SCRIPT="$REPO_ROOT/load/orders.js"
 [[ -f "$SCRIPT" ]] || die "$SCRIPT missing"
 
-# ------------------------------------------------------------------ services (services.tsv)
-SERVICES_TSV="$REPO_ROOT/services.tsv"
-[[ -f "$SERVICES_TSV" ]] || die "$SERVICES_TSV missing"
-declare -A PORT
-SERVICE_NAMES=()
-while IFS=$'\t' read -r name port _crate; do
-  [[ -z "$name" || "$name" == \#* ]] && continue
-  PORT[$name]=$port
-  SERVICE_NAMES+=("$name")
-done <"$SERVICES_TSV"
+# -------------------------------------------- services (services.tsv and the running layout)
 for need in order-svc inventory-svc payment-svc; do
-  [[ -n "${PORT[$need]:-}" ]] || die "$need is not in $SERVICES_TSV"
+  is_service "$need" || die "$need is not in $SERVICES_FILE"
 done
-url_of() { echo "http://127.0.0.1:${PORT[$1]}"; }
+[[ -r "$(layout_file)" ]] || log "no $(layout_file) (scripts/up.sh writes it): instance 0 of each service only"
+# urls_of SVC: the comma-separated base URLs of SVC's running instances (layout_urls:
+# scripts/lib/services.sh), as load/orders.js takes them.
+urls_of() { layout_urls "$1" ,; }
 
 # ---------------------------------------------------------------------------- CPU from /proc
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
@@ -159,12 +157,14 @@ if ((IDLE > 0)); then
   not_ready=0
   declare -A bad
   for ((i = 0; i < IDLE; i++)); do
-    for svc in "${SERVICE_NAMES[@]}"; do
-      code=$(http_status "$(url_of "$svc")/ready")
-      if [[ "$code" != 200 ]]; then
-        not_ready=$((not_ready + 1))
-        bad[$svc]=$((${bad[$svc]:-0} + 1))
-      fi
+    for svc in "${SERVICES[@]}"; do
+      while read -r url; do
+        code=$(http_status "$url/ready")
+        if [[ "$code" != 200 ]]; then
+          not_ready=$((not_ready + 1))
+          bad[$url]=$((${bad[$url]:-0} + 1))
+        fi
+      done < <(layout_urls "$svc")
     done
     sleep 1
   done
@@ -172,7 +172,7 @@ if ((IDLE > 0)); then
   cpu_snapshot "$dir/cpu.after"
   cpu_delta "$dir/cpu.before" "$dir/cpu.after" "$secs" "$dir/cpu.tsv"
   {
-    printf 'idle %.0f s (no traffic from this script; the /ready probes are 1 per service per s)\n' "$secs"
+    printf 'idle %.0f s (no traffic from this script; the /ready probes are 1 per service instance per s)\n' "$secs"
     column -t -s $'\t' "$dir/cpu.tsv"
     if ((not_ready == 0)); then
       echo "/ready: 200 on every probe"
@@ -199,7 +199,9 @@ if [[ -z "$K6" ]]; then
 fi
 
 for svc in order-svc inventory-svc payment-svc; do
-  [[ "$(http_status "$(url_of "$svc")/health")" == 200 ]] || die "$svc does not answer on $(url_of "$svc")/health (scripts/up.sh first)"
+  while read -r url; do
+    [[ "$(http_status "$url/health")" == 200 ]] || die "$svc does not answer on $url/health (scripts/up.sh first)"
+  done < <(layout_urls "$svc")
 done
 
 duration_s() {
@@ -218,7 +220,7 @@ run_once() {
   mkdir -p "$dir"
   run_id="$(date -u +%H%M%S)$RANDOM"
   local common=(
-    -e "ORDER_URL=$(url_of order-svc)" -e "INVENTORY_URL=$(url_of inventory-svc)" -e "PAYMENT_URL=$(url_of payment-svc)"
+    -e "ORDER_URL=$(urls_of order-svc)" -e "INVENTORY_URL=$(urls_of inventory-svc)" -e "PAYMENT_URL=$(urls_of payment-svc)"
     -e "RATE=$rate" -e "DURATION=$DURATION" -e "RUN_ID=$run_id"
     -e "SHARE_OUT_OF_STOCK=$SHARE_OOS" -e "SHARE_DECLINED=$SHARE_DECLINED" -e "SHARE_UNSERVICEABLE=$SHARE_UNSERVICEABLE"
     -e "TARGET_MS=$TARGET_MS" -e "WAIT_BUDGET_MS=$WAIT_BUDGET_MS"

@@ -19,8 +19,10 @@
 # Before the build: `docker-compose config` of docker-compose.kafka.yml, alone and with the
 # 3-broker docker-compose.kafka-3.yml (scripts/lib/compose.sh; Docker itself cannot run here).
 # After them: a 20 s smoke of the k6 load test against the whole system (LOAD_SMOKE=0 skips it),
-# then schemathesis against every service's OpenAPI document on the whole system, about a
-# minute: no 5xx, every response as documented (scripts/api-fuzz.sh; API_FUZZ=0 skips it).
+# then schemathesis against every service's OpenAPI document on the whole system, about 1.5
+# minutes: no 5xx, every response as documented (scripts/api-fuzz.sh; API_FUZZ=0 skips it).
+# Last, the short form of the chaos run (scripts/chaos.sh --duration 45s --rate 300, about two
+# minutes; CHAOS=0 skips it, CHAOS_SEED=N repeats a run's schedule).
 # Before the tests: `cargo fmt --check` and `cargo clippy --workspace --all-targets -D warnings`
 # (NO_LINT=1 skips both).
 # Env: TEST_RUN_DIR (default run/test-<timestamp>), NO_INSTALL=1, NO_BUILD=1,
@@ -171,12 +173,13 @@ stop_broker_and_registry
 
 # ------------------------------------------------------------------------- load smoke
 # The k6 load test keeps working: the whole system as scripts/up.sh starts it (debug build,
-# memory broker, its own run folder), 20 s at 600 orders/min, then every order placed must be
+# memory broker, its own run folder; two instances of every service over 2 partitions, so
+# k6 places each order on one order-svc and waits for it on the other), 20 s at 600 orders/min, then every order placed must be
 # terminal and the summary written. No timing is asserted here (--target-ms is the wait budget).
 load_smoke() {
   local dir="$TEST_RUN_DIR/load-smoke" summary rc=0
-  RUN_DIR="$dir" KAFKA_PORT=$(free_port) REGISTRY_PORT=$(free_port) PROFILE=debug \
-    "$REPO_ROOT/scripts/up.sh" --memory --no-install --no-build || return 1
+  RUN_DIR="$dir" KAFKA_PORT=$(free_port) REGISTRY_PORT=$(free_port) PROFILE=debug PARTITIONS=2 \
+    "$REPO_ROOT/scripts/up.sh" --memory --no-install --no-build --instances 2 || return 1
   RUN_DIR="$dir" LOAD_DIR="$dir/load" "$REPO_ROOT/scripts/load.sh" --rate 600 --duration 20s --target-ms 30000 || rc=$?
   RUN_DIR="$dir" "$REPO_ROOT/scripts/down.sh" || true
   summary=$(ls -1 "$dir"/load/*/summary.json 2>/dev/null | tail -n 1)
@@ -216,6 +219,23 @@ api_fuzz() {
   fi
 }
 if [[ "${API_FUZZ:-1}" == 1 ]]; then api_fuzz; fi
+
+# ------------------------------------------------------------------------- chaos (short form)
+# scripts/chaos.sh for 45 s at 300 orders/min (debug build, its own durable broker behind its
+# fault proxy): every fault kind once or more, then every invariant. A new seed each run,
+# printed (CHAOS_SEED=N repeats one).
+chaos_short() {
+  local start seed_args=()
+  start=$(now_s)
+  [[ -n "${CHAOS_SEED:-}" ]] && seed_args=(--seed "$CHAOS_SEED")
+  if CHAOS_DIR="$TEST_RUN_DIR/chaos" PROFILE=debug "$REPO_ROOT/scripts/chaos.sh" --no-build --duration 45s --rate 300 "${seed_args[@]}"; then
+    summary+=("chaos (45 s at 300 orders/min, faults of every kind): passed in $(fmt_duration $(($(now_s) - start)))")
+  else
+    summary+=("chaos (45 s at 300 orders/min): FAILED (summary and logs under $TEST_RUN_DIR/chaos)")
+    ((test_rc != 0)) || test_rc=1
+  fi
+}
+if [[ "${CHAOS:-1}" == 1 ]]; then chaos_short; fi
 
 for line in "${summary[@]}"; do log "[test] $line"; done
 log "cargo test exit code: $test_rc"

@@ -2,9 +2,13 @@
 # Starts the whole system in the background, on 127.0.0.1 only:
 #   nisshi broker :9092 -> schema-registry :8081 -> topics + schemas (orderctl)
 #   -> every service listed in services.tsv (name, port, crate), in the file's order, each
-#      started with HTTP_ADDR=127.0.0.1:<its port from the file>
+#      started with HTTP_ADDR=127.0.0.1:<its port from the file>; with --instances N (or
+#      INSTANCES_<SVC>=K) N processes of it, instance i on port + 100*i (8001, 8101, ...)
 # Installs what is missing and builds first. Logs, pid files and data live under run/
-# (env RUN_DIR). Re-running is safe: what already runs (live pid file) is left alone.
+# (env RUN_DIR). Re-running is safe: what already runs (live pid file) is left alone, and an
+# instance still running from an earlier, larger --instances stays in the layout.
+# Writes the running layout to run/instances.tsv (service, instance, port, pid file,
+# database url; scripts/lib/services.sh): down.sh, replay, load.sh and stuck read it.
 # Stop with scripts/down.sh.
 #
 # Options
@@ -14,11 +18,19 @@
 #   --secure        writes and /admin/* need a bearer token: generated once into
 #                   run/api-token (mode 600, kept across restarts), given to the services as
 #                   API_TOKEN_FILE; prints how to use it with curl and k6
+#   --instances N   N processes of every service (1..9, default 1), each with
+#                   SERVICE_INSTANCE=i (its static group membership), its own HTTP port and
+#                   its own read-model database (run/data/<svc>-<i>.db, orderflow_<svc>_<i>;
+#                   instance 0 keeps <svc>.db / orderflow_<svc>). Their consumer groups split
+#                   the partitions: an instance beyond the topics' partition count stands by
+#                   (serves reads, takes over when another dies); up.sh warns then.
 # Env: PROFILE (release | debug, default release), PARTITIONS (1), KAFKA_PORT (9092),
 #      REGISTRY_PORT (8081), READY_TIMEOUT (seconds, 120),
+#      INSTANCES_<SVC> (instances of one service, overriding --instances: INSTANCES_ORDER,
+#      INSTANCES_INVENTORY, INSTANCES_PAYMENT, INSTANCES_SHIPPING, INSTANCES_NOTIFY),
 #      NISSHI_STORAGE (a Nisshi storage engine URL, overriding the default and --memory),
 #      POSTGRES_URL (postgres://user:password@host:port: read models in PostgreSQL, one
-#      database orderflow_<svc> per service, created when missing; default SQLite files).
+#      database orderflow_<svc> per service instance, created when missing; default SQLite files).
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -28,19 +40,30 @@ STORAGE=sqlite
 DO_BUILD=1
 DO_INSTALL=1
 SECURE=0
-for arg in "$@"; do
-  case "$arg" in
+INSTANCE_COUNT=1
+while (($# > 0)); do
+  case "$1" in
     --memory) STORAGE=memory ;;
     --no-build) DO_BUILD=0 ;;
     --no-install) DO_INSTALL=0 ;;
     --secure) SECURE=1 ;;
+    --instances)
+      (($# >= 2)) || die "--instances needs a count (1..$MAX_INSTANCES)"
+      INSTANCE_COUNT=$2
+      shift
+      ;;
+    --instances=*) INSTANCE_COUNT=${1#--instances=} ;;
     -h | --help)
-      sed -n '2,20p' "$0"
+      sed -n '2,33p' "$0"
       exit 0
       ;;
-    *) die "unknown option: $arg (see --help)" ;;
+    *) die "unknown option: $1 (see --help)" ;;
   esac
+  shift
 done
+# INSTANCES[svc] from --instances and INSTANCES_<SVC> (scripts/lib/services.sh); checked
+# before anything starts.
+set_instances "$INSTANCE_COUNT"
 
 PROFILE="${PROFILE:-release}"
 # One partition per stream by default: on Nisshi 0.8.1 every partition of a fetch is storage
@@ -66,13 +89,7 @@ if ((DO_INSTALL)); then
 fi
 
 if ((DO_BUILD)); then
-  case "$PROFILE" in
-    debug | dev) profile_args=() ;;
-    release) profile_args=(--release) ;;
-    *) profile_args=(--profile "$PROFILE") ;;
-  esac
-  (cd "$REPO_ROOT" && timed "[build] cargo build --workspace --bins ${profile_args[*]:-}" \
-    cargo build --workspace --bins "${profile_args[@]}")
+  build_workspace_bins "$PROFILE"
 fi
 
 bin() {
@@ -135,6 +152,15 @@ export KAFKA_BROKERS SCHEMA_REGISTRY_URL PARTITIONS
 timed "[up] orderctl create-topics" "$ORDERCTL" create-topics
 timed "[up] orderctl register-schemas" "$ORDERCTL" register-schemas
 
+kcat=$(kcat_bin)
+# The fewest partitions of any topic (kcat's metadata), empty when kcat cannot tell: each
+# consumer group gives work to at most that many of a service's instances.
+fewest_partitions() {
+  [[ -x "$kcat" ]] || return 0
+  "$kcat" -b "$KAFKA_BROKERS" -L 2>/dev/null |
+    sed -nE 's/^ *topic "([^_"][^"]*)" with ([0-9]+) partitions:.*/\2/p' | sort -n | head -n 1
+}
+
 # ---------------------------------------------------------------------------- services
 # The token lives in a file only its owner reads; the services get the file's path, so the
 # secret is in no process's arguments or environment.
@@ -147,44 +173,81 @@ if ((SECURE)); then
   chmod 600 "$TOKEN_FILE"
   token_env=(API_TOKEN_FILE="$TOKEN_FILE")
 fi
-# Names and ports from services.tsv (SERVICES, SERVICE_PORT: scripts/lib/services.sh).
+# An instance still running from an earlier up.sh with more instances stays: it is in the
+# group and in the layout, so down.sh, replay and load.sh know it.
+for svc in "${SERVICES[@]}"; do
+  for ((i = INSTANCES[$svc]; i < MAX_INSTANCES; i++)); do
+    if pid_alive "$PID_DIR/$(instance_name "$svc" "$i").pid"; then
+      warn "$(instance_name "$svc" "$i") still runs (asked for ${INSTANCES[$svc]} of $svc): kept, with every instance below it"
+      INSTANCES[$svc]=$((i + 1))
+    fi
+  done
+done
+
+# Every instance of a service is in the same consumer groups; the partitions decide how many
+# of them get work. Checked on the topics as they are (existing topics keep their count).
+most_instances=1
+for svc in "${SERVICES[@]}"; do ((INSTANCES[$svc] > most_instances)) && most_instances=${INSTANCES[$svc]}; done
+partitions=$(fewest_partitions)
+if ((most_instances > 1)) && [[ -n "$partitions" ]] && ((most_instances > partitions)); then
+  for svc in "${SERVICES[@]}"; do
+    ((INSTANCES[$svc] > partitions)) || continue
+    warn "$svc: ${INSTANCES[$svc]} instances but topics of $partitions partition(s): in each consumer group $((INSTANCES[$svc] - partitions)) of them stand by (they serve reads and take over when an owner leaves)"
+  done
+  warn "for every instance to get work, topics of $most_instances partitions or more: scripts/down.sh, then PARTITIONS=$most_instances scripts/up.sh --memory (or a new RUN_DIR)"
+fi
+
+# Names and ports: services.tsv and the instance scheme (scripts/lib/services.sh). Instance i
+# gets SERVICE_INSTANCE=i: its own static member id in every group (two live processes with
+# one id fence each other).
 declare -A SVC_PID
 for svc in "${SERVICES[@]}"; do
-  port=${SERVICE_PORT[$svc]}
-  check_port_free "$svc" "$port"
-  start_bg "$svc" "$RUN_DIR" env \
-    KAFKA_BROKERS="$KAFKA_BROKERS" \
-    SCHEMA_REGISTRY_URL="$SCHEMA_REGISTRY_URL" \
-    HTTP_ADDR="127.0.0.1:$port" \
-    DATABASE_URL="$(service_database_url "$svc")" \
-    RUN_DIR="$RUN_DIR" \
-    "${token_env[@]}" \
-    "$(bin "$svc")"
-  SVC_PID[$svc]=$BG_PID
+  for i in $(instance_ids "$svc"); do
+    name=$(instance_name "$svc" "$i")
+    port=$(instance_port "$svc" "$i")
+    check_port_free "$name" "$port"
+    start_bg "$name" "$RUN_DIR" env \
+      KAFKA_BROKERS="$KAFKA_BROKERS" \
+      SCHEMA_REGISTRY_URL="$SCHEMA_REGISTRY_URL" \
+      HTTP_ADDR="127.0.0.1:$port" \
+      SERVICE_INSTANCE="$i" \
+      DATABASE_URL="$(service_database_url "$svc" "$i")" \
+      RUN_DIR="$RUN_DIR" \
+      "${token_env[@]}" \
+      "$(bin "$svc")"
+    SVC_PID[$name]=$BG_PID
+  done
 done
+write_layout
 
 failed=0
 for svc in "${SERVICES[@]}"; do
-  if ! wait_for_ready "http://127.0.0.1:${SERVICE_PORT[$svc]}" "$READY_TIMEOUT" "${SVC_PID[$svc]}"; then
-    warn "$svc is not ready; last log lines:"
-    tail -n 30 "$LOG_DIR/$svc.log" >&2 || true
-    failed=1
-  fi
+  for i in $(instance_ids "$svc"); do
+    name=$(instance_name "$svc" "$i")
+    if ! wait_for_ready "$(instance_url "$svc" "$i")" "$READY_TIMEOUT" "${SVC_PID[$name]}"; then
+      warn "$name is not ready; last log lines:"
+      tail -n 30 "$LOG_DIR/$name.log" >&2 || true
+      failed=1
+    fi
+  done
 done
 
 # ------------------------------------------------------------------------------ report
-kcat=$(kcat_bin)
 {
   echo
   printf '%-16s %-8s %-28s %s\n' COMPONENT PID ADDRESS LOG
   printf '%-16s %-8s %-28s %s\n' nisshi "$(cat "$PID_DIR/nisshi.pid")" "$KAFKA_BROKERS" "$LOG_DIR/nisshi.log"
   printf '%-16s %-8s %-28s %s\n' schema-registry "$(cat "$PID_DIR/schema-registry.pid")" "$SCHEMA_REGISTRY_URL" "$LOG_DIR/schema-registry.log"
   for svc in "${SERVICES[@]}"; do
-    printf '%-16s %-8s %-28s %s\n' "$svc" "$(cat "$PID_DIR/$svc.pid" 2>/dev/null || echo -)" "http://127.0.0.1:${SERVICE_PORT[$svc]}" "$LOG_DIR/$svc.log"
+    for i in $(instance_ids "$svc"); do
+      name=$(instance_name "$svc" "$i")
+      printf '%-16s %-8s %-28s %s\n' "$name" "$(cat "$PID_DIR/$name.pid" 2>/dev/null || echo -)" "$(instance_url "$svc" "$i")" "$LOG_DIR/$name.log"
+    done
   done
   echo
   echo "storage:  $storage_desc"
   echo "data:     $DATA_DIR"
+  echo "layout:   $(layout_file) (partitions per topic: ${partitions:-unknown})"
   echo "kcat:     $kcat (wrapper: scripts/kcat)"
   echo "k6:       $(k6_bin)"
   echo
@@ -192,12 +255,12 @@ kcat=$(kcat_bin)
   echo "  scripts/kcat -b $KAFKA_BROKERS -L"
   echo "  scripts/consume --help        # Avro event topics as JSON (orderctl consume)"
   echo "  curl -s $SCHEMA_REGISTRY_URL/subjects"
-  echo "  curl -s http://127.0.0.1:${SERVICE_PORT[${SERVICES[0]}]}/ready"
+  echo "  curl -s $(service_url "${SERVICES[0]}")/ready"
   echo "  scripts/down.sh"
   if ((SECURE)); then
     echo
     echo "Writes and /admin/* need the token in $TOKEN_FILE:"
-    echo "  curl -s -XPOST -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" http://127.0.0.1:${SERVICE_PORT[inventory-svc]}/stock/sku-1/restock -H 'content-type: application/json' -d '{\"quantity\":10}'"
+    echo "  curl -s -XPOST -H \"Authorization: Bearer \$(cat $TOKEN_FILE)\" $(service_url inventory-svc)/stock/sku-1/restock -H 'content-type: application/json' -d '{\"quantity\":10}'"
     echo "  scripts/load.sh --rate 1000     # reads $TOKEN_FILE itself (or API_TOKEN=...)"
   fi
   echo

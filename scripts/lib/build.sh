@@ -35,3 +35,16 @@ built_bin() {
   (cd "$REPO_ROOT" && cargo build -q -p "$package" --bin "$name" "${args[@]}") >&2
   target_bin "$p" "$name"
 }
+
+# build_workspace_bins PROFILE  cargo build --workspace --bins in that profile (release, debug
+# or a custom one), timed.
+build_workspace_bins() {
+  local profile_args=()
+  case "$1" in
+    debug | dev) ;;
+    release) profile_args=(--release) ;;
+    *) profile_args=(--profile "$1") ;;
+  esac
+  (cd "$REPO_ROOT" && timed "[build] cargo build --workspace --bins ${profile_args[*]:-}" \
+    cargo build --workspace --bins "${profile_args[@]}")
+}

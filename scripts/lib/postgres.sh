@@ -32,7 +32,8 @@ as_pg_user() {
 }
 
 # start_test_postgres DIR  a private PostgreSQL server for one test run: a fresh cluster in
-# DIR/data (log DIR/postgres.log) on a free 127.0.0.1 port, no Unix socket, fsync off, with a
+# DIR/data (log DIR/postgres.log) on a free 127.0.0.1 port, no Unix socket, fsync off (on with
+# TEST_PG_DURABLE=1), with a
 # superuser `orders_test` and a random password. Exports TEST_POSTGRES_URL
 # (postgres://orders_test:<pw>@127.0.0.1:<port>/postgres) and sets TEST_PG_DIR to the folder
 # actually used. As root the cluster belongs to the `postgres` user; when that user cannot
@@ -79,8 +80,17 @@ start_test_postgres() {
   fi
   rm -f "$pwfile"
   port=$(free_port) || return 1
-  # Test settings: loopback only, no Unix socket (its default folder may not exist), no
-  # durability (a crashed test server is thrown away anyway), room for many small pools.
+  # Test settings: loopback only, no Unix socket (its default folder may not exist), room for
+  # many small pools, and no durability (a crashed test server is thrown away anyway) unless
+  # TEST_PG_DURABLE=1: a server that is restarted under load, as the chaos run does, must keep
+  # every commit it acknowledged, or a read model loses its last batches while its service's
+  # position in the log moves on.
+  local durability="fsync = off
+synchronous_commit = off
+full_page_writes = off"
+  [[ "${TEST_PG_DURABLE:-0}" == 1 ]] && durability="fsync = on
+synchronous_commit = on
+full_page_writes = on"
   cat >>"$data/postgresql.conf" <<EOF
 
 # ---- scripts/lib.sh start_test_postgres
@@ -89,9 +99,7 @@ port = $port
 unix_socket_directories = ''
 max_connections = 500
 shared_buffers = 64MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+$durability
 EOF
   if ! as_pg_user "$bin/pg_ctl" -D "$data" -l "$logfile" -w -t 60 start >"$dir/pg_ctl.log" 2>&1; then
     warn "PostgreSQL did not start ($bin/pg_ctl); last lines of $logfile:"
@@ -128,4 +136,15 @@ stop_test_postgres() {
     sleep 0.2
   done
   log "postgres stopped (pid $pid)"
+}
+
+# restart_test_postgres DIR  restarts the server start_test_postgres started in DIR with an
+# immediate shutdown (no checkpoint, like a crash; it recovers from its WAL at start), as the
+# chaos run does to the read models' database.
+restart_test_postgres() {
+  local dir data bin
+  dir=$(readlink -f "$1" 2>/dev/null || echo "$1")
+  data="$dir/data"
+  bin=$(pg_bin_dir) || return 1
+  as_pg_user "$bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -m immediate -w -t 60 restart >"$dir/pg_ctl.log" 2>&1
 }

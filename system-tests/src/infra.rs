@@ -11,14 +11,23 @@ use std::{
 /// be stopped and started again with its topics and records intact.
 pub struct Broker {
     pub port: u16,
+    /// What the broker tells clients to connect to (its own address unless it runs behind a proxy).
+    advertised: String,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl Broker {
     pub fn start(dir: &Path) -> Broker {
+        let port = free_port();
+        Broker::start_behind(dir, port, &format!("127.0.0.1:{port}"))
+    }
+
+    /// A broker on `port` that advertises `advertised` (e.g. a [`crate::fault_proxy`] in front
+    /// of it), so that every client connection, not only the bootstrap one, goes there.
+    pub fn start_behind(dir: &Path, port: u16, advertised: &str) -> Broker {
         std::fs::create_dir_all(dir).expect("broker folder");
-        let mut broker = Broker { port: free_port(), dir: dir.to_path_buf(), child: None };
+        let mut broker = Broker { port, advertised: advertised.to_string(), dir: dir.to_path_buf(), child: None };
         broker.start_again();
         broker
     }
@@ -29,15 +38,14 @@ impl Broker {
 
     /// Starts the process (again, on the same port and storage) and waits until it listens.
     pub fn start_again(&mut self) {
-        let url = format!("tcp://{}", self.address());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("nisshi.log")).expect("broker log");
         let mut command = Command::new("nisshi");
         command
             .arg("broker")
             // nisshi resolves the SQLite path against its working directory.
             .current_dir(&self.dir)
-            .env("LISTENER_URL", &url)
-            .env("ADVERTISED_LISTENER_URL", &url)
+            .env("LISTENER_URL", format!("tcp://{}", self.address()))
+            .env("ADVERTISED_LISTENER_URL", format!("tcp://{}", self.advertised))
             .env("STORAGE_ENGINE", "sqlite://nisshi.db")
             .env("GROUP_INITIAL_REBALANCE_DELAY", "100ms")
             // nisshi reads these itself; the test's values are not meant for it.

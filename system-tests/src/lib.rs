@@ -6,6 +6,11 @@
 //! `TEST_POSTGRES_URL` (`scripts/test.sh` starts one). Commands go in as JSON on the command topics
 //! through a producer configured like kcat's (its default partitioner, so the services must
 //! forward what lands on the wrong partition); outcomes are read over HTTP only.
+//!
+//! A scaled stack ([`Stack::start_scaled`]) runs every service N times, as a deployment with N
+//! replicas does: each process has its own port and read-model database and its own
+//! `SERVICE_INSTANCE` (static consumer-group membership), and they share the broker's consumer
+//! groups and the notification sink. Methods that name only a service mean its instance 0.
 use rdkafka::{
     ClientConfig,
     producer::{FutureProducer, FutureRecord},
@@ -48,19 +53,23 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
+pub mod fault_proxy;
 pub mod hostile;
 pub mod infra;
 pub mod otlp;
+pub mod shop;
 
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// `target/<profile>`, where the workspace's binaries (services, `orderctl`) are.
 pub fn target_dir() -> PathBuf {
-    // tests run as target/<profile>/deps/<test>-<hash>
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").to_path_buf()
+    // Tests run as target/<profile>/deps/<test>-<hash>, this package's binaries (the chaos
+    // run) as target/<profile>/<name>.
+    let exe = std::env::current_exe().expect("executable path");
+    let folder = exe.parent().expect("target/<profile>");
+    if folder.file_name().is_some_and(|name| name == "deps") { folder.parent().expect("target/<profile>") } else { folder }.to_path_buf()
 }
 
 /// Children are spawned from one thread that lives as long as the test process, with
@@ -110,14 +119,19 @@ fn test_producer(brokers: &str) -> FutureProducer {
         .expect("producer")
 }
 
+/// One process of the stack: a service and its instance (0 in an ordinary stack).
+type Process = (&'static str, usize);
+
 pub struct Stack {
     pub brokers: String,
     pub registry: String,
     pub dir: PathBuf,
-    ports: HashMap<&'static str, u16>,
-    /// With `READ_MODEL_DB=postgres`: each service's database (name, URL) on the test server.
-    postgres: HashMap<&'static str, (String, String)>,
-    children: Mutex<HashMap<&'static str, Child>>,
+    /// Processes per service; above 1 each gets `SERVICE_INSTANCE` and a database of its own.
+    instances: usize,
+    ports: HashMap<Process, u16>,
+    /// With `READ_MODEL_DB=postgres`: each process's database (name, URL) on the test server.
+    postgres: HashMap<Process, (String, String)>,
+    children: Mutex<HashMap<Process, Child>>,
     extra_env: Vec<(String, String)>,
     producer: FutureProducer,
     http: reqwest::Client,
@@ -132,19 +146,38 @@ impl Stack {
     /// Starts `services` against the given broker and registry (e.g. a test's own, see
     /// [`infra`]) and waits until each answers `/health`.
     pub fn start_on(name: &str, brokers: &str, registry: &str, services: &[&'static str], extra_env: &[(&str, &str)]) -> Stack {
+        Stack::start_instances(name, brokers, registry, services, 1, extra_env)
+    }
+
+    /// Starts `instances` processes of every service, instance `i` with `SERVICE_INSTANCE=i`, its
+    /// own HTTP port and its own read-model database (`data/<service>-<i>.db`, or a PostgreSQL
+    /// database each), and waits until each answers `/health`. The consumer groups split the
+    /// partitions between a service's instances; every instance serves complete read models.
+    pub fn start_scaled(name: &str, instances: usize, extra_env: &[(&str, &str)]) -> Stack {
+        Stack::start_instances(name, &env("KAFKA_BROKERS"), &env("SCHEMA_REGISTRY_URL"), &services(), instances, extra_env)
+    }
+
+    fn start_instances(name: &str, brokers: &str, registry: &str, services: &[&'static str], instances: usize, extra_env: &[(&str, &str)]) -> Stack {
+        assert!(instances >= 1, "a stack runs at least one instance of each service");
         let dir = test_dir(name);
         std::fs::create_dir_all(dir.join("logs")).expect("stack folder");
         let brokers = brokers.to_string();
         let producer = test_producer(&brokers);
+        let processes: Vec<Process> = services.iter().flat_map(|service| (0..instances).map(move |instance| (*service, instance))).collect();
         let postgres = if runtime::testing::read_model_db_is_postgres() {
             let stack_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| name.to_string());
-            let names: Vec<(&'static str, String)> =
-                services.iter().map(|service| (*service, runtime::testing::unique_database_name(&format!("{stack_name}_{service}")))).collect();
+            let names: Vec<(Process, String)> = processes
+                .iter()
+                .map(|&(service, instance)| {
+                    let label = if instances > 1 { format!("{stack_name}_{service}_{instance}") } else { format!("{stack_name}_{service}") };
+                    ((service, instance), runtime::testing::unique_database_name(&label))
+                })
+                .collect();
             block_on(async move {
                 let mut databases = HashMap::new();
-                for (service, name) in names {
+                for (process, name) in names {
                     let url = runtime::testing::create_postgres_database(&name).await;
-                    databases.insert(service, (name, url));
+                    databases.insert(process, (name, url));
                 }
                 databases
             })
@@ -155,7 +188,8 @@ impl Stack {
         let stack = Stack {
             registry: registry.to_string(),
             brokers,
-            ports: services.iter().map(|s| (*s, free_port())).collect(),
+            instances,
+            ports: processes.iter().map(|process| (*process, free_port())).collect(),
             postgres,
             children: Mutex::new(HashMap::new()),
             extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -167,11 +201,11 @@ impl Stack {
             // may already have been sent and handled (seen as a POST that "got no answer").
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).pool_max_idle_per_host(0).build().expect("http client"),
         };
-        for service in services {
-            stack.launch(service);
+        for process in &processes {
+            stack.launch(*process);
         }
-        for service in services {
-            stack.wait_healthy(service);
+        for process in &processes {
+            stack.wait_healthy(*process);
         }
         stack
     }
@@ -203,7 +237,12 @@ impl Stack {
 
     /// GET → (status, body as text), for non-JSON endpoints such as `/metrics`.
     pub async fn get_text(&self, service: &str, path: &str) -> (u16, String) {
-        match self.http.get(self.url(service, path)).send().await {
+        self.get_text_from(service, 0, path).await
+    }
+
+    /// [`Stack::get_text`] from one instance of the service.
+    pub async fn get_text_from(&self, service: &str, instance: usize, path: &str) -> (u16, String) {
+        match self.http.get(self.url_of(service, instance, path)).send().await {
             Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
             Err(_) => (0, String::new()),
         }
@@ -214,16 +253,25 @@ impl Stack {
     /// `HTTP_ADDR`, then the stack's extra variables. A one-shot run of the service binary with
     /// it (see [`Stack::service_command`]) works on the same database as the service.
     pub fn service_env(&self, service: &str) -> Vec<(String, String)> {
-        let port = *self.ports.get(service).unwrap_or_else(|| panic!("{service} is not part of this stack"));
+        self.process_env(self.process(service, 0))
+    }
+
+    /// [`Stack::service_env`] of one process. The instances of a scaled stack share `RUN_DIR`
+    /// (so the notification sink, like a webhook's receiver, is one for the whole service) and
+    /// each names its own SQLite file in `DATABASE_URL`.
+    fn process_env(&self, process: Process) -> Vec<(String, String)> {
         let mut env = vec![
             ("KAFKA_BROKERS".to_string(), self.brokers.clone()),
             ("SCHEMA_REGISTRY_URL".to_string(), self.registry.clone()),
             ("RUN_DIR".to_string(), self.dir.display().to_string()),
         ];
-        if let Some((_, url)) = self.postgres.get(service) {
-            env.push(("DATABASE_URL".to_string(), url.clone()));
+        if self.postgres.contains_key(&process) || self.instances > 1 {
+            env.push(("DATABASE_URL".to_string(), self.process_database_url(process)));
         }
-        env.push(("HTTP_ADDR".to_string(), format!("127.0.0.1:{port}")));
+        if self.instances > 1 {
+            env.push(("SERVICE_INSTANCE".to_string(), process.1.to_string()));
+        }
+        env.push(("HTTP_ADDR".to_string(), format!("127.0.0.1:{}", self.ports[&process])));
         env.extend(self.extra_env.iter().cloned());
         env
     }
@@ -232,66 +280,96 @@ impl Stack {
     /// from /dev/null, for one-shot subcommands (e.g. `replay ...`): add arguments and run it.
     /// `DATABASE_URL` and `OTEL_EXPORTER_OTLP_ENDPOINT` of the test process are not inherited.
     pub fn service_command(&self, service: &str) -> Command {
-        let mut command = Command::new(target_dir().join(service));
-        command.env_remove("DATABASE_URL").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").envs(self.service_env(service)).stdin(Stdio::null());
+        self.process_command(self.process(service, 0))
+    }
+
+    fn process_command(&self, process: Process) -> Command {
+        let mut command = Command::new(target_dir().join(process.0));
+        command.env_remove("DATABASE_URL").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").envs(self.process_env(process)).stdin(Stdio::null());
         command
     }
 
-    fn launch(&self, service: &'static str) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("logs").join(format!("{service}.log"))).expect("log file");
-        let mut command = self.service_command(service);
+    /// `<service>` in an ordinary stack, `<service>-<instance>` in a scaled one: the process's
+    /// log and SQLite file names.
+    fn process_label(&self, (service, instance): Process) -> String {
+        if self.instances > 1 { format!("{service}-{instance}") } else { service.to_string() }
+    }
+
+    fn launch(&self, process: Process) {
+        let log_path = self.dir.join("logs").join(format!("{}.log", self.process_label(process)));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("log file");
+        let mut command = self.process_command(process);
         command.stdout(log.try_clone().expect("log handle")).stderr(log);
         let child = spawn(command);
-        self.children.lock().unwrap_or_else(|p| p.into_inner()).insert(service, child);
+        self.children.lock().unwrap_or_else(|p| p.into_inner()).insert(process, child);
     }
 
-    /// The `&'static` name of one of this stack's services.
-    fn service_name(&self, service: &str) -> &'static str {
-        self.ports.keys().copied().find(|s| *s == service).unwrap_or_else(|| panic!("{service} is not part of this stack"))
+    /// The process key of `service`'s `instance`, with the service's `&'static` name.
+    fn process(&self, service: &str, instance: usize) -> Process {
+        let key = self.ports.keys().copied().find(|(s, i)| *s == service && *i == instance);
+        key.unwrap_or_else(|| panic!("{service} instance {instance} is not part of this stack ({} per service)", self.instances))
     }
 
-    /// Whether `service` has a live process (one that exited is forgotten).
-    fn running(&self, service: &str) -> bool {
+    /// Whether the process is live (one that exited is forgotten).
+    fn running(&self, process: Process) -> bool {
         let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
-        match children.get_mut(service).map(|child| child.try_wait()) {
+        match children.get_mut(&process).map(|child| child.try_wait()) {
             Some(Ok(None)) => true,
             Some(_) => {
-                children.remove(service);
+                children.remove(&process);
                 false
             }
             None => false,
         }
     }
 
-    fn wait_healthy(&self, service: &str) {
-        let url = self.url(service, "/health");
+    fn wait_healthy(&self, process: Process) {
+        let url = self.url_of(process.0, process.1, "/health");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(200) = reqwest::blocking_get_status(&url) {
                 return;
             }
-            assert!(Instant::now() < deadline, "{service} did not become healthy; see {}", self.dir.join("logs").display());
+            assert!(Instant::now() < deadline, "{} did not become healthy; see {}", self.process_label(process), self.dir.join("logs").display());
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// SIGKILL: no shutdown hooks, no flushes, like a crash.
     pub fn kill(&self, service: &'static str) {
-        if let Some(mut child) = self.children.lock().unwrap_or_else(|p| p.into_inner()).remove(service) {
+        self.kill_instance(service, 0);
+    }
+
+    /// [`Stack::kill`] of one instance of the service.
+    pub fn kill_instance(&self, service: &str, instance: usize) {
+        let process = self.process(service, instance);
+        if let Some(mut child) = self.children.lock().unwrap_or_else(|p| p.into_inner()).remove(&process) {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
     pub fn restart(&self, service: &'static str) {
-        self.kill(service);
-        self.launch(service);
-        self.wait_healthy(service);
+        let process = self.process(service, 0);
+        self.kill_instance(service, 0);
+        self.launch(process);
+        self.wait_healthy(process);
+    }
+
+    /// Sends `signal` to the service's process (e.g. SIGSTOP and SIGCONT for a stalled
+    /// process); false when it is not running.
+    pub fn signal(&self, service: &str, signal: libc::c_int) -> bool {
+        let process = self.process(service, 0);
+        let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(child) = children.get(&process) else { return false };
+        // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) == 0 }
     }
 
     /// Graceful stop: SIGTERM, then waits for the process to exit (SIGKILL after 30 s).
     pub fn stop(&self, service: &str) {
-        let Some(mut child) = self.children.lock().unwrap_or_else(|p| p.into_inner()).remove(service) else { return };
+        let process = self.process(service, 0);
+        let Some(mut child) = self.children.lock().unwrap_or_else(|p| p.into_inner()).remove(&process) else { return };
         if let Ok(None) = child.try_wait() {
             // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
             unsafe {
@@ -313,7 +391,7 @@ impl Stack {
     /// Points the stack at another broker and registry (e.g. a new, empty one): services started
     /// from now on, and the commands the stack sends, go there. Stop the services first.
     pub fn move_to(&mut self, brokers: &str, registry: &str) {
-        assert!(self.ports.keys().all(|service| !self.running(service)), "stop every service before moving the stack to another broker");
+        assert!(self.ports.keys().all(|process| !self.running(*process)), "stop every service before moving the stack to another broker");
         self.brokers = brokers.to_string();
         self.registry = registry.to_string();
         self.producer = test_producer(brokers);
@@ -322,33 +400,48 @@ impl Stack {
     /// Starts `service` (after [`Stack::stop`] or [`Stack::kill`]) and waits until it answers
     /// `/health`. Panics when it is still running.
     pub fn start_service(&self, service: &str) {
-        let service = self.service_name(service);
-        assert!(!self.running(service), "{service} is already running; stop or kill it first");
-        self.launch(service);
-        self.wait_healthy(service);
+        self.start_instance(service, 0);
+    }
+
+    /// [`Stack::start_service`] of one instance of the service (e.g. after
+    /// [`Stack::kill_instance`]).
+    pub fn start_instance(&self, service: &str, instance: usize) {
+        let process = self.process(service, instance);
+        assert!(!self.running(process), "{} is already running; stop or kill it first", self.process_label(process));
+        self.launch(process);
+        self.wait_healthy(process);
     }
 
     /// The read-model database `service` runs on: its PostgreSQL database in a
     /// READ_MODEL_DB=postgres pass, else its SQLite file (the service's own default).
     pub fn database_url(&self, service: &str) -> String {
-        match self.postgres.get(service) {
+        self.process_database_url(self.process(service, 0))
+    }
+
+    fn process_database_url(&self, process: Process) -> String {
+        match self.postgres.get(&process) {
             Some((_, url)) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.sqlite_file(service).display()),
+            None => format!("sqlite://{}?mode=rwc", self.process_sqlite_file(process).display()),
         }
     }
 
-    /// `<RUN_DIR>/data/<service>.db`, where a service keeps its read models on SQLite.
+    /// `<RUN_DIR>/data/<service>.db`, where a service keeps its read models on SQLite
+    /// (`<service>-0.db` in a scaled stack).
     pub fn sqlite_file(&self, service: &str) -> PathBuf {
-        self.dir.join("data").join(format!("{service}.db"))
+        self.process_sqlite_file(self.process(service, 0))
+    }
+
+    fn process_sqlite_file(&self, process: Process) -> PathBuf {
+        self.dir.join("data").join(format!("{}.db", self.process_label(process)))
     }
 
     /// Empties `service`'s read-model database; the service must be stopped. SQLite: removes
     /// `<RUN_DIR>/data/<service>.db` and its `-wal`/`-shm` files. PostgreSQL: drops the database
     /// (`WITH (FORCE)`) and creates it again, empty, under the same name.
     pub fn delete_database(&self, service: &str) {
-        let service = self.service_name(service);
-        assert!(!self.running(service), "{service} is running: stop it before deleting its database");
-        match self.postgres.get(service) {
+        let process = self.process(service, 0);
+        assert!(!self.running(process), "{service} is running: stop it before deleting its database");
+        match self.postgres.get(&process) {
             Some((name, _)) => {
                 let name = name.clone();
                 block_on(async move {
@@ -372,7 +465,12 @@ impl Stack {
     }
 
     pub fn url(&self, service: &str, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.ports[service])
+        self.url_of(service, 0, path)
+    }
+
+    /// [`Stack::url`] of one instance of the service.
+    pub fn url_of(&self, service: &str, instance: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[&self.process(service, instance)])
     }
 
     /// Produces one JSON command, keyed like a kcat user would (`-k <aggregate id>`).
@@ -410,7 +508,12 @@ impl Stack {
 
     /// GET → (status, JSON body or Null).
     pub async fn get(&self, service: &str, path: &str) -> (u16, Value) {
-        match self.http.get(self.url(service, path)).send().await {
+        self.get_from(service, 0, path).await
+    }
+
+    /// [`Stack::get`] from one instance of the service.
+    pub async fn get_from(&self, service: &str, instance: usize, path: &str) -> (u16, Value) {
+        match self.http.get(self.url_of(service, instance, path)).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 (status, response.json().await.unwrap_or(Value::Null))

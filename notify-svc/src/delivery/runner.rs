@@ -27,7 +27,7 @@ use rdkafka::{
     message::OwnedMessage,
     producer::FutureProducer,
 };
-use runtime::kafka::{self, CodecError, DeliveryError, EventCodec, GroupConsumer, KafkaSetupError, Outbox, Outgoing, Pace, Read, RebalanceTracker};
+use runtime::kafka::{self, CodecError, DeliveryError, EventCodec, GroupConsumer, KafkaSetupError, Outbox, Outgoing, Pace, Read};
 use runtime::{HistoryGuard, Service, command_id_for_reaction};
 use std::{
     collections::{HashMap, HashSet},
@@ -121,14 +121,14 @@ impl DeliveryLoop {
     /// Runs until Kafka or the registry fails; the caller starts it again, which rebuilds every
     /// pending delivery from the log.
     pub async fn run(&self) -> Result<(), DeliveryLoopError> {
-        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Background, RebalanceTracker::default())?);
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Background).await?);
         let command_partitions = {
             let consumer = consumer.clone();
             tokio::task::spawn_blocking(move || kafka::partition_count(&*consumer, Notification::COMMANDS_TOPIC)).await??
         };
         let clients = Clients {
             consumer,
-            handed_over: Arc::new(kafka::group_consumer(&self.brokers, &self.handed_over_group_id, Pace::Background, RebalanceTracker::default())?),
+            handed_over: Arc::new(kafka::group_consumer(&self.brokers, &self.handed_over_group_id, Pace::Background).await?),
             reader: Arc::new(kafka::reader(&self.brokers)?),
             producer: kafka::producer(&self.brokers)?,
             command_partitions,

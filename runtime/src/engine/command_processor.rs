@@ -35,7 +35,7 @@ use crate::{
     kafka::{
         self, EventCodec, Pace,
         codec::Read,
-        consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, dead_letter, next_batch},
+        consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter, next_batch},
         event_log::{DECISION_PART_HEADER, read_to_end},
         header, headers, headers_without,
     },
@@ -68,7 +68,7 @@ impl<D: Decider> CommandProcessor<D> {
     pub async fn run(&self) -> Result<(), LoopError> {
         let stream_commands = <D::Stream as Stream>::COMMANDS_TOPIC;
         let stream_events = <D::Stream as Stream>::EVENTS_TOPIC;
-        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Saga, RebalanceTracker::default())?);
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Saga).await?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
         let _lag = LagReporter::spawn(LoopKind::Command, self.group_id.clone(), consumer.clone(), Default::default(), None);

@@ -19,7 +19,7 @@ use crate::{
     history::HistoryTip,
     kafka::{
         self, EventCodec, Pace, Read,
-        consume::{GroupConsumer, Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, dead_letter},
+        consume::{GroupConsumer, Outbox, Outgoing, by_partition, commit_batch, dead_letter},
         event_log::read_to_end,
         headers, partition_for,
     },
@@ -225,7 +225,7 @@ impl<T: Deadlines> DeadlineWatch<T> {
         let events_topic = StreamOf::<T>::EVENTS_TOPIC;
         // The deadlines' own timer fires them on time; the events only begin and end waits, and
         // one noticed late at most fires a timeout the aggregate ignores: a background pace.
-        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Background, RebalanceTracker::default())?);
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Background).await?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
         let _lag = LagReporter::spawn(LoopKind::Policy, self.group_id.clone(), consumer.clone(), Default::default(), None);

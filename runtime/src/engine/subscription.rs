@@ -9,7 +9,7 @@ use crate::{
     kafka::{
         self, EventCodec, Pace,
         codec::Read,
-        consume::{Outbox, Outgoing, RebalanceTracker, by_partition, commit_batch, dead_letter, next_batch},
+        consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter, next_batch},
         event_log::read_records,
         headers, partition_for,
     },
@@ -74,7 +74,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
     }
 
     pub async fn run(&self) -> Result<(), LoopError> {
-        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, self.pace, RebalanceTracker::default())?);
+        let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, self.pace).await?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
         let _lag = LagReporter::spawn(LoopKind::Policy, self.group_id.clone(), consumer.clone(), Default::default(), None);

@@ -86,12 +86,16 @@ pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
 }
 
 /// A consumer-group member that never commits on its own: offsets are committed only after the
-/// work they cover is durable.
-pub fn group_consumer<C>(brokers: &str, group_id: &str, pace: Pace, context: C) -> Result<rdkafka::consumer::StreamConsumer<C>, KafkaError>
-where
-    C: rdkafka::consumer::ConsumerContext + 'static,
-{
-    base(brokers)
+/// work they cover is durable. A static member (see [`SERVICE_INSTANCE_ENV`]) is created only
+/// once the previous consumer of this process with the same id has closed.
+pub async fn group_consumer(brokers: &str, group_id: &str, pace: Pace) -> Result<crate::kafka::GroupConsumer, KafkaError> {
+    let mut config = base(brokers);
+    let mut context = crate::kafka::RebalanceTracker::default();
+    if let Some(instance) = static_member_id(group_id)? {
+        config.set("group.instance.id", &instance);
+        context.static_member = Some(StaticMemberLease::acquire(instance).await?);
+    }
+    config
         .set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -103,6 +107,71 @@ where
         .set("max.poll.interval.ms", "300000")
         .set("fetch.wait.max.ms", pace.fetch_wait().as_millis().to_string())
         .create_with_context(context)
+}
+
+/// How long a new static member waits for its predecessor in this process to close.
+const STATIC_MEMBER_HANDOVER: Duration = Duration::from_secs(60);
+
+/// One static member id of this process, taken while a consumer with that id is open.
+///
+/// A loop that restarts (the broker went away, a batch failed) creates a new consumer while
+/// the old one may still be closing, e.g. dropped by a task that is being aborted. With the same
+/// `group.instance.id` the new one fences the old one, and librdkafka's close of a fenced
+/// consumer can block for good inside its revocation (`rd_kafka_assign`), on a tokio worker:
+/// seen in the chaos run as notify-svc with both workers stuck there and `/health` unanswered.
+/// So the new consumer waits until the old one is gone; the lease lives in the consumer's
+/// context, which librdkafka drops last.
+pub(crate) struct StaticMemberLease(String);
+
+fn open_static_members() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static OPEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
+    OPEN.get_or_init(Default::default)
+}
+
+impl StaticMemberLease {
+    async fn acquire(id: String) -> Result<StaticMemberLease, KafkaError> {
+        let started = std::time::Instant::now();
+        loop {
+            if open_static_members().lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
+                return Ok(StaticMemberLease(id));
+            }
+            if started.elapsed() > STATIC_MEMBER_HANDOVER {
+                return Err(KafkaError::ClientCreation(format!(
+                    "the previous consumer with group.instance.id {id} has not closed after {STATIC_MEMBER_HANDOVER:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for StaticMemberLease {
+    fn drop(&mut self) {
+        open_static_members().lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
+    }
+}
+
+/// Names this process among the live processes of its service (e.g. `0`, `1`); when set,
+/// every group member of the process is static (`group.instance.id` = `<group>.<instance>`).
+pub const SERVICE_INSTANCE_ENV: &str = "SERVICE_INSTANCE";
+
+/// The static member id of this process in `group_id`, when `SERVICE_INSTANCE` names it.
+///
+/// A static member that restarts (a crash, kill -9, a deploy) gets its partitions back at once
+/// instead of after the session timeout, the broker having kept its place; without it, every
+/// group of a killed service stalls for `session.timeout.ms` (10 s) until the broker gives up
+/// on the dead member. Two live processes with the same instance fence each other, so it is
+/// opt-in: `scripts/up.sh` and the compose file give each process its own.
+fn static_member_id(group_id: &str) -> Result<Option<String>, KafkaError> {
+    let Some(instance) = std::env::var(SERVICE_INSTANCE_ENV).ok().filter(|value| !value.trim().is_empty()) else { return Ok(None) };
+    // Kafka's rule for group.instance.id: at most 249 of these characters.
+    let id = format!("{group_id}.{instance}");
+    if id.len() > 249 || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return Err(KafkaError::ClientCreation(format!(
+            "{SERVICE_INSTANCE_ENV}={instance:?}: give letters, digits, '.', '_' or '-' (group.instance.id {id:?} must be valid)"
+        )));
+    }
+    Ok(Some(id))
 }
 
 /// A consumer outside any group, for reading partitions by explicit assignment.
@@ -246,4 +315,23 @@ pub fn headers_without<M: Message>(message: &M, skip: &[&str]) -> OwnedHeaders {
 /// Builds headers from name/value pairs.
 pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
     pairs.iter().fold(OwnedHeaders::new(), |h, (key, value)| h.insert(rdkafka::message::Header { key, value: Some(value.as_bytes()) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StaticMemberLease;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_static_member_id_is_taken_again_only_once_its_consumer_has_let_it_go() {
+        let first = StaticMemberLease::acquire("svc.loop.0".into()).await.expect("free id");
+        let second = tokio::spawn(StaticMemberLease::acquire("svc.loop.0".into()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!second.is_finished(), "the id was handed out while its first holder still had it");
+        let other = StaticMemberLease::acquire("svc.loop.1".into()).await.expect("another id is independent");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), second).await.expect("handed over once released").expect("task");
+        assert!(second.is_ok());
+        drop(other);
+    }
 }

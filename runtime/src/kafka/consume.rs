@@ -22,6 +22,9 @@ use std::{
 pub struct RebalanceTracker {
     changed: Mutex<HashSet<(String, i32)>>,
     owned: Mutex<HashSet<(String, i32)>>,
+    /// A static member's id, held as long as the consumer lives: the context is dropped only
+    /// after the consumer has closed (see [`super::group_consumer`]).
+    pub(super) static_member: Option<super::clients::StaticMemberLease>,
 }
 
 impl RebalanceTracker {
