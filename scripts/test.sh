@@ -179,9 +179,13 @@ stop_broker_and_registry
 load_smoke() {
   local dir="$TEST_RUN_DIR/load-smoke" summary rc=0
   RUN_DIR="$dir" KAFKA_PORT=$(free_port) REGISTRY_PORT=$(free_port) PROFILE=debug PARTITIONS=2 \
-    "$REPO_ROOT/scripts/up.sh" --memory --no-install --no-build --instances 2 || return 1
-  RUN_DIR="$dir" LOAD_DIR="$dir/load" "$REPO_ROOT/scripts/load.sh" --rate 600 --duration 20s --target-ms 30000 || rc=$?
+    "$REPO_ROOT/scripts/up.sh" --memory --no-install --no-build --instances 2 || rc=$?
+  # A failed start may leave some processes up: stop them either way.
+  if ((rc == 0)); then
+    RUN_DIR="$dir" LOAD_DIR="$dir/load" "$REPO_ROOT/scripts/load.sh" --rate 600 --duration 20s --target-ms 30000 || rc=$?
+  fi
   RUN_DIR="$dir" "$REPO_ROOT/scripts/down.sh" || true
+  ((rc == 0)) || return "$rc"
   summary=$(ls -1 "$dir"/load/*/summary.json 2>/dev/null | tail -n 1)
   [[ -n "$summary" ]] || { warn "load smoke: no summary.json under $dir/load"; return 1; }
   python3 "$REPO_ROOT/scripts/lib/all_settled.py" "$summary" || return 1

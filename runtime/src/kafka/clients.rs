@@ -85,6 +85,12 @@ pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
+/// An acks=all producer without idempotence, for records whose duplicates are harmless (the
+/// partition-count record): librdkafka retries without sequence numbers the broker may refuse.
+pub(crate) fn record_producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
+    base(brokers).set("enable.idempotence", "false").set("acks", "all").set("message.timeout.ms", "30000").create()
+}
+
 /// A consumer-group member that never commits on its own: offsets are committed only after the
 /// work they cover is durable. A static member (see [`SERVICE_INSTANCE_ENV`]) is created only
 /// once the previous consumer of this process with the same id has closed.

@@ -1,6 +1,6 @@
 //! Every topic the system uses, with partition counts: each stream's command, event,
 //! dead-letter (of commands and of events) and rejection topics share one count so that they are co-partitioned.
-use super::clients::{KafkaSetupError, METADATA_TIMEOUT, admin, partition_count, producer, read_range, reader, watermarks};
+use super::clients::{KafkaSetupError, METADATA_TIMEOUT, admin, partition_count, read_range, reader, record_producer, watermarks};
 use contracts::{COMMAND_TOPICS, EVENT_SCHEMAS, dead_letter_topic, rejections_topic};
 use rdkafka::{
     admin::{AdminOptions, NewTopic, TopicReplication},
@@ -90,7 +90,12 @@ pub async fn verify_partition_counts(brokers: &str) -> Result<(), KafkaSetupErro
         return Err(KafkaSetupError::PartitionCountChanged { topic, recorded, now, record_topic: PARTITION_RECORD_TOPIC });
     }
     if !unrecorded.is_empty() {
-        let producer = producer(brokers)?;
+        // Not idempotent: every process that finds a count unrecorded writes it, the first
+        // record of a topic wins and a duplicate says the same, so a retry needs no sequence
+        // numbers. With them, Nisshi 0.8.1 failed one of two processes starting together (two
+        // instances of a service, `scripts/up.sh --instances 2`) with a fatal
+        // OutOfOrderSequenceNumber on this topic, and that process exited.
+        let producer = record_producer(brokers)?;
         for (topic, count) in unrecorded {
             let count = count.to_string();
             let record = rdkafka::producer::FutureRecord::to(PARTITION_RECORD_TOPIC).partition(0).key(&topic).payload(&count);
