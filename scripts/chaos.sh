@@ -13,12 +13,12 @@
 # service's `replay --verify`. It prints each figure and the time to recover, and exits 1
 # when any check fails. Everything listens on 127.0.0.1 and stops by itself.
 #
-#   scripts/chaos.sh                          1200 orders/min for 3 min (the full run)
+#   scripts/chaos.sh                          600 orders/min for 3 min (the full run)
 #   scripts/chaos.sh --duration 45s --rate 300   the short form scripts/test.sh runs
 #   scripts/chaos.sh --seed 42                repeat a run's schedule and orders
 #   scripts/chaos.sh --postgres               read models on a private PostgreSQL, restarted once
 #
-# Options: --rate N (orders/min, 1200), --duration D (3m), --settle D (60s), --seed N,
+# Options: --rate N (orders/min, 600), --duration D (3m), --settle D (60s), --seed N,
 #          --partitions N (per topic, 1 as up.sh on Nisshi),
 #          --postgres, --no-build.
 # Env: PROFILE (release | debug, default release), CHAOS_DIR (default run/chaos-<timestamp>).

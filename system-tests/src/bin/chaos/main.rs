@@ -28,7 +28,7 @@ use system_tests::{
 #[command(about = "Faults on a seeded schedule while orders flow; then every invariant is checked")]
 struct Args {
     /// Orders per minute, at a constant arrival rate.
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 600)]
     rate: u32,
     /// How long orders arrive and faults happen, e.g. `45s`, `3m`.
     #[arg(long, default_value = "3m", value_parser = parse_duration)]
