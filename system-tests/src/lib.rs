@@ -584,6 +584,21 @@ impl Stack {
         .expect("metadata task")
     }
 
+    /// Waits until the notifications about `order_id` are exactly these kinds (in any order)
+    /// and returns them.
+    pub async fn notifications_are(&self, order_id: &str, expected: &[&str]) -> Value {
+        let sorted_kinds = |notifications: &Value| {
+            let mut kinds: Vec<String> =
+                notifications.as_array().into_iter().flatten().filter_map(|n| n["kind"].as_str().map(String::from)).collect();
+            kinds.sort();
+            kinds
+        };
+        let mut expected: Vec<String> = expected.iter().map(|k| k.to_string()).collect();
+        expected.sort();
+        self.eventually("notify-svc", &format!("/notifications?order_id={order_id}"), Duration::from_secs(60), |n| sorted_kinds(n) == expected)
+            .await
+    }
+
     /// Waits until the order reaches `status` and returns its view.
     pub async fn order_reaches(&self, order_id: &str, status: &str) -> Value {
         self.eventually("order-svc", &format!("/orders/{order_id}"), Duration::from_secs(60), |o| o["status"] == status).await

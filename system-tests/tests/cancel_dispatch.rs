@@ -25,17 +25,6 @@ async fn account(stack: &Stack, customer: &str, balance: i64, refunded: i64) -> 
         .await
 }
 
-async fn notifications(stack: &Stack, order_id: &str, expected: &[&str]) -> Value {
-    let kinds = |notifications: &Value| {
-        let mut kinds: Vec<String> = notifications.as_array().into_iter().flatten().filter_map(|n| n["kind"].as_str().map(String::from)).collect();
-        kinds.sort();
-        kinds
-    };
-    let mut expected: Vec<String> = expected.iter().map(|k| k.to_string()).collect();
-    expected.sort();
-    stack.eventually("notify-svc", &format!("/notifications?order_id={order_id}"), WAIT, |n| kinds(n) == expected).await
-}
-
 /// A confirmed order of one unit at 7.00 EUR: its stock reserved, its payment captured and its
 /// shipment scheduled. Returns (order, sku, customer); the SKU has 5 on hand, the customer had 100.00.
 async fn confirmed_order(stack: &Stack) -> (String, String, String) {
@@ -87,7 +76,7 @@ async fn a_cancel_decided_after_the_dispatch_is_refused_and_the_order_ships() {
     assert_eq!(order["cancellation_reason"], Value::Null, "{order}");
     assert_eq!(order["cancellation_request"]["reason"], "CUSTOMER_REQUEST", "{order}");
     assert_eq!(order["cancellation_request"]["refusal"], "shipment already dispatched", "{order}");
-    notifications(stack, &order_id, &["ORDER_CONFIRMED", "ORDER_SHIPPED", "ORDER_CANCELLATION_REFUSED"]).await;
+    stack.notifications_are(&order_id, &["ORDER_CONFIRMED", "ORDER_SHIPPED", "ORDER_CANCELLATION_REFUSED"]).await;
 
     // A shipped order is never cancelled, so nothing is refunded and the stock left exactly once.
     account(stack, &customer, 9_300, 0).await;
@@ -129,7 +118,7 @@ async fn a_cancel_that_reaches_shipping_before_the_dispatch_cancels_refunds_and_
     account(stack, &customer, 10_000, 700).await;
     stack.stock_is(&sku, 0, 5).await;
     stack.eventually("shipping-svc", &format!("/shipments/{order_id}"), WAIT, |s| s["status"] == "CANCELLED").await;
-    notifications(stack, &order_id, &["ORDER_CANCELLED", "ORDER_CONFIRMED", "REFUND_ISSUED"]).await;
+    stack.notifications_are(&order_id, &["ORDER_CANCELLED", "ORDER_CONFIRMED", "REFUND_ISSUED"]).await;
 
     // The warehouse comes too late: refused, and the released unit stays on hand.
     stack.send("shipment.commands", &order_id, &dispatch(&order_id)).await;

@@ -15,18 +15,6 @@ async fn balance(stack: &Stack, customer: &str, balance: i64) -> Value {
     stack.eventually("payment-svc", &format!("/accounts/{customer}"), WAIT, |a| a["balance_cents"] == balance).await
 }
 
-fn kinds(notifications: &Value) -> Vec<String> {
-    let mut kinds: Vec<String> = notifications.as_array().into_iter().flatten().filter_map(|n| n["kind"].as_str().map(String::from)).collect();
-    kinds.sort();
-    kinds
-}
-
-async fn notifications(stack: &Stack, order_id: &str, expected: &[&str]) -> Value {
-    let mut expected: Vec<String> = expected.iter().map(|k| k.to_string()).collect();
-    expected.sort();
-    stack.eventually("notify-svc", &format!("/notifications?order_id={order_id}"), WAIT, |n| kinds(n) == expected).await
-}
-
 async fn place(stack: &Stack, customer: &str, lines: &[(&str, i64, i64)], country: &str) -> String {
     let order_id = unique("order");
     stack.send("order.commands", &order_id, &place_order(&order_id, customer, lines, "EUR", country)).await;
@@ -46,12 +34,12 @@ async fn happy_path_confirmed_then_shipped_then_delivered() {
     balance(stack, &customer, 7500).await;
     let shipment = stack.eventually("shipping-svc", &format!("/shipments/{order_id}"), WAIT, |s| s["status"] == "SCHEDULED").await;
     assert_eq!(shipment["carrier"], order["shipment"]["carrier"]);
-    notifications(stack, &order_id, &["ORDER_CONFIRMED"]).await;
+    stack.notifications_are(&order_id, &["ORDER_CONFIRMED"]).await;
 
     stack.send("shipment.commands", &order_id, &dispatch(&order_id)).await;
     stack.order_reaches(&order_id, "SHIPPED").await;
     stack.stock_is(&sku, 0, 8).await;
-    notifications(stack, &order_id, &["ORDER_CONFIRMED", "ORDER_SHIPPED"]).await;
+    stack.notifications_are(&order_id, &["ORDER_CONFIRMED", "ORDER_SHIPPED"]).await;
 
     stack.send("shipment.commands", &order_id, &deliver(&order_id)).await;
     stack.order_reaches(&order_id, "DELIVERED").await;
@@ -72,7 +60,7 @@ async fn out_of_stock_cancels_and_releases_the_line_that_fit() {
     stack.stock_is(&plenty, 0, 5).await;
     stack.stock_is(&scarce, 0, 1).await;
     balance(stack, &customer, 10_000).await;
-    notifications(stack, &order_id, &["ORDER_CANCELLED"]).await;
+    stack.notifications_are(&order_id, &["ORDER_CANCELLED"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,7 +91,7 @@ async fn unserved_country_cancels_refunds_and_releases() {
         stack.eventually("payment-svc", &format!("/accounts/{customer}"), WAIT, |a| a["refunded_cents"] == 2000).await
     };
     assert_eq!(account["captured_cents"], 2000);
-    notifications(stack, &order_id, &["ORDER_CANCELLED", "REFUND_ISSUED"]).await;
+    stack.notifications_are(&order_id, &["ORDER_CANCELLED", "REFUND_ISSUED"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,7 +108,7 @@ async fn customer_cancel_before_dispatch_compensates_everything() {
     balance(stack, &customer, 10_000).await;
     stack.stock_is(&sku, 0, 5).await;
     stack.eventually("shipping-svc", &format!("/shipments/{order_id}"), WAIT, |s| s["status"] == "CANCELLED").await;
-    notifications(stack, &order_id, &["ORDER_CANCELLED", "ORDER_CONFIRMED", "REFUND_ISSUED"]).await;
+    stack.notifications_are(&order_id, &["ORDER_CANCELLED", "ORDER_CONFIRMED", "REFUND_ISSUED"]).await;
 
     // The warehouse can no longer dispatch it.
     stack.send("shipment.commands", &order_id, &dispatch(&order_id)).await;
@@ -189,7 +177,7 @@ async fn duplicated_commands_and_redelivered_events_have_no_second_effect() {
     stack.send("order.commands", &order_id, &command).await;
     stack.send("order.commands", &order_id, &command).await;
     let order = stack.order_reaches(&order_id, "CONFIRMED").await;
-    notifications(stack, &order_id, &["ORDER_CONFIRMED"]).await;
+    stack.notifications_are(&order_id, &["ORDER_CONFIRMED"]).await;
     assert_eq!(order["version"], 5, "placed, line reserved, stock reserved, paid, confirmed: {order}");
 
     // Every event of the order and of the account delivered a second time.
@@ -204,13 +192,13 @@ async fn duplicated_commands_and_redelivered_events_have_no_second_effect() {
     let marker = id_on_partition("marker", order_partition, partitions);
     stack.send("order.commands", &marker, &place_order(&marker, &customer, &[(&sku, 1, 1000)], "EUR", "DE")).await;
     stack.order_reaches(&marker, "CONFIRMED").await;
-    notifications(stack, &marker, &["ORDER_CONFIRMED"]).await;
+    stack.notifications_are(&marker, &["ORDER_CONFIRMED"]).await;
 
     let account = balance(stack, &customer, 10_000 + 500 - 3000 - 1000).await;
     assert_eq!(account["deposited_cents"], 10_500);
     assert_eq!(account["captured_cents"], 4000);
     stack.stock_is(&sku, 4, 10).await;
-    let sent = notifications(stack, &order_id, &["ORDER_CONFIRMED"]).await;
+    let sent = stack.notifications_are(&order_id, &["ORDER_CONFIRMED"]).await;
     assert_eq!(sent.as_array().map(Vec::len), Some(1));
     assert_eq!(stack.order_reaches(&order_id, "CONFIRMED").await["version"], 5);
 }
