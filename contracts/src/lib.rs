@@ -62,6 +62,12 @@ pub fn rejections_topic(stream_name: &str) -> String {
     format!("{stream_name}.rejections")
 }
 
+/// Where the single writer of a stream's partitions keeps snapshots of their state (a
+/// compacted changelog, co-partitioned with the stream's events): `<stream>.snapshots`.
+pub fn snapshots_topic(stream_name: &str) -> String {
+    format!("{stream_name}.snapshots")
+}
+
 /// TopicNameStrategy subject of an event topic's value schema.
 pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 /// write path and the command processor.
 pub use contracts::validate::{MAX_ID_CHARS, MAX_RESTOCK_QUANTITY};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ReservationStatus {
     Reserved,
     Rejected,
@@ -32,7 +32,7 @@ impl ReservationStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reservation {
     /// The reserved quantity, or the requested one for a rejection.
     pub quantity: i32,
@@ -40,7 +40,7 @@ pub struct Reservation {
 }
 
 /// Quantities are i64 because repeated restocks may add up past i32.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StockState {
     pub on_hand: i64,
     pub reserved: i64,

@@ -14,23 +14,24 @@ pub use contracts::validate::MAX_DELIVERY_ERROR_CHARS;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotificationDecider;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NotificationState {
     /// The last `PreferencesSet`; `None` means the defaults (e-mail to the customer id).
     pub preferences: Option<Preferences>,
     /// Every notification sent, by (order, kind), with how its delivery stands.
+    #[serde(with = "runtime::map_as_pairs")]
     pub sent: BTreeMap<(String, NotificationKind), DeliveryStatus>,
 }
 
 /// Where the delivery of one sent notification stands.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryStatus {
     /// Attempts made so far (failed ones, and the successful one once delivered).
     pub attempts: i64,
     pub outcome: DeliveryOutcome,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeliveryOutcome {
     /// Not delivered yet: attempts go on.
     #[default]
@@ -40,7 +41,7 @@ pub enum DeliveryOutcome {
     Parked,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Preferences {
     pub channel: Channel,
     pub recipient: String,

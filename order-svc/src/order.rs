@@ -12,7 +12,7 @@ pub use contracts::validate::{
     MAX_ADDRESS_FIELD_CHARS, MAX_CANCEL_REASON_CHARS, MAX_ID_CHARS, MAX_LINE_QUANTITY, MAX_ORDER_LINES, is_assigned_alpha2,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum OrderStatus {
     Pending,
     StockReserved,
@@ -55,7 +55,7 @@ impl OrderStatus {
 }
 
 /// An order after `OrderPlaced`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlacedOrder {
     pub customer_id: String,
     pub lines: Vec<OrderLine>,
@@ -70,7 +70,7 @@ pub struct PlacedOrder {
 }
 
 /// A cancellation of a paid order: only the Shipment can say whether it is still possible.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CancellationRequest {
     /// Shipping has not answered yet; if it cancels the shipment, the order is cancelled with
     /// this reason and detail.
@@ -79,7 +79,7 @@ pub enum CancellationRequest {
     Refused,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OrderState {
     #[default]
     NotPlaced,

@@ -12,7 +12,7 @@ pub use contracts::validate::MAX_AMOUNT_CENTS as MAX_DEPOSIT_CENTS;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccountDecider;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccountState {
     /// Set by the first `FundsDeposited`; an account exists exactly when this is `Some`.
     pub currency: Option<String>,
@@ -27,7 +27,7 @@ impl AccountState {
 }
 
 /// The one payment an order can have on this account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Payment {
     pub amount_cents: i64,
     /// `None` for declined payments: the decline event carries no currency.
@@ -35,7 +35,7 @@ pub struct Payment {
     pub status: PaymentStatus,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PaymentStatus {
     Captured,
     Declined,

@@ -1,7 +1,8 @@
 //! The pure core every aggregate implements. No Kafka, no SQL: the runtime feeds it commands and
 //! past events and persists what it decides.
 use contracts::Stream;
-use std::fmt::Debug;
+use serde::{Serialize, de::DeserializeOwned};
+use std::{collections::BTreeMap, fmt::Debug};
 
 /// Why a command was not turned into events.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,8 +21,10 @@ pub enum Rejection {
 /// already done) must return `Ok(vec![])`: that is how natural-key idempotence is expressed.
 pub trait Decider: Send + Sync + 'static {
     type Stream: Stream;
-    /// State of ONE aggregate instance; `Default` is the state before its first event.
-    type State: Default + Clone + Debug + Send + Sync + 'static;
+    /// State of ONE aggregate instance; `Default` is the state before its first event. It is
+    /// serialisable because its writer keeps snapshots of it (`<stream>.snapshots`): a state
+    /// that no longer reads back (its type changed) only costs a rebuild from the log.
+    type State: Default + Clone + Debug + Send + Sync + Serialize + DeserializeOwned + 'static;
 
     fn decide(&self, state: &Self::State, command: &<Self::Stream as Stream>::Command) -> Result<Vec<<Self::Stream as Stream>::Event>, Rejection>;
 
@@ -31,4 +34,21 @@ pub trait Decider: Send + Sync + 'static {
 /// Folds a history into a state (what rehydration does for one aggregate).
 pub fn fold<D: Decider>(events: &[<D::Stream as Stream>::Event]) -> D::State {
     events.iter().fold(D::State::default(), D::evolve)
+}
+
+/// Serde for a map whose keys are not strings (a tuple, an enum with data): as a list of
+/// `[key, value]` pairs, which JSON can hold. `#[serde(with = "runtime::map_as_pairs")]`.
+pub mod map_as_pairs {
+    use super::BTreeMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(map: &BTreeMap<K, V>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<K, V>, D::Error> {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?.into_iter().collect())
+    }
 }

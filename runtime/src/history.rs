@@ -41,6 +41,11 @@ impl HistoryGuard {
         }
     }
 
+    /// Starts an aggregate's history at `tip` (read from a snapshot of the stream's writer).
+    pub(crate) fn restore(&mut self, aggregate_id: String, tip: HistoryTip) {
+        self.tips.insert(aggregate_id, tip);
+    }
+
     #[cfg(test)]
     fn tip(&self, aggregate_id: &str) -> Option<&HistoryTip> {
         self.tips.get(aggregate_id)

@@ -10,6 +10,7 @@
 //! | `shared` | the leaf: clock, derived command ids, loop kinds |
 //! | [`kafka`] | clients, the partitioner, topics, loop plumbing (batches, outbox, commits), reads of an event partition, the Avro codec |
 //! | `observe` | Prometheus metrics, consumer lag, traces across Kafka |
+//! | `snapshot` | a writer's snapshots of its partitions on `<stream>.snapshots`: written, found, checked against the log |
 //! | `engine` | the consuming loops: the command processor (pure core in `command_core`), subscriptions, deadlines, pause, supervision |
 //! | `projection` | read models: the runner, the database and the runtime's tables, replay, command outcomes |
 //! | [`http`] | route state, errors, the write path, OpenAPI, operational routes, middleware |
@@ -28,10 +29,11 @@ mod projection;
 pub mod projector;
 mod service;
 mod shared;
+mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use decider::{Decider, Rejection, fold};
+pub use decider::{Decider, Rejection, fold, map_as_pairs};
 pub use engine::{CommandOut, Deadlines, EventHandler, HandlerError, LoopError, command_id_for_deadline};
 pub use history::HistoryGuard;
 pub use kafka::{CodecError, Pace};

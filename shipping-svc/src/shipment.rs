@@ -66,19 +66,19 @@ impl Default for ShipmentDecider {
 }
 
 /// `None` until the first event: no shipment was ever requested for this order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShipmentState {
     pub shipment: Option<ShipmentRecord>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShipmentRecord {
     pub customer_id: String,
     pub status: ShipmentStatus,
     pub lines: Vec<ShipmentLine>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ShipmentStatus {
     Scheduled,
     Rejected,

@@ -7,9 +7,10 @@
 //! * every environment variable a service reads (found in the sources: the runtime's and the
 //!   service crate's) is in its `environment`, with a value or passed on from the host;
 //! * init runs `orderctl create-topics` and `register-schemas` with the variables orderctl reads;
-//! * with three brokers, every client lists all three, every topic of
-//!   `runtime::kafka::all_topics` and `internal_topics` is created with 3 replicas and `min.insync.replicas=2`, and the
-//!   brokers agree on the quorum;
+//! * with three brokers, every client lists all three, the brokers agree on the quorum, and
+//!   nothing pre-creates the topics or pins their replication factor: init runs after all three
+//!   brokers are healthy, so `orderctl create-topics` gives every topic 3 replicas and
+//!   `min.insync.replicas=2` from the broker count (runtime/src/kafka/topology.rs);
 //! * Prometheus scrapes exactly the services of `services.tsv`, by compose name and port
 //!   (`observability/prometheus.yml`, mounted where Prometheus reads it); Grafana gets that
 //!   Prometheus as its datasource and the dashboards folder from its provisioning files, and
@@ -29,7 +30,7 @@ const SINGLE: &[&str] = &["docker-compose.kafka.yml"];
 const THREE_BROKERS: &[&str] = &["docker-compose.kafka.yml", "docker-compose.kafka-3.yml"];
 
 /// Compose services that are not in `services.tsv`: the infrastructure and the one-shots.
-const INFRASTRUCTURE: &[&str] = &["kafka-1", "kafka-2", "kafka-3", "schema-registry", "postgres", "postgres-init", "init", "topics"];
+const INFRASTRUCTURE: &[&str] = &["kafka-1", "kafka-2", "kafka-3", "schema-registry", "postgres", "postgres-init", "init"];
 
 /// Compose services that watch the app services: neither in `services.tsv` nor infrastructure
 /// the app needs (the system runs without them).
@@ -463,31 +464,24 @@ fn three_brokers_replicate_every_topic_three_times_with_two_in_sync() {
     assert_eq!(hosts(&env_value(registry, "schema-registry", "SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS")), all, "schema-registry's brokers");
     assert_eq!(env_value(registry, "schema-registry", "SCHEMA_REGISTRY_KAFKASTORE_TOPIC_REPLICATION_FACTOR"), "3", "the _schemas topic");
 
-    // orderctl creates missing topics with one replica: `topics` must have created them all first.
-    assert_eq!(depends_on(service(&compose, "init")).get("topics").map(String::as_str), Some("service_completed_successfully"), "init after topics");
-    let topics = service(&compose, "topics");
-    assert_eq!(depends_on(topics).keys().cloned().collect::<BTreeSet<_>>(), all, "topics after the three brokers");
-    let script = words(topics.get("command")).join(" ");
-    for flag in ["--replication-factor 3", "min.insync.replicas=2", "--if-not-exists"] {
-        assert!(script.contains(flag), "topics must create with `{flag}`: {script}");
+    // The topics' replication comes from the brokers init finds, so init must find all three.
+    let init_deps = depends_on(service(&compose, "init"));
+    for broker in brokers {
+        assert_eq!(init_deps.get(broker).map(String::as_str), Some("service_healthy"), "init after {broker}: one replica per broker listed");
     }
-    assert_eq!(env_value(topics, "topics", "PARTITIONS"), env_value(service(&compose, "init"), "init", "PARTITIONS"), "topics and init: PARTITIONS");
-    let listed: BTreeMap<String, BTreeSet<String>> = env_value(topics, "topics", "TOPICS")
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let mut fields = line.split_whitespace();
-            let topic = fields.next().expect("a topic name").to_string();
-            let configs = fields.next().map(|c| c.split(',').map(str::to_string).collect()).unwrap_or_default();
-            (topic, configs)
-        })
-        .collect();
-    let wanted: BTreeMap<String, BTreeSet<String>> = runtime::kafka::all_topics(1)
-        .into_iter()
-        .chain(runtime::kafka::internal_topics())
-        .map(|spec| (spec.name, spec.configs.iter().map(|(k, v)| format!("{k}={v}")).collect()))
-        .collect();
-    assert_eq!(listed, wanted, "docker-compose.kafka-3.yml TOPICS must be runtime::kafka::all_topics and internal_topics (name and configs)");
+    for (name, svc) in services(&compose) {
+        let name = scalar(name).unwrap_or_default();
+        let script = [words(svc.get("entrypoint")), words(svc.get("command"))].concat().join(" ");
+        assert!(!script.contains("kafka-topics"), "{name} creates topics itself; orderctl create-topics (init) is to: {script}");
+        for (variable, value) in environment(svc) {
+            if variable == "REPLICATION_FACTOR" {
+                // Unset or passed on from the host: a value here would override the broker count.
+                assert_eq!(value, None, "{name}: REPLICATION_FACTOR is pinned in the compose files");
+            } else if variable.ends_with("REPLICATION_FACTOR") {
+                assert_eq!(value.as_deref(), Some("3"), "{name}: {variable} with three brokers");
+            }
+        }
+    }
 }
 
 #[test]

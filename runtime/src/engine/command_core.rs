@@ -8,9 +8,14 @@
 //! record carries its place in its decision ([`Part`], header `decision_part`), so a decision
 //! cut short by a crash (the first of two events persisted, not the second) is known on
 //! rehydration; its redelivered command completes it with the events that are missing.
-use crate::{decider::Decider, history::HistoryTip, shared::command_id_for_record};
+use crate::{
+    decider::Decider,
+    history::HistoryTip,
+    shared::command_id_for_record,
+    snapshot::{Contents, Covers, Entry, bodies},
+};
 use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, EventMetadata, Stream};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 pub(crate) type Command<D> = <<D as Decider>::Stream as Stream>::Command;
 pub(crate) type Event<D> = <<D as Decider>::Stream as Stream>::Event;
@@ -20,6 +25,9 @@ pub(crate) type Event<D> = <<D as Decider>::Stream as Stream>::Event;
 pub(crate) struct Aggregate<St> {
     pub state: St,
     pub tip: HistoryTip,
+    /// Offset of its first event in the partition, when known: where a reader that needs the
+    /// aggregate's whole history (the deadlines, for a wait that is still running) starts.
+    pub first_offset: Option<i64>,
 }
 
 /// Where an event stands in the decision that appended it: event `index` (from 1) of `of`.
@@ -60,12 +68,12 @@ pub(crate) struct PartialDecision<D: Decider> {
     pub of: u32,
 }
 
-/// What the writer of one partition knows, rebuilt from the event log (and the partition's
-/// rejections) on every assignment.
+/// What the writer of one partition knows, rebuilt on every assignment from the partition's
+/// newest snapshot (when it matches the log) and the log after it.
 pub(crate) struct PartitionState<D: Decider> {
     pub aggregates: HashMap<String, Aggregate<D::State>>,
     /// Commands whose decision is complete in the log: accepted (all their events) or refused.
-    pub handled_commands: HashSet<String>,
+    pub handled_commands: HandledCommands,
     /// Decisions cut short, by aggregate: their commands are not handled yet.
     pub partial: HashMap<String, PartialDecision<D>>,
     /// Highest command offset whose events are in the log (for the operator: where the
@@ -73,11 +81,29 @@ pub(crate) struct PartitionState<D: Decider> {
     pub last_command_offset: i64,
     /// Event partition read up to here.
     pub log_end: i64,
+    /// [`crate::snapshot::digest`] of the event record at `log_end - 1` (empty for an empty log).
+    pub last_event_digest: String,
+    /// `<stream>.rejections` of this partition read or appended up to here.
+    pub rejections_end: i64,
+    /// Events appended or read since the last snapshot this state was written to or read from.
+    pub events_since_snapshot: u64,
+    /// Aggregates that last snapshot held.
+    pub aggregates_in_snapshot: u64,
 }
 
 impl<D: Decider> PartitionState<D> {
     pub fn empty() -> Self {
-        PartitionState { aggregates: HashMap::new(), handled_commands: HashSet::new(), partial: HashMap::new(), last_command_offset: -1, log_end: 0 }
+        PartitionState {
+            aggregates: HashMap::new(),
+            handled_commands: HandledCommands::default(),
+            partial: HashMap::new(),
+            last_command_offset: -1,
+            log_end: 0,
+            last_event_digest: String::new(),
+            rejections_end: 0,
+            events_since_snapshot: 0,
+            aggregates_in_snapshot: 0,
+        }
     }
 
     pub fn aggregate_mut(&mut self, aggregate_id: &str) -> &mut Aggregate<D::State> {
@@ -88,6 +114,105 @@ impl<D: Decider> PartitionState<D> {
     /// command is handled, and a redelivery of it is a duplicate, not a second decision.
     pub fn remember_refusal(&mut self, command_id: &str) {
         self.handled_commands.insert(command_id.to_string());
+    }
+
+    /// Whether a snapshot is due: enough events since the last one (never fewer than that one
+    /// held aggregates, which bounds what snapshots write to about one state per event), and no
+    /// decision cut short (a snapshot holds complete decisions only).
+    pub fn snapshot_due(&self, every_events: u64) -> bool {
+        every_events > 0 && self.partial.is_empty() && self.events_since_snapshot >= every_events.max(self.aggregates_in_snapshot)
+    }
+
+    /// A snapshot of this state is being written (or was read): the count starts again.
+    pub fn snapshot_taken(&mut self) {
+        self.events_since_snapshot = 0;
+        self.aggregates_in_snapshot = self.aggregates.len() as u64;
+    }
+
+    /// The bodies of a snapshot of this state (see [`crate::snapshot::bodies`]); aggregates
+    /// that never had an event are left out.
+    pub fn snapshot_bodies(&self) -> Result<Vec<String>, serde_json::Error> {
+        let entries = self.aggregates.iter().filter(|(_, aggregate)| aggregate.tip.version > 0).map(|(id, aggregate)| Entry {
+            id: id.clone(),
+            version: aggregate.tip.version,
+            event_id: aggregate.tip.event_id.clone(),
+            first_offset: aggregate.first_offset,
+            state: &aggregate.state,
+        });
+        bodies(entries, self.handled_commands.iter())
+    }
+
+    /// Where the logs stand, for a snapshot of this state.
+    pub fn covers(&self) -> Covers {
+        Covers {
+            offset: self.log_end,
+            digest: self.last_event_digest.clone(),
+            rejections_offset: self.rejections_end,
+            last_command_offset: self.last_command_offset,
+        }
+    }
+
+    /// The state a snapshot holds, to go on from with the log after `covers`.
+    pub fn from_snapshot(covers: &Covers, contents: Contents<D::State>) -> Self {
+        let mut state = PartitionState::empty();
+        for entry in contents.aggregates {
+            let tip = HistoryTip { version: entry.version, event_id: entry.event_id };
+            state.aggregates.insert(entry.id, Aggregate { state: entry.state, tip, first_offset: entry.first_offset });
+        }
+        for command_id in contents.handled {
+            state.handled_commands.insert(command_id);
+        }
+        state.last_command_offset = covers.last_command_offset;
+        state.log_end = covers.offset;
+        state.last_event_digest = covers.digest.clone();
+        state.rejections_end = covers.rejections_offset;
+        state.snapshot_taken();
+        state
+    }
+}
+
+/// The ids of the commands a partition's writer has handled, the newest
+/// `COMMAND_IDS_REMEMBERED` (default 100,000) of them, so that memory and snapshots do not grow
+/// with every command ever handled. Redeliveries (an uncommitted batch, a policy's retry, a
+/// client sending the same command id again) come soon after the original; a command older
+/// than that is decided again, and deciders are idempotent on their own keys (an order placed
+/// twice is refused as existing, a reservation made twice is not made again).
+pub(crate) struct HandledCommands {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Default for HandledCommands {
+    fn default() -> Self {
+        let capacity = std::env::var("COMMAND_IDS_REMEMBERED").ok().and_then(|value| value.trim().parse().ok()).unwrap_or(100_000);
+        HandledCommands::with_capacity(capacity)
+    }
+}
+
+impl HandledCommands {
+    pub fn with_capacity(capacity: usize) -> Self {
+        HandledCommands { ids: HashSet::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+    }
+
+    pub fn contains(&self, command_id: &str) -> bool {
+        self.ids.contains(command_id)
+    }
+
+    pub fn insert(&mut self, command_id: String) {
+        if self.ids.insert(command_id.clone()) {
+            self.order.push_back(command_id);
+            while self.order.len() > self.capacity {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.ids.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
     }
 }
 
@@ -199,7 +324,7 @@ pub(crate) fn classify<S: Stream>(
     position: Position<'_>,
     bytes: &[u8],
     partitions: i32,
-    handled: &HashSet<String>,
+    handled: &HandledCommands,
 ) -> Result<Classified<S::Command>, Unroutable> {
     let envelope: CommandEnvelope<S::Command> = serde_json::from_slice(bytes)
         .map_err(|error| Unroutable { kind: "unparseable", reason: format!("not a valid {} command: {error}", S::NAME) })?;
@@ -397,7 +522,7 @@ mod tests {
 
     #[test]
     fn unparseable_bytes_are_named_as_such() {
-        let error = classify::<Stock>(at(0, 1), b"{not json", 6, &HashSet::new()).expect_err("not json");
+        let error = classify::<Stock>(at(0, 1), b"{not json", 6, &HandledCommands::default()).expect_err("not json");
         assert_eq!(error.kind, "unparseable");
         assert!(error.reason.starts_with("not a valid stock command:"), "{error:?}");
     }
@@ -405,7 +530,7 @@ mod tests {
     #[test]
     fn an_unreadable_aggregate_id_is_invalid_whatever_the_command() {
         let bytes = br#"{"type":"RestockItem","sku":"sku-\u202e1","quantity":1}"#;
-        let error = classify::<Stock>(at(0, 1), bytes, 6, &HashSet::new()).expect_err("invalid sku");
+        let error = classify::<Stock>(at(0, 1), bytes, 6, &HandledCommands::default()).expect_err("invalid sku");
         assert_eq!(error.kind, "invalid");
         assert!(error.reason.starts_with("sku must not contain control or invisible characters"), "{error:?}");
     }
@@ -416,7 +541,7 @@ mod tests {
             (&br#"{"type":"RestockItem","sku":"sku-1","quantity":0}"#[..], "quantity must be between 1 and 1000000, got 0"),
             (br#"{"type":"ReserveStock","sku":"sku-1","order_id":"","quantity":1}"#, "order_id must be 1 to 128 characters, got 0"),
         ] {
-            let error = classify::<Stock>(at(owner_of("sku-1"), 1), bytes, 6, &HashSet::new()).expect_err("invalid");
+            let error = classify::<Stock>(at(owner_of("sku-1"), 1), bytes, 6, &HandledCommands::default()).expect_err("invalid");
             assert_eq!(error, Unroutable { kind: "invalid", reason: reason.to_string() });
         }
     }
@@ -425,14 +550,15 @@ mod tests {
     fn a_command_without_id_gets_its_records_position_as_id() {
         let partition = owner_of("sku-1");
         let bytes = br#"{"type":"RestockItem","sku":"sku-1","quantity":3}"#;
-        let classified = classify::<Stock>(at(partition, 42), bytes, 6, &HashSet::new()).expect("a command");
+        let classified = classify::<Stock>(at(partition, 42), bytes, 6, &HandledCommands::default()).expect("a command");
         assert_eq!(classified.command_id, command_id_for_record("stock.commands", partition, 42));
         assert_eq!(classified.route, Route::Decide);
     }
 
     #[test]
     fn a_handled_id_is_a_duplicate_even_on_another_partition() {
-        let handled = HashSet::from(["c-1".to_string()]);
+        let mut handled = HandledCommands::default();
+        handled.insert("c-1".to_string());
         let bytes = br#"{"type":"RestockItem","sku":"sku-1","quantity":3,"command_id":"c-1"}"#;
         let wrong = (owner_of("sku-1") + 1) % 6;
         assert_eq!(classify::<Stock>(at(wrong, 0), bytes, 6, &handled).expect("a command").route, Route::Duplicate);
@@ -443,14 +569,14 @@ mod tests {
         let owner = owner_of("sku-1");
         let wrong = (owner + 1) % 6;
         let bytes = br#"{"type":"RestockItem","sku":"sku-1","quantity":3}"#;
-        let classified = classify::<Stock>(at(wrong, 7), bytes, 6, &HashSet::new()).expect("a command");
+        let classified = classify::<Stock>(at(wrong, 7), bytes, 6, &HandledCommands::default()).expect("a command");
         let (command_id, Route::Forward { owner: to, pinned }) = (classified.command_id, classified.route) else { panic!("not forwarded") };
         assert_eq!(to, owner);
         assert_eq!(command_id, command_id_for_record("stock.commands", wrong, 7));
         let again: CommandEnvelope<StockCommand> = serde_json::from_slice(&pinned).expect("pinned is a command");
         assert_eq!(again.command_id.as_deref(), Some(command_id.as_str()));
         // The forwarded record, read on the owner's partition, keeps the id of the original.
-        let there = classify::<Stock>(at(owner, 0), &pinned, 6, &HashSet::new()).expect("a command");
+        let there = classify::<Stock>(at(owner, 0), &pinned, 6, &HandledCommands::default()).expect("a command");
         assert_eq!((there.command_id, there.route), (command_id, Route::Decide));
     }
 
@@ -492,7 +618,7 @@ mod tests {
     /// against a state that has the first event, it would see nothing left to do.
     struct Reserver;
 
-    #[derive(Debug, Default, Clone, PartialEq)]
+    #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Ledger {
         reserved: std::collections::BTreeSet<String>,
         closed: u32,
@@ -625,7 +751,7 @@ mod tests {
         assert!(apply_logged::<Reserver>(&mut state, &first[0].0, Some(first[0].1)));
         let causation =
             Causation { command_id: "c-2".into(), correlation_id: "r".into(), causation_id: "s".into(), command_offset: 8, occurred_at: 0 };
-        let mut writer = Aggregate { state: state.aggregates["sku-1"].state.clone(), tip: state.aggregates["sku-1"].tip.clone() };
+        let mut writer = Aggregate { state: state.aggregates["sku-1"].state.clone(), tip: state.aggregates["sku-1"].tip.clone(), first_offset: None };
         let on_top = stamp::<Reserver>(&mut writer, "sku-1", vec![StockEvent::StockRestocked { quantity: 4 }], &causation, || "c-2-e1".into());
         assert!(apply_logged::<Reserver>(&mut state, &on_top[0], Some(Part { index: 1, of: 1 })));
         assert!(state.handled_commands.contains("c-1") && state.handled_commands.contains("c-2"));
@@ -669,5 +795,71 @@ mod tests {
         assert_eq!(json["reason"], "too late");
         assert_eq!(json["command"]["type"], "CancelOrder");
         assert_eq!(json["rejected_at"], 5);
+    }
+
+    #[test]
+    fn only_the_newest_command_ids_are_remembered() {
+        let mut handled = HandledCommands::with_capacity(3);
+        for id in ["a", "b", "a", "c", "d"] {
+            handled.insert(id.to_string());
+        }
+        assert!(!handled.contains("a"), "the oldest id goes first");
+        assert_eq!(handled.iter().collect::<Vec<_>>(), vec!["b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_state_read_back_from_its_snapshot_decides_like_the_state_rebuilt_from_the_log() {
+        let mut state = PartitionState::<Counter>::empty();
+        for (version, command_id) in [(1, "c-1"), (2, "c-2")] {
+            let event = EventEnvelope {
+                event_id: format!("e{version}"),
+                aggregate_id: "sku-1".into(),
+                version,
+                previous_event_id: (version > 1).then(|| format!("e{}", version - 1)),
+                occurred_at: 0,
+                correlation_id: String::new(),
+                causation_id: String::new(),
+                command_id: command_id.into(),
+                command_offset: version,
+                payload: StockEvent::StockRestocked { quantity: 1 },
+            };
+            assert!(apply_logged::<Counter>(&mut state, &event, None));
+        }
+        state.aggregate_mut("looked-at-only");
+        state.log_end = 2;
+        state.last_event_digest = "d".into();
+        state.rejections_end = 1;
+        state.remember_refusal("refused-1");
+        let bodies = state.snapshot_bodies().expect("serialisable");
+        let contents = crate::snapshot::read_bodies::<u32>(bodies.iter().map(String::as_str)).expect("readable");
+        let read = PartitionState::<Counter>::from_snapshot(&state.covers(), contents);
+        assert_eq!(read.aggregates.len(), 1, "aggregates without events are not written");
+        let aggregate = &read.aggregates["sku-1"];
+        assert_eq!((aggregate.state, aggregate.tip.version, aggregate.tip.event_id.as_deref()), (2, 2, Some("e2")));
+        for id in ["c-1", "c-2", "refused-1"] {
+            assert!(read.handled_commands.contains(id), "{id} forgotten");
+        }
+        assert_eq!((read.log_end, read.last_event_digest.as_str(), read.rejections_end, read.last_command_offset), (2, "d", 1, 2));
+        assert_eq!(read.events_since_snapshot, 0);
+    }
+
+    #[test]
+    fn a_snapshot_is_due_after_enough_events_and_never_inside_a_decision() {
+        let mut state = PartitionState::<Counter>::empty();
+        state.events_since_snapshot = 10;
+        assert!(state.snapshot_due(10));
+        assert!(!state.snapshot_due(0), "0 turns snapshots off");
+        for i in 0..20 {
+            state.aggregate_mut(&format!("a-{i}"));
+        }
+        state.snapshot_taken();
+        state.events_since_snapshot = 15;
+        assert!(!state.snapshot_due(10), "fewer events than the last snapshot held aggregates");
+        // A stream of one event per aggregate still gets snapshots.
+        for i in 20..40 {
+            state.aggregate_mut(&format!("a-{i}"));
+        }
+        state.events_since_snapshot = 20;
+        assert!(state.snapshot_due(10));
     }
 }

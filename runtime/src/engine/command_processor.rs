@@ -22,6 +22,11 @@
 //! redelivered command gets the outcome it first got, refusals included; one whose decision the
 //! log holds only the beginning of is decided again against the state before it, and the
 //! events that are missing are appended.
+//!
+//! Rebuilding starts from the partition's newest snapshot on `<stream>.snapshots` when it
+//! matches the log (see `crate::snapshot`), and reads only the log after it. The writer takes a
+//! new snapshot every [`crate::snapshot::every_events`] events, in the background: the loop
+//! goes on while it is written, and a snapshot lost half-way is simply not used.
 use super::{
     BATCH_LINGER, LoopError, MAX_BATCH,
     command_core::{
@@ -30,6 +35,7 @@ use super::{
     },
     pause::wait_while_paused,
 };
+use crate::snapshot::{SnapshotStore, digest};
 use crate::{
     decider::{Decider, Rejection},
     kafka::{
@@ -47,21 +53,50 @@ use crate::{
     shared::{LoopKind, now_millis},
 };
 use contracts::{CommandTarget, EventType, Stream, rejections_topic};
-use rdkafka::{Message, consumer::Consumer, message::OwnedMessage};
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use rdkafka::{Message, consumer::Consumer, message::OwnedMessage, producer::FutureProducer};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
 pub struct CommandProcessor<D: Decider> {
     decider: Arc<D>,
     codec: Arc<EventCodec<D::Stream>>,
+    snapshots: Arc<SnapshotStore>,
     brokers: String,
     group_id: String,
 }
 
+/// What one command appended: its events and its refusal (outbox place).
+#[derive(Default)]
+struct Appended {
+    events: Vec<AppendedEvent>,
+    refusal: Option<usize>,
+}
+
+struct AppendedEvent {
+    place: usize,
+    /// [`digest`] of the record's value.
+    digest: String,
+    /// The aggregate, when this is its first event.
+    first_of: Option<String>,
+}
+
+/// The snapshots of one owned partition that this writer knows of: the newest (id, parts), the
+/// one before it, and whether one is being written.
+#[derive(Default)]
+struct Snapshots {
+    newest: Option<(String, i32)>,
+    before: Option<(String, i32)>,
+    writing: bool,
+}
+
 impl<D: Decider> CommandProcessor<D> {
-    pub fn new(decider: Arc<D>, codec: Arc<EventCodec<D::Stream>>, brokers: &str, service: &str) -> Self {
-        CommandProcessor { decider, codec, brokers: brokers.to_string(), group_id: format!("{service}.commands") }
+    pub fn new(decider: Arc<D>, codec: Arc<EventCodec<D::Stream>>, snapshots: Arc<SnapshotStore>, brokers: &str, service: &str) -> Self {
+        CommandProcessor { decider, codec, snapshots, brokers: brokers.to_string(), group_id: format!("{service}.commands") }
     }
 
     /// Runs until an error; the caller restarts it (a fresh consumer, so fresh state).
@@ -85,6 +120,8 @@ impl<D: Decider> CommandProcessor<D> {
         consumer.subscribe(&[stream_commands])?;
         tracing::info!(topic = stream_commands, group = %self.group_id, "command processor started");
         let mut owned: HashMap<i32, PartitionState<D>> = HashMap::new();
+        let mut snapshots: HashMap<i32, Arc<Mutex<Snapshots>>> = HashMap::new();
+        let snapshot_every = crate::snapshot::every_events();
         loop {
             let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
@@ -92,6 +129,7 @@ impl<D: Decider> CommandProcessor<D> {
             let started = Instant::now();
             for (_, partition) in consumer.context().take_changed() {
                 owned.remove(&partition);
+                snapshots.remove(&partition);
             }
             let mut groups = by_partition(batch);
             let not_owned = consumer.context().retain_owned(&mut groups);
@@ -99,28 +137,60 @@ impl<D: Decider> CommandProcessor<D> {
                 m::records_not_owned(LoopKind::Command, &self.group_id, not_owned);
             }
             let mut outbox = Outbox::new(&producer);
-            // Per partition, the outbox places of the events appended to it.
-            let mut appended: HashMap<i32, Vec<usize>> = HashMap::new();
+            // Per partition, what its commands appended.
+            let mut appended: HashMap<i32, Appended> = HashMap::new();
             for ((_, partition), messages) in &groups {
                 if !owned.contains_key(partition) {
-                    let state = self.rehydrate(reader.clone(), *partition).await?;
+                    let (mut state, snapshot) = self.rehydrate(reader.clone(), *partition).await?;
+                    let slot = Arc::new(Mutex::new(Snapshots { newest: snapshot, ..Default::default() }));
+                    // A writer that had to read a long log saves the next one from reading it.
+                    if state.snapshot_due(snapshot_every) {
+                        self.snapshot(&producer, *partition, &mut state, slot.clone());
+                    }
                     owned.insert(*partition, state);
+                    snapshots.insert(*partition, slot);
                 }
                 let Some(state) = owned.get_mut(partition) else { continue };
                 for message in messages {
-                    let places = self.handle(state, message, partitions, &mut outbox).await?;
-                    if !places.is_empty() {
-                        appended.entry(*partition).or_default().extend(places);
+                    let one = self.handle(state, message, partitions, &mut outbox).await?;
+                    let all = appended.entry(*partition).or_default();
+                    all.events.extend(one.events);
+                    if one.refusal.is_some() {
+                        all.refusal = one.refusal;
                     }
                 }
             }
             let delivered = outbox.flush().await?;
-            for (partition, places) in appended {
-                let landed: Vec<Landed> =
-                    places.iter().map(|place| Landed { partition: delivered[*place].partition, offset: delivered[*place].offset }).collect();
+            for (partition, Appended { events, refusal }) in appended {
                 let Some(state) = owned.get_mut(&partition) else { continue };
+                if let Some(place) = refusal {
+                    state.rejections_end = state.rejections_end.max(delivered[place].offset + 1);
+                }
+                if events.is_empty() {
+                    continue;
+                }
+                let landed: Vec<Landed> = events
+                    .iter()
+                    .map(|event| Landed { partition: delivered[event.place].partition, offset: delivered[event.place].offset })
+                    .collect();
                 match continues_log(partition, state.log_end, &landed) {
-                    Some(end) => state.log_end = end,
+                    Some(end) => {
+                        state.log_end = end;
+                        state.events_since_snapshot += landed.len() as u64;
+                        for (event, at) in events.iter().zip(&landed) {
+                            if let Some(aggregate) = event.first_of.as_ref().and_then(|id| state.aggregates.get_mut(id)) {
+                                aggregate.first_offset = Some(at.offset);
+                            }
+                        }
+                        if let Some(last) = events.last() {
+                            state.last_event_digest = last.digest.clone();
+                        }
+                        if state.snapshot_due(snapshot_every)
+                            && let Some(slot) = snapshots.get(&partition)
+                        {
+                            self.snapshot(&producer, partition, state, slot.clone());
+                        }
+                    }
                     None => {
                         tracing::warn!(
                             topic = stream_events,
@@ -139,14 +209,80 @@ impl<D: Decider> CommandProcessor<D> {
         }
     }
 
-    /// Rebuilds every aggregate of one partition from the event log, and learns which commands
-    /// of the partition were refused from its rejections.
-    async fn rehydrate(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32) -> Result<PartitionState<D>, LoopError> {
+    /// Starts a snapshot of `state` in the background, unless one is being written: its bodies
+    /// are cut now (the state as of this batch), the records go out while the loop goes on.
+    fn snapshot(&self, producer: &FutureProducer, partition: i32, state: &mut PartitionState<D>, slot: Arc<Mutex<Snapshots>>) {
+        let superseded = {
+            let mut known = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if known.writing {
+                return;
+            }
+            known.writing = true;
+            known.before.clone()
+        };
+        let cut_at = Instant::now();
+        let bodies = match state.snapshot_bodies() {
+            Ok(bodies) => bodies,
+            Err(error) => {
+                tracing::warn!(partition, %error, "a snapshot of the partition could not be written out; the log stays the only copy");
+                slot.lock().unwrap_or_else(|p| p.into_inner()).writing = false;
+                return;
+            }
+        };
+        let (covers, aggregates) = (state.covers(), state.aggregates.len());
+        state.snapshot_taken();
+        let cut_ms = cut_at.elapsed().as_millis() as u64;
+        let (store, producer, topic) = (self.snapshots.clone(), producer.clone(), <D::Stream as Stream>::EVENTS_TOPIC);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let parts = bodies.len() as i32;
+            let bytes: usize = bodies.iter().map(String::len).sum();
+            let written = store.write(&producer, partition, &covers, bodies, now_millis(), superseded).await;
+            let mut known = slot.lock().unwrap_or_else(|p| p.into_inner());
+            known.writing = false;
+            match written {
+                Ok(id) => {
+                    known.before = known.newest.replace((id, parts));
+                    tracing::info!(
+                        topic,
+                        partition,
+                        covers = covers.offset,
+                        aggregates,
+                        parts,
+                        bytes,
+                        cut_ms,
+                        write_ms = started.elapsed().as_millis() as u64,
+                        "snapshot written"
+                    );
+                }
+                Err(error) => tracing::warn!(topic, partition, covers = covers.offset, %error, "snapshot not written; the next one is tried later"),
+            }
+        });
+    }
+
+    /// Rebuilds every aggregate of one partition from its newest snapshot and the event log
+    /// after it (or the whole log), and learns which commands of the partition were refused
+    /// from its rejections. Returns the state and the snapshot it started from.
+    async fn rehydrate(
+        &self,
+        reader: Arc<rdkafka::consumer::BaseConsumer>,
+        partition: i32,
+    ) -> Result<(PartitionState<D>, Option<(String, i32)>), LoopError> {
         let topic = <D::Stream as Stream>::EVENTS_TOPIC;
         let started = std::time::Instant::now();
-        let (records, end) = read_to_end(reader.clone(), topic.to_string(), partition, 0).await?;
-        let mut state = PartitionState::empty();
+        let (mut state, snapshot) = match self.snapshots.usable::<D::State>(reader.clone(), topic, partition, None).await {
+            Some((covers, contents, snapshot)) => (PartitionState::from_snapshot(&covers, contents), Some(snapshot)),
+            None => (PartitionState::empty(), None),
+        };
+        let from_snapshot = state.aggregates.len();
+        let snapshot_ms = started.elapsed().as_millis() as u64;
+        let (records, end) = read_to_end(reader.clone(), topic.to_string(), partition, state.log_end).await?;
         state.log_end = end;
+        state.events_since_snapshot = records.len() as u64;
+        state.aggregates_in_snapshot = from_snapshot as u64;
+        if let Some(last) = records.last() {
+            state.last_event_digest = last.value.as_deref().map(digest).unwrap_or_default();
+        }
         let mut skipped = 0usize;
         for record in &records {
             let Some(bytes) = &record.value else { continue };
@@ -160,6 +296,8 @@ impl<D: Decider> CommandProcessor<D> {
                     }
                     if !apply_logged::<D>(&mut state, &event, part) {
                         skipped += 1;
+                    } else if event.version == 1 {
+                        state.aggregate_mut(&event.aggregate_id).first_offset = Some(record.offset);
                     }
                 }
                 Read::Undecodable { error, envelope } => {
@@ -170,7 +308,9 @@ impl<D: Decider> CommandProcessor<D> {
                                 topic, partition, offset = record.offset, %error, aggregate_id = %metadata.aggregate_id, version = metadata.version,
                                 "undecodable event in the log; its aggregate goes on from the version after it, without its effect"
                             );
-                            skip_logged::<D>(&mut state, &metadata);
+                            if skip_logged::<D>(&mut state, &metadata) && metadata.version == 1 {
+                                state.aggregate_mut(&metadata.aggregate_id).first_offset = Some(record.offset);
+                            }
                         }
                         None => {
                             tracing::error!(topic, partition, offset = record.offset, %error, "unreadable record in the event log (no envelope); not part of any aggregate")
@@ -181,7 +321,8 @@ impl<D: Decider> CommandProcessor<D> {
             }
         }
         let rejections = rejections_topic(<D::Stream as Stream>::NAME);
-        let (refusals, _) = read_to_end(reader, rejections.clone(), partition, 0).await?;
+        let (refusals, rejections_end) = read_to_end(reader, rejections.clone(), partition, state.rejections_end).await?;
+        state.rejections_end = rejections_end;
         for record in &refusals {
             match record.value.as_deref().and_then(refused_command_id) {
                 Some(command_id) => state.remember_refusal(&command_id),
@@ -202,6 +343,9 @@ impl<D: Decider> CommandProcessor<D> {
         tracing::info!(
             topic,
             partition,
+            snapshot = snapshot.as_ref().map(|(id, _)| id.as_str()),
+            from_snapshot,
+            snapshot_ms,
             events = records.len(),
             skipped,
             refusals = refusals.len(),
@@ -211,7 +355,7 @@ impl<D: Decider> CommandProcessor<D> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "rehydrated partition"
         );
-        Ok(state)
+        Ok((state, snapshot))
     }
 
     /// Handles one command record in its own span, which continues the trace of the record's
@@ -222,7 +366,7 @@ impl<D: Decider> CommandProcessor<D> {
         message: &OwnedMessage,
         partitions: i32,
         outbox: &mut Outbox<'_>,
-    ) -> Result<Vec<usize>, LoopError> {
+    ) -> Result<Appended, LoopError> {
         // The span's name must be known when it starts; the full parse comes later.
         #[derive(serde::Deserialize)]
         struct TypeOnly {
@@ -248,7 +392,7 @@ impl<D: Decider> CommandProcessor<D> {
         partitions: i32,
         outbox: &mut Outbox<'_>,
         span: &tracing::Span,
-    ) -> Result<Vec<usize>, LoopError> {
+    ) -> Result<Appended, LoopError> {
         let stream = <D::Stream as Stream>::NAME;
         let position = Position { topic: message.topic(), partition: message.partition(), offset: message.offset() };
         let bytes = message.payload().unwrap_or_default();
@@ -259,7 +403,7 @@ impl<D: Decider> CommandProcessor<D> {
                 tracing::warn!(source = message.topic(), partition = message.partition(), offset = message.offset(), kind, %reason, "command dead-lettered");
                 span.record("outcome", "dead_lettered");
                 m::command_handled(stream, kind, Outcome::DeadLettered);
-                return Ok(vec![]);
+                return Ok(Appended::default());
             }
         };
         let command_type = command.command_type();
@@ -272,7 +416,7 @@ impl<D: Decider> CommandProcessor<D> {
                 tracing::debug!(%command_id, "duplicate command ignored");
                 span.record("outcome", "duplicate");
                 m::command_handled(stream, command_type, Outcome::Duplicate);
-                Ok(vec![])
+                Ok(Appended::default())
             }
             Route::Forward { owner, pinned } => {
                 let forwarded_from = format!("{}/{}", position.partition, position.offset);
@@ -287,7 +431,7 @@ impl<D: Decider> CommandProcessor<D> {
                 tracing::debug!(%command_id, from = position.partition, to = owner, "command forwarded to its partition");
                 span.record("outcome", "forwarded");
                 m::command_handled(stream, command_type, Outcome::Forwarded);
-                Ok(vec![])
+                Ok(Appended::default())
             }
             Route::Decide => self.decide(state, message, &command_id, &command, outbox, span).await,
         }
@@ -303,7 +447,7 @@ impl<D: Decider> CommandProcessor<D> {
         command: &Command<D>,
         outbox: &mut Outbox<'_>,
         span: &tracing::Span,
-    ) -> Result<Vec<usize>, LoopError> {
+    ) -> Result<Appended, LoopError> {
         let stream = <D::Stream as Stream>::NAME;
         let (command_type, aggregate_id) = (command.command_type(), command.aggregate_id());
         let decided_at = Instant::now();
@@ -352,25 +496,25 @@ impl<D: Decider> CommandProcessor<D> {
                         ),
                     })?;
                     m::event_appended(stream, event.payload.event_type());
-                    appended.push(place);
+                    appended.push(AppendedEvent { place, digest: digest(&bytes), first_of: (event.version == 1).then(|| aggregate_id.to_string()) });
                 }
                 state.handled_commands.insert(command_id.to_string());
                 span.record("outcome", "accepted");
                 m::command_handled(stream, command_type, Outcome::Accepted);
                 tracing::debug!(events = appended.len(), "command accepted");
-                Ok(appended)
+                Ok(Appended { events: appended, refusal: None })
             }
             Err(Rejection::Invalid(reason)) => {
                 dead_letter(outbox, message, "invalid", &reason, &[])?;
                 tracing::warn!(source = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "command dead-lettered");
                 span.record("outcome", "dead_lettered");
                 m::command_handled(stream, command_type, Outcome::DeadLettered);
-                Ok(vec![])
+                Ok(Appended::default())
             }
             Err(Rejection::Refused(reason)) => {
                 let bytes = message.payload().unwrap_or_default();
                 let record = rejection_record(command_id, command_type, aggregate_id, &reason, bytes, now_millis());
-                outbox.send(Outgoing {
+                let place = outbox.send(Outgoing {
                     topic: &rejections_topic(stream),
                     partition: Some(message.partition()),
                     key: aggregate_id,
@@ -381,7 +525,7 @@ impl<D: Decider> CommandProcessor<D> {
                 span.record("outcome", "rejected");
                 m::command_handled(stream, command_type, Outcome::Rejected);
                 tracing::info!(%command_id, command_type, %reason, "command rejected");
-                Ok(vec![])
+                Ok(Appended { events: vec![], refusal: Some(place) })
             }
         }
     }

@@ -20,11 +20,12 @@ use crate::{
     kafka::{
         self, EventCodec, Pace, Read,
         consume::{GroupConsumer, Outbox, Outgoing, by_partition, commit_batch, dead_letter},
-        event_log::read_to_end,
+        event_log::{RawRecord, read_records, read_to_end},
         headers, partition_for,
     },
     observe::{lag::LagReporter, metrics as m},
     shared::{COMMAND_ID_NAMESPACE, LoopKind, now_millis},
+    snapshot::{Entry, SnapshotStore},
 };
 use contracts::{CommandEnvelope, EventEnvelope, EventMetadata, Stream};
 use rdkafka::{
@@ -195,6 +196,27 @@ impl<T: Deadlines> Schedule<T> {
         self.pending.first().map(|(due_ms, _, _)| *due_ms)
     }
 
+    /// Starts `partition` from its writer's snapshot: an aggregate that waits in no step takes
+    /// its state and tip from it; one that waits is left out, to be folded from its first event
+    /// (the snapshot does not say which event began the wait, and the wait's id and due time
+    /// come from that event). Returns those left out and the offset to read the log from for
+    /// them: the earliest of their first events, `None` when one of them has no known first
+    /// offset (read from the start then).
+    pub fn restore(&mut self, partition: i32, entries: Vec<Entry<StateOf<T>>>) -> (HashSet<String>, Option<i64>) {
+        let mut waiting = HashSet::new();
+        let mut from: Option<i64> = Some(i64::MAX);
+        for entry in entries {
+            if self.deadlines.waiting(&entry.state).is_some() {
+                from = from.zip(entry.first_offset).map(|(earliest, first)| earliest.min(first));
+                waiting.insert(entry.id);
+                continue;
+            }
+            let tip = HistoryTip { version: entry.version, event_id: entry.event_id };
+            self.aggregates.insert((partition, entry.id), Tracked { tip, state: entry.state, wait: None });
+        }
+        (waiting, from)
+    }
+
     /// Forgets a partition (it changed hands): its next owner rebuilds it from the log.
     pub fn forget(&mut self, partition: i32) {
         self.aggregates.retain(|(p, _), _| *p != partition);
@@ -211,13 +233,14 @@ impl<T: Deadlines> Schedule<T> {
 pub struct DeadlineWatch<T: Deadlines> {
     deadlines: Arc<T>,
     codec: Arc<EventCodec<StreamOf<T>>>,
+    snapshots: Arc<SnapshotStore>,
     brokers: String,
     group_id: String,
 }
 
 impl<T: Deadlines> DeadlineWatch<T> {
-    pub fn new(deadlines: T, codec: Arc<EventCodec<StreamOf<T>>>, brokers: &str, service: &str) -> Self {
-        DeadlineWatch { deadlines: Arc::new(deadlines), codec, brokers: brokers.to_string(), group_id: format!("{service}.{}", T::NAME) }
+    pub fn new(deadlines: T, codec: Arc<EventCodec<StreamOf<T>>>, snapshots: Arc<SnapshotStore>, brokers: &str, service: &str) -> Self {
+        DeadlineWatch { deadlines: Arc::new(deadlines), codec, snapshots, brokers: brokers.to_string(), group_id: format!("{service}.{}", T::NAME) }
     }
 
     /// Runs until an error; the caller restarts it, which rebuilds every wait from the log.
@@ -290,32 +313,63 @@ impl<T: Deadlines> DeadlineWatch<T> {
         Ok(())
     }
 
-    /// Folds partition `partition` from offset 0 to its current end; returns that end.
+    /// Folds partition `partition` to its current end, from the writer's newest snapshot that
+    /// matches the log (and, for the aggregates waiting then, from their first events), or from
+    /// offset 0; returns that end.
     async fn rebuild(&self, reader: Arc<BaseConsumer>, partition: i32, schedule: &mut Schedule<T>) -> Result<i64, LoopError> {
         let started = Instant::now();
         let topic = StreamOf::<T>::EVENTS_TOPIC;
-        let (records, end) = read_to_end(reader, topic.to_string(), partition, 0).await?;
-        for record in &records {
-            let Some(bytes) = &record.value else { continue };
-            // An undecodable event was dead-lettered when it was new; here it only keeps its place.
-            match self.codec.read(bytes).await? {
-                Read::Event(event) => {
-                    schedule.apply(partition, record.offset, &event);
-                }
-                Read::Undecodable { envelope: Some(metadata), .. } => schedule.skip(partition, &metadata),
-                Read::Undecodable { envelope: None, .. } => {}
+        let mut folded = 0usize;
+        let mut from = 0;
+        if let Some((covers, contents, _)) = self.snapshots.usable::<StateOf<T>>(reader.clone(), topic, partition, None).await {
+            let covers = covers.offset;
+            let (waiting, earliest) = schedule.restore(partition, contents.aggregates);
+            // The waiting aggregates' histories before the snapshot, and nothing else of it.
+            let start = earliest.unwrap_or(0).min(covers);
+            let (records, _) = read_records(reader.clone(), topic.to_string(), partition, start, Some(covers)).await?;
+            for record in &records {
+                folded += self.fold(schedule, partition, record, |aggregate_id| waiting.contains(aggregate_id)).await? as usize;
             }
+            tracing::info!(
+                topic,
+                partition,
+                covers,
+                waiting = waiting.len(),
+                from = start,
+                deadlines = T::NAME,
+                "deadlines restored from a snapshot"
+            );
+            from = covers;
+        }
+        let (records, end) = read_to_end(reader, topic.to_string(), partition, from).await?;
+        for record in &records {
+            folded += self.fold(schedule, partition, record, |_| true).await? as usize;
         }
         tracing::info!(
             topic,
             partition,
-            events = records.len(),
+            from,
+            events = folded,
             waiting = schedule.pending_in(partition),
             took_ms = started.elapsed().as_millis() as u64,
             deadlines = T::NAME,
             "deadlines rebuilt from the log"
         );
         Ok(end)
+    }
+
+    /// Folds one logged record into the schedule if its aggregate is `wanted`; says whether it
+    /// did. An undecodable event was dead-lettered when it was new; here it only keeps its place.
+    async fn fold(&self, schedule: &mut Schedule<T>, partition: i32, record: &RawRecord, wanted: impl Fn(&str) -> bool) -> Result<bool, LoopError> {
+        let Some(bytes) = &record.value else { return Ok(false) };
+        match self.codec.read(bytes).await? {
+            Read::Event(event) if wanted(&event.aggregate_id) => Ok(schedule.apply(partition, record.offset, &event)),
+            Read::Undecodable { envelope: Some(metadata), .. } if wanted(&metadata.aggregate_id) => {
+                schedule.skip(partition, &metadata);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Folds in a new event. One that does not decode is dead-lettered (with this loop as its
@@ -413,7 +467,7 @@ mod tests {
     /// A stock item that waits to be released once reserved, and for nothing otherwise.
     struct Shelf;
 
-    #[derive(Debug, Clone, Default, PartialEq)]
+    #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     enum Held {
         #[default]
         Free,
@@ -524,6 +578,39 @@ mod tests {
         let expired = schedule.take_expired(30 * SECOND);
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].command_id, command_id_for_deadline("sku-1", "release", 4));
+    }
+
+    #[test]
+    fn a_restored_schedule_fires_what_the_whole_log_fires() {
+        // sku-1 waits (reserved at offset 1), sku-2 is free, sku-3 waits with no known start.
+        let log = [
+            (0, event("sku-1", 1, 0, restocked())),
+            (1, event("sku-1", 2, SECOND, reserved())),
+            (2, event("sku-2", 1, 2 * SECOND, reserved())),
+            (3, event("sku-2", 2, 3 * SECOND, released())),
+        ];
+        let mut whole = schedule();
+        for (offset, e) in &log {
+            whole.apply(0, *offset, e);
+        }
+        let entry = |id: &str, version: i64, first_offset: Option<i64>, state: Held| Entry {
+            id: id.into(),
+            version,
+            event_id: Some(format!("{id}-e{version}")),
+            first_offset,
+            state,
+        };
+        let mut restored = schedule();
+        let (waiting, from) =
+            restored.restore(0, vec![entry("sku-1", 2, Some(0), Held::Reserved("o-1".into())), entry("sku-2", 2, Some(2), Held::Free)]);
+        assert_eq!((waiting, from), (HashSet::from(["sku-1".to_string()]), Some(0)));
+        for (offset, e) in log.iter().filter(|(_, e)| e.aggregate_id == "sku-1") {
+            restored.apply(0, *offset, e);
+        }
+        assert!(!restored.apply(0, 3, &log[3].1), "sku-2's history came from the snapshot");
+        assert_eq!(restored.take_expired(60 * SECOND), whole.take_expired(60 * SECOND));
+        let (_, from) = schedule().restore(0, vec![entry("sku-3", 1, None, Held::Reserved("o-3".into()))]);
+        assert_eq!(from, None, "a waiting aggregate without a first offset: read from the start");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::{
     policy::Policy,
     shared::{LoopKind, command_id_for_reaction},
 };
+use crate::{history::HistoryTip, snapshot::SnapshotStore};
 use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, EventType, Stream};
 use rdkafka::{Message, consumer::Consumer};
 use std::{collections::HashMap, future::Future, sync::Arc, time::Instant};
@@ -62,15 +63,16 @@ impl<P: Policy> EventHandler<P::Source> for PolicyHandler<P> {
 pub struct Subscription<S: Stream, H: EventHandler<S>> {
     handler: H,
     codec: Arc<EventCodec<S>>,
+    snapshots: Arc<SnapshotStore>,
     brokers: String,
     group_id: String,
     pace: Pace,
 }
 
 impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
-    pub fn new(handler: H, codec: Arc<EventCodec<S>>, brokers: &str, service: &str, pace: Pace) -> Self {
+    pub fn new(handler: H, codec: Arc<EventCodec<S>>, snapshots: Arc<SnapshotStore>, brokers: &str, service: &str, pace: Pace) -> Self {
         let group_id = format!("{service}.{}", handler.name());
-        Subscription { handler, codec, brokers: brokers.to_string(), group_id, pace }
+        Subscription { handler, codec, snapshots, brokers: brokers.to_string(), group_id, pace }
     }
 
     pub async fn run(&self) -> Result<(), LoopError> {
@@ -177,13 +179,28 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
     }
 
     /// The accepted history of a partition up to `offset`, so the version rule holds from the
-    /// first event this member handles.
+    /// first event this member handles: the tips of the writer's newest snapshot that covers
+    /// no more than that (when it matches the log), and the events after it.
     async fn history_before(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32, offset: i64) -> Result<HistoryGuard, LoopError> {
+        let started = Instant::now();
         let mut guard = HistoryGuard::default();
         if offset == 0 {
             return Ok(guard);
         }
-        let (records, _) = read_records(reader, S::EVENTS_TOPIC.to_string(), partition, 0, Some(offset)).await?;
+        let from = match self.snapshots.usable::<serde::de::IgnoredAny>(reader.clone(), S::EVENTS_TOPIC, partition, Some(offset)).await {
+            Some((covers, tips, _)) => {
+                for entry in tips.aggregates {
+                    guard.restore(entry.id, HistoryTip { version: entry.version, event_id: entry.event_id });
+                }
+                covers.offset
+            }
+            None => 0,
+        };
+        let (records, _) = read_records(reader, S::EVENTS_TOPIC.to_string(), partition, from, Some(offset)).await?;
+        tracing::info!(
+            topic = S::EVENTS_TOPIC, partition, group = %self.group_id, from_snapshot = from > 0, from, until = offset,
+            events = records.len(), took_ms = started.elapsed().as_millis() as u64, "accepted history rebuilt"
+        );
         for record in &records {
             let Some(bytes) = &record.value else { continue };
             match self.codec.read(bytes).await? {

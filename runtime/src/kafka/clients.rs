@@ -93,16 +93,19 @@ pub(crate) fn record_producer(brokers: &str) -> Result<FutureProducer, KafkaErro
 
 /// A consumer-group member that never commits on its own: offsets are committed only after the
 /// work they cover is durable. A static member (see [`SERVICE_INSTANCE_ENV`]) is created only
-/// once the previous consumer of this process with the same id has closed.
+/// once the previous consumer of this process with the same id has closed. Partitions are
+/// spread by the assignor [`ASSIGNMENT_STRATEGY_ENV`] names (cooperative-sticky by default).
 pub async fn group_consumer(brokers: &str, group_id: &str, pace: Pace) -> Result<crate::kafka::GroupConsumer, KafkaError> {
+    let strategy = assignment_strategy(std::env::var(ASSIGNMENT_STRATEGY_ENV).ok().as_deref())?;
     let mut config = base(brokers);
-    let mut context = crate::kafka::RebalanceTracker::default();
+    let mut context = crate::kafka::RebalanceTracker::for_group(group_id);
     if let Some(instance) = static_member_id(group_id)? {
         config.set("group.instance.id", &instance);
         context.static_member = Some(StaticMemberLease::acquire(instance).await?);
     }
     config
         .set("group.id", group_id)
+        .set("partition.assignment.strategy", strategy)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -113,6 +116,42 @@ pub async fn group_consumer(brokers: &str, group_id: &str, pace: Pace) -> Result
         .set("max.poll.interval.ms", "300000")
         .set("fetch.wait.max.ms", pace.fetch_wait().as_millis().to_string())
         .create_with_context(context)
+}
+
+/// Names the assignor of every consumer group of the process: `cooperative-sticky` (the
+/// default), `range` or `roundrobin`.
+///
+/// With `cooperative-sticky` a rebalance moves only the partitions that change owner: a member
+/// that joins or leaves stops nobody else's partitions, and a member keeps the state it rebuilt
+/// for the partitions it keeps (its loops see only the moved ones in
+/// [`crate::kafka::RebalanceTracker::take_changed`]). `range` and `roundrobin` are eager: every
+/// rebalance revokes every partition of every member, and each loop rebuilds all it owns.
+///
+/// Switching an existing group between eager and cooperative needs the group empty. The group
+/// keeps the protocol its members agreed on while any of them is alive (Nisshi keeps the first
+/// member's), and refuses a joiner that does not offer it (`INCONSISTENT_GROUP_PROTOCOL`);
+/// librdkafka refuses a member that offers both kinds, so Kafka's two-step rolling switch
+/// (`range,cooperative-sticky`, then `cooperative-sticky` alone) is not available. So a rolling
+/// upgrade from a release that used librdkafka's eager default (`range,roundrobin`) runs with
+/// `KAFKA_ASSIGNMENT_STRATEGY=range`; switching to cooperative then takes stopping every
+/// instance of the service, waiting out `session.timeout.ms` (10 s: a static member's place is
+/// kept that long after it dies or closes), and starting them with the new setting. Committed
+/// offsets survive the switch.
+pub const ASSIGNMENT_STRATEGY_ENV: &str = "KAFKA_ASSIGNMENT_STRATEGY";
+
+const ASSIGNMENT_STRATEGIES: [&str; 3] = ["cooperative-sticky", "range", "roundrobin"];
+
+/// The `partition.assignment.strategy` that `configured` (the variable's value, if set) asks
+/// for; one assignor only, since librdkafka refuses a list that mixes eager and cooperative.
+fn assignment_strategy(configured: Option<&str>) -> Result<&'static str, KafkaError> {
+    let Some(configured) = configured.map(str::trim).filter(|value| !value.is_empty()) else { return Ok(ASSIGNMENT_STRATEGIES[0]) };
+    ASSIGNMENT_STRATEGIES.into_iter().find(|strategy| *strategy == configured).ok_or_else(|| {
+        KafkaError::ClientCreation(format!(
+            "{ASSIGNMENT_STRATEGY_ENV}={configured:?}: give one of {} (one assignor: librdkafka refuses a list mixing eager and \
+             cooperative ones)",
+            ASSIGNMENT_STRATEGIES.join(", ")
+        ))
+    })
 }
 
 /// How long a new static member waits for its predecessor in this process to close.
@@ -188,8 +227,14 @@ pub fn reader(brokers: &str) -> Result<BaseConsumer, KafkaError> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
-        // Reads here are bounded by a known end offset; waiting for more data only adds latency.
-        .set("fetch.wait.max.ms", "5")
+        // Reads here are bounded by a known end offset, so a long wait costs nothing at the end
+        // of the range: the broker answers with what it has once its storage runs dry. It sizes
+        // the response by that wait, though: Nisshi 0.8.1 stops assembling a fetch at about
+        // half of `fetch.wait.max.ms`, so at 5 ms a writer rebuilt its partition at ~1,000
+        // events/s. Large responses: a backlog comes in few round trips.
+        .set("fetch.wait.max.ms", "250")
+        .set("max.partition.fetch.bytes", "8388608")
+        .set("fetch.max.bytes", "16777216")
         .create()
 }
 
@@ -325,8 +370,20 @@ pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
 
 #[cfg(test)]
 mod tests {
-    use super::StaticMemberLease;
+    use super::{StaticMemberLease, assignment_strategy};
     use std::time::Duration;
+
+    #[test]
+    fn the_assignor_is_cooperative_sticky_unless_one_eager_assignor_is_named() {
+        assert_eq!(assignment_strategy(None).expect("default"), "cooperative-sticky");
+        assert_eq!(assignment_strategy(Some(" ")).expect("blank is unset"), "cooperative-sticky");
+        assert_eq!(assignment_strategy(Some("range")).expect("range"), "range");
+        assert_eq!(assignment_strategy(Some("roundrobin")).expect("roundrobin"), "roundrobin");
+        for refused in ["range,cooperative-sticky", "sticky", "Range"] {
+            let error = assignment_strategy(Some(refused)).expect_err(refused).to_string();
+            assert!(error.contains("KAFKA_ASSIGNMENT_STRATEGY") && error.contains(refused), "{error}");
+        }
+    }
 
     #[tokio::test]
     async fn a_static_member_id_is_taken_again_only_once_its_consumer_has_let_it_go() {

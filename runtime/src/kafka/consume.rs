@@ -3,14 +3,17 @@
 use futures::future::join_all;
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer},
     error::KafkaError,
     message::{OwnedHeaders, OwnedMessage},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
 };
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -18,16 +21,32 @@ use std::{
 /// rebuilds whatever it keeps per partition instead of trusting state from a past ownership;
 /// and which partitions the member owns now, so a batch fetched before a revocation is not
 /// handled for partitions that belong to another member already.
+///
+/// Both protocols come through the same two lists. Eager (`range`, `roundrobin`): Revoke lists
+/// the whole assignment and Assign the whole new one, so every partition counts as changed, as
+/// it should: librdkafka dropped its fetch position and reads it again from the committed
+/// offset. Cooperative (`cooperative-sticky`): Revoke lists only the partitions taken away and
+/// Assign only those added, so a partition the member keeps is in neither, is not marked
+/// changed, and the loop keeps its state for it (its fetch position is kept too). A lost
+/// assignment (session timed out, member fenced) is revoked whole under both.
 #[derive(Default)]
 pub struct RebalanceTracker {
     changed: Mutex<HashSet<(String, i32)>>,
     owned: Mutex<HashSet<(String, i32)>>,
+    group_id: String,
+    /// Whether the protocol the group settled on was logged: once per consumer, at its first
+    /// assignment, the only place it shows whether the assignor setting took effect.
+    protocol_logged: AtomicBool,
     /// A static member's id, held as long as the consumer lives: the context is dropped only
     /// after the consumer has closed (see [`super::group_consumer`]).
     pub(super) static_member: Option<super::clients::StaticMemberLease>,
 }
 
 impl RebalanceTracker {
+    pub(super) fn for_group(group_id: &str) -> Self {
+        RebalanceTracker { group_id: group_id.to_string(), ..Default::default() }
+    }
+
     pub fn take_changed(&self) -> HashSet<(String, i32)> {
         std::mem::take(&mut *self.changed.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -66,6 +85,22 @@ impl RebalanceTracker {
             changed.insert((element.topic().to_string(), element.partition()));
         }
     }
+
+    /// Makes `owned` the consumer's actual assignment after a failed rebalance, whose partitions
+    /// the callback does not list: rust-rdkafka then unassigns everything (eager) or what the
+    /// failed call named (cooperative). Whatever differs counts as changed.
+    fn resynced(&self, assignment: &TopicPartitionList) {
+        let actual: HashSet<(String, i32)> = assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        changed.extend(owned.symmetric_difference(&actual).cloned());
+        *owned = actual;
+    }
+
+    fn all_changed(&self) {
+        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        self.changed.lock().unwrap_or_else(|p| p.into_inner()).extend(owned.iter().cloned());
+    }
 }
 
 impl ClientContext for RebalanceTracker {}
@@ -79,10 +114,33 @@ impl ConsumerContext for RebalanceTracker {
             self.revoked(list);
         }
     }
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            tracing::info!(partitions = ?list.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions assigned");
-            self.assigned(list);
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = ?list.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions assigned");
+                self.assigned(list);
+                if !self.protocol_logged.swap(true, Ordering::Relaxed) {
+                    let protocol = match consumer.rebalance_protocol() {
+                        RebalanceProtocol::Cooperative => "COOPERATIVE",
+                        RebalanceProtocol::Eager => "EAGER",
+                        RebalanceProtocol::None => "NONE",
+                    };
+                    tracing::info!(group = %self.group_id, protocol, "consumer group rebalance protocol");
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => match consumer.assignment() {
+                Ok(assignment) => {
+                    tracing::warn!(group = %self.group_id, %error, "rebalance failed; following the assignment the consumer kept");
+                    self.resynced(&assignment);
+                }
+                Err(assignment_error) => {
+                    // Owning nothing would drop, uncommitted, every record still fetched for
+                    // partitions the member may well keep; rebuilding them all is the safe side.
+                    tracing::warn!(group = %self.group_id, %error, %assignment_error, "rebalance failed and the assignment is unknown");
+                    self.all_changed();
+                }
+            },
         }
     }
 }
@@ -267,30 +325,105 @@ mod tests {
         list
     }
 
+    fn keys(topic: &str, numbers: &[i32]) -> HashSet<(String, i32)> {
+        numbers.iter().map(|n| (topic.to_string(), *n)).collect()
+    }
+
+    fn owned(tracker: &RebalanceTracker) -> HashSet<(String, i32)> {
+        tracker.owned.lock().expect("owned").clone()
+    }
+
     #[test]
     fn a_batch_keeps_only_the_partitions_the_member_still_owns() {
         let tracker = RebalanceTracker::default();
         tracker.assigned(&partitions("t", &[0, 1]));
         // A batch fetched while the member owned both partitions …
         let batch = vec![record("t", 0, 5), record("t", 1, 7), record("t", 1, 8), record("t", 0, 6)];
-        // … and a rebalance during the batch's linger that gave partition 1 to another member.
+        // … and an eager rebalance during the batch's linger that gave partition 1 to another
+        // member: the whole assignment revoked, the new one assigned whole.
         tracker.revoked(&partitions("t", &[0, 1]));
         tracker.assigned(&partitions("t", &[0]));
         let mut groups = by_partition(batch);
         assert_eq!(tracker.retain_owned(&mut groups), 2);
         assert_eq!(groups.keys().cloned().collect::<Vec<_>>(), vec![("t".to_string(), 0)]);
         assert_eq!(groups[&("t".to_string(), 0)].iter().map(|m| m.offset()).collect::<Vec<_>>(), vec![5, 6]);
-        let changed = tracker.take_changed();
-        assert!(changed.contains(&("t".to_string(), 1)) && changed.contains(&("t".to_string(), 0)));
+        // Eager reads even the kept partition again from its committed offset: rebuilt too.
+        assert_eq!(tracker.take_changed(), keys("t", &[0, 1]));
+    }
+
+    #[test]
+    fn an_eager_rebalance_marks_every_partition_changed_even_those_kept() {
+        let tracker = RebalanceTracker::default();
+        tracker.assigned(&partitions("t", &[0, 1, 2, 3]));
+        assert_eq!(tracker.take_changed(), keys("t", &[0, 1, 2, 3]));
+        // A second member joins: everything is revoked, then this member gets half back.
+        tracker.revoked(&partitions("t", &[0, 1, 2, 3]));
+        tracker.assigned(&partitions("t", &[0, 1]));
+        assert_eq!(owned(&tracker), keys("t", &[0, 1]));
+        assert_eq!(tracker.take_changed(), keys("t", &[0, 1, 2, 3]));
+        // It leaves again: the survivor is handed the whole topic, all of it changed.
+        tracker.revoked(&partitions("t", &[0, 1]));
+        tracker.assigned(&partitions("t", &[0, 1, 2, 3]));
+        assert_eq!(owned(&tracker), keys("t", &[0, 1, 2, 3]));
+        assert_eq!(tracker.take_changed(), keys("t", &[0, 1, 2, 3]));
+    }
+
+    #[test]
+    fn a_cooperative_rebalance_marks_only_the_moved_partitions_changed() {
+        let tracker = RebalanceTracker::default();
+        tracker.assigned(&partitions("t", &[0, 1, 2, 3]));
+        assert_eq!(tracker.take_changed(), keys("t", &[0, 1, 2, 3]));
+        // A second member joins: the first rebalance revokes only what moves to it, the second
+        // assigns this member nothing new.
+        tracker.revoked(&partitions("t", &[2, 3]));
+        tracker.assigned(&partitions("t", &[]));
+        assert_eq!(owned(&tracker), keys("t", &[0, 1]));
+        assert_eq!(tracker.take_changed(), keys("t", &[2, 3]), "partitions 0 and 1 keep their state");
+        let mut groups = by_partition(vec![record("t", 0, 9), record("t", 3, 4)]);
+        assert_eq!(tracker.retain_owned(&mut groups), 1);
+        assert_eq!(groups.keys().cloned().collect::<Vec<_>>(), vec![("t".to_string(), 0)]);
+        // The other member dies: only its partitions are added.
+        tracker.assigned(&partitions("t", &[2, 3]));
+        assert_eq!(owned(&tracker), keys("t", &[0, 1, 2, 3]));
+        assert_eq!(tracker.take_changed(), keys("t", &[2, 3]));
+        // A rebalance that moves nothing for this member changes nothing.
+        tracker.assigned(&partitions("t", &[]));
+        assert!(tracker.take_changed().is_empty());
+    }
+
+    #[test]
+    fn a_lost_cooperative_assignment_is_rebuilt_whole() {
+        let tracker = RebalanceTracker::default();
+        tracker.assigned(&partitions("t", &[0, 1]));
+        tracker.take_changed();
+        // Session timed out: librdkafka revokes everything, then the rejoin assigns it again.
+        tracker.revoked(&partitions("t", &[0, 1]));
+        assert!(owned(&tracker).is_empty());
+        tracker.assigned(&partitions("t", &[0, 1]));
+        assert_eq!(tracker.take_changed(), keys("t", &[0, 1]));
+    }
+
+    #[test]
+    fn a_failed_rebalance_follows_the_assignment_the_consumer_kept() {
+        let tracker = RebalanceTracker::default();
+        tracker.assigned(&partitions("t", &[0, 1, 2]));
+        tracker.take_changed();
+        tracker.resynced(&partitions("t", &[0, 1]));
+        assert_eq!(owned(&tracker), keys("t", &[0, 1]));
+        assert_eq!(tracker.take_changed(), keys("t", &[2]));
+        tracker.all_changed();
+        assert_eq!(tracker.take_changed(), keys("t", &[0, 1]));
     }
 
     #[test]
     fn an_incremental_revocation_keeps_the_other_partitions() {
         let tracker = RebalanceTracker::default();
         tracker.assigned(&partitions("t", &[0, 1, 2]));
+        tracker.take_changed();
         tracker.revoked(&partitions("t", &[2]));
         let mut groups = by_partition(vec![record("t", 0, 1), record("t", 2, 1), record("u", 0, 1)]);
         assert_eq!(tracker.retain_owned(&mut groups), 2, "a revoked partition and a topic never assigned");
         assert_eq!(groups.len(), 1);
+        assert_eq!(tracker.take_changed(), keys("t", &[2]));
     }
 }

@@ -1,12 +1,17 @@
 //! Every topic the system uses, with partition counts: each stream's command, event,
 //! dead-letter (of commands and of events) and rejection topics share one count so that they are co-partitioned.
+//! Created topics get their replication factor from the cluster's size ([`replication_for`]).
 use super::clients::{KafkaSetupError, METADATA_TIMEOUT, admin, partition_count, read_range, reader, record_producer, watermarks};
-use contracts::{COMMAND_TOPICS, EVENT_SCHEMAS, dead_letter_topic, rejections_topic};
+use contracts::{COMMAND_TOPICS, EVENT_SCHEMAS, dead_letter_topic, rejections_topic, snapshots_topic};
 use rdkafka::{
-    admin::{AdminOptions, NewTopic, TopicReplication},
-    error::RDKafkaErrorCode,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    error::{KafkaError, RDKafkaErrorCode},
 };
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 pub const DEFAULT_PARTITIONS: i32 = 6;
 
@@ -27,6 +32,9 @@ impl TopicSpec {
 /// Topic configs of a log that read models are built from.
 const KEEP_FOREVER: &[(&str, &str)] = &[("retention.ms", "-1"), ("retention.bytes", "-1")];
 
+/// Topic configs of a changelog: the newest record of each key is kept, older ones may go.
+const COMPACTED: &[(&str, &str)] = &[("cleanup.policy", "compact")];
+
 /// Every topic of every stream.
 pub fn all_topics(partitions: i32) -> Vec<TopicSpec> {
     let mut topics = Vec::new();
@@ -41,6 +49,10 @@ pub fn all_topics(partitions: i32) -> Vec<TopicSpec> {
         topics.push(TopicSpec::new(commands_topic, partitions, &[]));
         topics.push(TopicSpec::new(dead_letter_topic(commands_topic), partitions, KEEP_FOREVER));
         topics.push(TopicSpec::new(rejections_topic(stream), partitions, KEEP_FOREVER));
+        // The writers' snapshots of their partitions: only the newest ones matter, and a
+        // snapshot is never needed (the log rebuilds the same state), so compaction may drop
+        // superseded ones. Brokers that do not compact (Nisshi 0.8.1) simply keep them all.
+        topics.push(TopicSpec::new(snapshots_topic(stream), partitions, COMPACTED));
     }
     topics
 }
@@ -138,21 +150,140 @@ pub async fn ensure_all(brokers: &str, partitions: i32) -> Result<(), KafkaSetup
     ensure_topics(brokers, &all_topics(partitions)).await
 }
 
-/// Creates topics that do not exist yet; existing ones are left as they are.
+/// Sets the replication factor of the topics created from here; unset, it follows the
+/// cluster's size ([`replication_for`]).
+pub const REPLICATION_FACTOR_ENV: &str = "REPLICATION_FACTOR";
+
+/// Replicas per topic when the cluster has that many brokers and nobody asks for another
+/// number: Kafka's usual production choice, with which one broker can be down while writes go
+/// on and every acknowledged record still has a second copy.
+const PREFERRED_REPLICATION_FACTOR: usize = 3;
+
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// How the topics created on a cluster are replicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    pub factor: i32,
+    /// The topics' `min.insync.replicas`: how many replicas must have a record before an
+    /// `acks=all` write of it (every producer here) succeeds.
+    pub min_insync_replicas: i32,
+}
+
+/// A replication factor that cannot be used on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("{REPLICATION_FACTOR_ENV}={0:?}: give a whole number of replicas, at least 1")]
+    NotAPositiveInteger(String),
+    #[error(
+        "{REPLICATION_FACTOR_ENV}={requested}, but the cluster metadata lists {brokers} broker(s): a topic cannot have more \
+         replicas than there are brokers (lower {REPLICATION_FACTOR_ENV}, or unset it to use min(3, brokers))"
+    )]
+    AboveBrokerCount { requested: i32, brokers: usize },
+    #[error("the cluster metadata lists no broker, so no replication factor fits")]
+    NoBroker,
+}
+
+/// The replication of topics created on a cluster whose metadata lists `brokers` brokers;
+/// `requested` is the value of [`REPLICATION_FACTOR_ENV`], if set (blank counts as unset).
+///
+/// The factor is `requested` when given: a whole number from 1 up to `brokers` (the broker
+/// refuses more replicas than brokers). Otherwise it is min(3, brokers): 1 on a single broker
+/// (Nisshi, `docker-compose.kafka.yml`), 3 on three or more.
+///
+/// `min.insync.replicas` is the factor − 1, at least 1 and at most 2: with 3 replicas (or
+/// more) two must have each acknowledged record and one broker may be down; with 2, a write
+/// goes on while one replica is down, trading the second copy for availability. It is set on
+/// every topic, also with one replica, so that a broker default above the factor (the 3-broker
+/// file's brokers default to 2) cannot refuse every `acks=all` write of a topic created with
+/// `REPLICATION_FACTOR=1`.
+pub fn replication_for(brokers: usize, requested: Option<&str>) -> Result<Replication, ReplicationError> {
+    let requested = requested.map(str::trim).filter(|value| !value.is_empty());
+    let factor = match requested {
+        Some(text) => {
+            let factor =
+                text.parse::<i32>().ok().filter(|factor| *factor >= 1).ok_or_else(|| ReplicationError::NotAPositiveInteger(text.to_string()))?;
+            if !usize::try_from(factor).is_ok_and(|factor| factor <= brokers) {
+                return Err(ReplicationError::AboveBrokerCount { requested: factor, brokers });
+            }
+            factor
+        }
+        None if brokers == 0 => return Err(ReplicationError::NoBroker),
+        // At most PREFERRED_REPLICATION_FACTOR, so it fits.
+        None => i32::try_from(brokers.min(PREFERRED_REPLICATION_FACTOR)).unwrap_or(1),
+    };
+    Ok(Replication { factor, min_insync_replicas: (factor - 1).clamp(1, 2) })
+}
+
+/// The topic configs `spec` is created with: its own, plus `min.insync.replicas` unless it
+/// sets that itself.
+fn creation_configs<'a>(spec: &'a TopicSpec, min_insync_replicas: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut configs: Vec<(&str, &str)> = spec.configs.clone();
+    if !configs.iter().any(|(key, _)| *key == MIN_INSYNC_REPLICAS) {
+        configs.push((MIN_INSYNC_REPLICAS, min_insync_replicas));
+    }
+    configs
+}
+
+/// Creates topics that do not exist yet, replicated as [`replication_for`] says for the
+/// brokers the cluster's metadata lists now; existing ones are left as they are, so a restart
+/// with a broker down (fewer brokers listed) neither fails nor changes anything when every
+/// topic is there.
 pub async fn ensure_topics(brokers: &str, topics: &[TopicSpec]) -> Result<(), KafkaSetupError> {
-    let admin = admin(brokers)?;
-    let new_topics: Vec<NewTopic> = topics
+    let admin = Arc::new(admin(brokers)?);
+    let metadata_client = Arc::clone(&admin);
+    let (broker_count, existing) = tokio::task::spawn_blocking(move || cluster_view(&metadata_client)).await??;
+    let missing: Vec<&TopicSpec> = topics.iter().filter(|spec| !existing.contains(&spec.name)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let requested = std::env::var(REPLICATION_FACTOR_ENV).ok();
+    // KafkaSetupError has no variant of its own for this: the admin request cannot be built.
+    let replication = replication_for(broker_count, requested.as_deref()).map_err(|error| KafkaError::AdminOpCreation(error.to_string()))?;
+    let min_insync_replicas = replication.min_insync_replicas.to_string();
+    let new_topics: Vec<NewTopic> = missing
         .iter()
-        .map(|spec| spec.configs.iter().fold(NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v)))
+        .map(|spec| {
+            creation_configs(spec, &min_insync_replicas)
+                .into_iter()
+                .fold(NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(replication.factor)), |topic, (key, value)| {
+                    topic.set(key, value)
+                })
+        })
         .collect();
     let results = admin.create_topics(&new_topics, &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT))).await?;
+    let mut created = Vec::new();
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(topic) => created.push(topic),
+            // Another process created it since the metadata was read.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
         }
     }
+    if !created.is_empty() {
+        tracing::info!(
+            topics = ?created,
+            brokers = broker_count,
+            replication_factor = replication.factor,
+            min_insync_replicas = replication.min_insync_replicas,
+            "created missing topics"
+        );
+    }
     Ok(())
+}
+
+/// The number of brokers the cluster's metadata lists and the names of the topics it has.
+/// Blocking.
+fn cluster_view(admin: &AdminClient<DefaultClientContext>) -> Result<(usize, BTreeSet<String>), KafkaError> {
+    let metadata = admin.inner().fetch_metadata(None, METADATA_TIMEOUT)?;
+    let topics = metadata
+        .topics()
+        .iter()
+        .filter(|topic| topic.error().map(RDKafkaErrorCode::from) != Some(RDKafkaErrorCode::UnknownTopicOrPartition))
+        .map(|topic| topic.name().to_string())
+        .collect();
+    Ok((metadata.brokers().len(), topics))
 }
 
 #[cfg(test)]
@@ -160,11 +291,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_stream_has_five_co_partitioned_topics() {
+    fn every_stream_has_six_co_partitioned_topics() {
         let topics = all_topics(3);
-        assert_eq!(topics.len(), 25);
+        assert_eq!(topics.len(), 30);
         assert!(topics.iter().all(|t| t.partitions == 3));
-        for name in ["order.events", "order.events.dlq", "order.commands", "order.commands.dlq", "order.rejections", "notification.commands.dlq"] {
+        for name in [
+            "order.events",
+            "order.events.dlq",
+            "order.commands",
+            "order.commands.dlq",
+            "order.rejections",
+            "order.snapshots",
+            "notification.commands.dlq",
+        ] {
             assert!(topics.iter().any(|t| t.name == name), "{name} missing");
         }
     }
@@ -190,5 +329,48 @@ mod tests {
                 assert!(spec.configs.contains(&("retention.bytes", "-1")), "{name} may lose records by size: {:?}", spec.configs);
             }
         }
+    }
+
+    #[test]
+    fn the_replication_factor_follows_the_broker_count_up_to_three() {
+        let chosen: Vec<(usize, i32, i32)> = [1, 2, 3, 5]
+            .into_iter()
+            .map(|brokers| {
+                let replication = replication_for(brokers, None).expect("a factor");
+                (brokers, replication.factor, replication.min_insync_replicas)
+            })
+            .collect();
+        assert_eq!(chosen, vec![(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)]);
+        assert_eq!(replication_for(0, None), Err(ReplicationError::NoBroker));
+    }
+
+    #[test]
+    fn a_requested_replication_factor_is_used_when_the_cluster_has_the_brokers() {
+        assert_eq!(replication_for(3, Some("1")), Ok(Replication { factor: 1, min_insync_replicas: 1 }));
+        assert_eq!(replication_for(3, Some(" 2 ")), Ok(Replication { factor: 2, min_insync_replicas: 1 }));
+        assert_eq!(replication_for(5, Some("5")), Ok(Replication { factor: 5, min_insync_replicas: 2 }));
+        // Blank is unset (`REPLICATION_FACTOR=` in a shell or an .env file).
+        assert_eq!(replication_for(3, Some("")), replication_for(3, None));
+    }
+
+    #[test]
+    fn a_requested_replication_factor_the_cluster_cannot_hold_is_refused() {
+        assert_eq!(replication_for(1, Some("3")), Err(ReplicationError::AboveBrokerCount { requested: 3, brokers: 1 }));
+        for bad in ["0", "-1", "three", "2.5", "99999999999"] {
+            assert_eq!(replication_for(3, Some(bad)), Err(ReplicationError::NotAPositiveInteger(bad.to_string())), "{bad}");
+        }
+        let message = replication_for(1, Some("3")).expect_err("above the broker count").to_string();
+        assert!(message.contains("REPLICATION_FACTOR=3") && message.contains("1 broker"), "{message}");
+    }
+
+    #[test]
+    fn every_topic_gets_min_insync_replicas_unless_its_spec_sets_it() {
+        for spec in all_topics(1).iter().chain(&internal_topics()) {
+            let configs = creation_configs(spec, "2");
+            assert_eq!(configs.iter().filter(|(key, _)| *key == MIN_INSYNC_REPLICAS).count(), 1, "{}: {configs:?}", spec.name);
+            assert!(spec.configs.iter().all(|config| configs.contains(config)), "{} lost its own configs: {configs:?}", spec.name);
+        }
+        let strict = TopicSpec::new("strict.events", 1, &[(MIN_INSYNC_REPLICAS, "3")]);
+        assert_eq!(creation_configs(&strict, "2"), vec![(MIN_INSYNC_REPLICAS, "3")]);
     }
 }

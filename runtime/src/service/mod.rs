@@ -31,6 +31,7 @@ use crate::{
         store::{self, DbError},
     },
     shared::LoopKind,
+    snapshot::SnapshotStore,
 };
 use axum::Router;
 use contracts::Stream;
@@ -137,7 +138,8 @@ impl Service {
     /// The service's aggregate: its command processor (the single writer of its stream).
     pub fn aggregate<D: Decider>(&mut self, decider: D) -> Result<&mut Self, ServiceError> {
         let codec = Arc::new(EventCodec::<D::Stream>::new(&self.config.schema_registry_url)?);
-        let processor = Arc::new(CommandProcessor::new(Arc::new(decider), codec, &self.config.kafka_brokers, self.config.name));
+        let snapshots = self.snapshot_store(<D::Stream as Stream>::NAME)?;
+        let processor = Arc::new(CommandProcessor::new(Arc::new(decider), codec, snapshots, &self.config.kafka_brokers, self.config.name));
         let label = format!("{} command processor", <D::Stream as Stream>::COMMANDS_TOPIC);
         self.loops.register(&label, LoopKind::Command);
         self.tasks.push(Box::pin(supervise(label, LoopKind::Command, self.loops.clone(), move || {
@@ -147,6 +149,12 @@ impl Service {
         // Every aggregate's commands can be looked up: `GET /commands/{command_id}`.
         self.projection(command_outcomes::projection::<D::Stream>)?;
         Ok(self)
+    }
+
+    /// The snapshots of `stream`'s writer: written by its command processor, read by it and by
+    /// every subscription to the stream.
+    fn snapshot_store(&self, stream: &'static str) -> Result<Arc<SnapshotStore>, ServiceError> {
+        Ok(Arc::new(SnapshotStore::new(stream, &self.config.schema_registry_url).map_err(CodecError::from)?))
     }
 
     /// A policy: another stream's events become commands for this service's aggregate. A step
@@ -163,8 +171,9 @@ impl Service {
 
     fn subscribe<S: Stream, H: EventHandler<S>>(&mut self, handler: H, pace: Pace) -> Result<&mut Self, ServiceError> {
         let codec = Arc::new(EventCodec::<S>::new(&self.config.schema_registry_url)?);
+        let snapshots = self.snapshot_store(S::NAME)?;
         let label = format!("{} reactor {}", S::EVENTS_TOPIC, handler.name());
-        let subscription = Arc::new(Subscription::new(handler, codec, &self.config.kafka_brokers, self.config.name, pace));
+        let subscription = Arc::new(Subscription::new(handler, codec, snapshots, &self.config.kafka_brokers, self.config.name, pace));
         self.loops.register(&label, LoopKind::Policy);
         self.tasks.push(Box::pin(supervise(label, LoopKind::Policy, self.loops.clone(), move || {
             let subscription = subscription.clone();
@@ -181,7 +190,8 @@ impl Service {
         type StreamOf<T> = <<T as Deadlines>::Decider as Decider>::Stream;
         let codec = Arc::new(EventCodec::<StreamOf<T>>::new(&self.config.schema_registry_url)?);
         let label = format!("{} deadlines {}", StreamOf::<T>::EVENTS_TOPIC, T::NAME);
-        let watch = Arc::new(DeadlineWatch::new(deadlines, codec, &self.config.kafka_brokers, self.config.name));
+        let snapshots = self.snapshot_store(<StreamOf<T> as Stream>::NAME)?;
+        let watch = Arc::new(DeadlineWatch::new(deadlines, codec, snapshots, &self.config.kafka_brokers, self.config.name));
         self.loops.register(&label, LoopKind::Policy);
         self.tasks.push(Box::pin(supervise(label, LoopKind::Policy, self.loops.clone(), move || {
             let watch = watch.clone();
