@@ -14,6 +14,11 @@
 #   missing_required_header       a request without a required header is refused
 #   unsupported_method            a method the path does not document answers 405
 #
+# Not fuzzed: order-svc's GET /orders/events (a customer's live stream, Server-Sent Events),
+# which never ends by itself, so every request would run into --request-timeout whatever the
+# answer. GET /orders/{id}/events is fuzzed: an unknown id is a 404 at once, and the orders the
+# fuzzer can place (SKUs without stock) are cancelled within moments, which ends their stream.
+#
 # Left out: positive_data_acceptance (a schema-valid id of nothing is a 404, and the id rule,
 # no control or invisible characters, is more than JSON Schema can say) and
 # ensure_resource_availability (a write answers 202 before the read model has the resource).
@@ -46,7 +51,7 @@ while (($# > 0)); do
     --max-examples) MAX_EXAMPLES=$2; shift ;;
     --seed) SEED=$2; shift ;;
     -h | --help)
-      sed -n '2,35p' "$0"
+      sed -n '2,40p' "$0"
       exit 0
       ;;
     -*) die "unknown option: $1 (see --help)" ;;
@@ -125,9 +130,13 @@ for svc in "${selected[@]}"; do
   mkdir -p "$dir"
   log "[api-fuzz] $svc: schemathesis against $url/openapi.json (at most $MAX_EXAMPLES test cases per operation, seed $SEED)"
   rc=0
+  # Streams that never end by themselves (see the top of this file).
+  excluded=()
+  [[ "$svc" == order-svc ]] && excluded=(--exclude-path /orders/events)
   # From its own folder: schemathesis writes nothing into the repository.
   (cd "$dir" && "$ST" --config-file "$CONFIG" run "$url/openapi.json" \
     --checks "$CHECKS" \
+    ${excluded[@]+"${excluded[@]}"} \
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \
     --generation-database none \

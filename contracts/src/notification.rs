@@ -26,6 +26,21 @@ pub enum NotificationKind {
     RefundIssued,
     /// A cancellation asked for too late: the order had already been dispatched.
     OrderCancellationRefused,
+    /// An operations alert: a SKU's available stock fell below its threshold. Its "order" is
+    /// the id of the `StockLow` event, so each crossing is told once.
+    StockLow,
+    /// The carrier reports the order out for delivery.
+    ShipmentOutForDelivery,
+    /// The carrier reports a failed delivery attempt.
+    ShipmentDeliveryFailed,
+}
+
+impl NotificationKind {
+    /// Whether the notification tells a customer about one of their orders, rather than
+    /// alerting operations (whose "order" id names what the alert is about).
+    pub fn is_about_an_order(self) -> bool {
+        !matches!(self, NotificationKind::StockLow)
+    }
 }
 
 /// Payload union of `notification.events`; variant order = union branch order.

@@ -219,8 +219,14 @@ fn validate_lines(lines: &[OrderLine]) -> Result<(), crate::validate::InvalidFie
 }
 
 fn validate_address(address: &Address) -> Result<(), crate::validate::InvalidField> {
-    use crate::validate::{MAX_ADDRESS_FIELD_CHARS, country, required_text};
-    country("shipping_address.country", &address.country)?;
+    crate::validate::country("shipping_address.country", &address.country)?;
+    validate_address_lines(address)
+}
+
+/// The lines of an address a person writes on a parcel: name, street, city and postal code
+/// (the country is checked where it matters: an order's must be a known code).
+pub fn validate_address_lines(address: &Address) -> Result<(), crate::validate::InvalidField> {
+    use crate::validate::{MAX_ADDRESS_FIELD_CHARS, required_text};
     for (field, value) in [("name", &address.name), ("street", &address.street), ("city", &address.city), ("postal_code", &address.postal_code)] {
         required_text(&format!("shipping_address.{field}"), value, MAX_ADDRESS_FIELD_CHARS)?;
     }

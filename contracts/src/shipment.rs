@@ -1,4 +1,5 @@
 //! Shipment aggregate (one per order): topics `shipment.events` / `shipment.commands`, key `order_id`.
+use crate::order::Address;
 use serde::{Deserialize, Serialize};
 use strum::{IntoStaticStr, VariantNames};
 
@@ -10,15 +11,57 @@ pub struct ShipmentLine {
     pub quantity: i32,
 }
 
+/// Where a dispatched shipment is, as its carrier reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum TrackingStatus {
+    InTransit,
+    OutForDelivery,
+    /// A delivery attempt failed; the carrier tries again (or returns it) and reports so.
+    DeliveryFailed,
+}
+
 /// Payload union of `shipment.events`; variant order = union branch order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr, VariantNames)]
 pub enum ShipmentEvent {
-    ShipmentScheduled { customer_id: String, carrier: String, tracking_number: String, destination_country: String, lines: Vec<ShipmentLine> },
-    ShipmentRejected { customer_id: String, reason: String, destination_country: String },
-    ShipmentCancelled { customer_id: String },
-    ShipmentDispatched { customer_id: String, lines: Vec<ShipmentLine> },
-    ShipmentDelivered { customer_id: String },
-    ShipmentCancellationRefused { customer_id: String, reason: String },
+    /// `shipping_address` is absent from shipments scheduled before labels existed.
+    ShipmentScheduled {
+        customer_id: String,
+        carrier: String,
+        tracking_number: String,
+        destination_country: String,
+        lines: Vec<ShipmentLine>,
+        #[serde(default)]
+        shipping_address: Option<Address>,
+    },
+    ShipmentRejected {
+        customer_id: String,
+        reason: String,
+        destination_country: String,
+    },
+    ShipmentCancelled {
+        customer_id: String,
+    },
+    ShipmentDispatched {
+        customer_id: String,
+        lines: Vec<ShipmentLine>,
+    },
+    ShipmentDelivered {
+        customer_id: String,
+    },
+    ShipmentCancellationRefused {
+        customer_id: String,
+        reason: String,
+    },
+    /// The carrier's report on a dispatched shipment; `at` is when it happened (epoch ms).
+    ShipmentTrackingUpdated {
+        customer_id: String,
+        status: TrackingStatus,
+        location: String,
+        at: i64,
+    },
 }
 
 /// Commands on `shipment.commands`: `DispatchShipment`/`ConfirmDelivery` from users (the warehouse
@@ -31,6 +74,9 @@ pub enum ShipmentCommand {
         customer_id: String,
         destination_country: String,
         lines: Vec<ShipmentLine>,
+        /// Where the label sends it; optional for a shipment scheduled by hand.
+        #[serde(default)]
+        shipping_address: Option<Address>,
     },
     /// Before any shipment was scheduled, a cancel with `customer_id` is recorded
     /// (`ShipmentCancelled`) and keeps a later `ScheduleShipment` from scheduling one; without
@@ -47,15 +93,24 @@ pub enum ShipmentCommand {
     ConfirmDelivery {
         order_id: String,
     },
+    /// From the carrier, for a dispatched shipment: `at` in epoch milliseconds.
+    RecordTrackingUpdate {
+        order_id: String,
+        status: TrackingStatus,
+        location: String,
+        at: i64,
+    },
 }
 
 impl crate::CommandTarget for ShipmentCommand {
     fn aggregate_id(&self) -> &str {
         use ShipmentCommand::*;
         match self {
-            ScheduleShipment { order_id, .. } | CancelShipment { order_id, .. } | DispatchShipment { order_id } | ConfirmDelivery { order_id } => {
-                order_id
-            }
+            ScheduleShipment { order_id, .. }
+            | CancelShipment { order_id, .. }
+            | DispatchShipment { order_id }
+            | ConfirmDelivery { order_id }
+            | RecordTrackingUpdate { order_id, .. } => order_id,
         }
     }
     fn command_type(&self) -> &'static str {
@@ -65,15 +120,20 @@ impl crate::CommandTarget for ShipmentCommand {
 
 impl crate::validate::Validate for ShipmentCommand {
     fn validate(&self) -> Result<(), crate::validate::InvalidField> {
-        use crate::validate::{MAX_COUNTRY_CHARS, MAX_LINE_QUANTITY, MAX_ORDER_LINES, count, id, text, within};
+        use crate::validate::{
+            MAX_ADDRESS_FIELD_CHARS, MAX_COUNTRY_CHARS, MAX_EPOCH_MS, MAX_LINE_QUANTITY, MAX_ORDER_LINES, count, id, required_text, text, within,
+        };
         use ShipmentCommand::*;
         match self {
             // The country is checked against the served ones by the decider: one not served is
             // a `ShipmentRejected`, an outcome the order hears of, not a malformed command.
-            ScheduleShipment { order_id, customer_id, destination_country, lines } => {
+            ScheduleShipment { order_id, customer_id, destination_country, lines, shipping_address } => {
                 id("order_id", order_id)?;
                 id("customer_id", customer_id)?;
                 text("destination_country", destination_country, MAX_COUNTRY_CHARS)?;
+                if let Some(address) = shipping_address {
+                    crate::order::validate_address_lines(address)?;
+                }
                 count("lines", lines.len(), 1..=MAX_ORDER_LINES)?;
                 for (i, line) in lines.iter().enumerate() {
                     id(&format!("lines[{i}].sku"), &line.sku)?;
@@ -86,6 +146,11 @@ impl crate::validate::Validate for ShipmentCommand {
                 customer_id.as_deref().map_or(Ok(()), |customer_id| id("customer_id", customer_id))
             }
             DispatchShipment { order_id } | ConfirmDelivery { order_id } => id("order_id", order_id),
+            RecordTrackingUpdate { order_id, location, at, .. } => {
+                id("order_id", order_id)?;
+                required_text("location", location, MAX_ADDRESS_FIELD_CHARS)?;
+                within("at", *at, 1..=MAX_EPOCH_MS)
+            }
         }
     }
 }

@@ -17,6 +17,10 @@ pub const MAX_ORDER_LINES: usize = 100;
 pub const MAX_LINE_QUANTITY: i32 = 10_000;
 /// Most units one restock may add.
 pub const MAX_RESTOCK_QUANTITY: i32 = 1_000_000;
+/// Largest low-stock threshold of a SKU: a billion units, far above any shelf.
+pub const MAX_LOW_STOCK_THRESHOLD: i64 = 1_000_000_000;
+/// Latest instant a command may name, in epoch milliseconds: the last of the year 9999.
+pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
 /// Largest amount of money a command may carry (a deposit, an order's total, a capture), in
 /// cents: far below `i64::MAX`, so balances and totals cannot overflow in practice.
 pub const MAX_AMOUNT_CENTS: i64 = 1_000_000_000_000;

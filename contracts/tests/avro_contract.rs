@@ -6,7 +6,7 @@ use contracts::{
     account::{Account, AccountEvent, DeclineReason},
     notification::{Channel, Notification, NotificationEvent, NotificationKind},
     order::{Address, CancellationReason, Order, OrderEvent, OrderLine},
-    shipment::{Shipment, ShipmentEvent, ShipmentLine},
+    shipment::{Shipment, ShipmentEvent, ShipmentLine, TrackingStatus},
     stock::{Stock, StockEvent},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -110,6 +110,9 @@ fn stock_events_match_schema() {
             StockReservationRejected { order_id: "o1".into(), requested: 3, available: 1 },
             StockReleased { order_id: "o1".into(), quantity: 2 },
             StockShipped { order_id: "o1".into(), quantity: 2 },
+            LowStockThresholdSet { threshold: 5 },
+            StockLow { sku: "sku-1".into(), available: 3, threshold: 5 },
+            StockReplenished { sku: "sku-1".into(), available: 3_000_000_000, threshold: 5 },
         ],
     );
 }
@@ -141,12 +144,19 @@ fn shipment_events_match_schema() {
                 tracking_number: "T1".into(),
                 destination_country: "DE".into(),
                 lines: lines(),
+                shipping_address: None,
             },
             ShipmentRejected { customer_id: "c".into(), reason: "country not served".into(), destination_country: "AQ".into() },
             ShipmentCancelled { customer_id: "c".into() },
             ShipmentDispatched { customer_id: "c".into(), lines: lines() },
             ShipmentDelivered { customer_id: "c".into() },
             ShipmentCancellationRefused { customer_id: "c".into(), reason: "shipment already dispatched".into() },
+            ShipmentTrackingUpdated {
+                customer_id: "c".into(),
+                status: TrackingStatus::OutForDelivery,
+                location: "Berlin".into(),
+                at: 1_764_700_000_000,
+            },
         ],
     );
 }
@@ -188,7 +198,16 @@ fn every_notification_kind_is_a_symbol_of_the_schema() {
     let writer = GenericDatumWriter::builder(&schema).build().expect("writer");
     let reader = GenericDatumReader::builder(&schema).build().expect("reader");
     use NotificationKind::*;
-    for kind in [OrderConfirmed, OrderCancelled, OrderShipped, RefundIssued, OrderCancellationRefused] {
+    for kind in [
+        OrderConfirmed,
+        OrderCancelled,
+        OrderShipped,
+        RefundIssued,
+        OrderCancellationRefused,
+        StockLow,
+        ShipmentOutForDelivery,
+        ShipmentDeliveryFailed,
+    ] {
         let sent = NotificationEvent::NotificationSent {
             order_id: "o1".into(),
             kind,
@@ -272,4 +291,72 @@ fn a_time_out_order_parses_with_or_without_its_deadline_and_only_for_a_known_ste
     assert_eq!(fired, OrderCommand::TimeOutOrder { order_id: "o-1".into(), step: SagaStep::Shipment, deadline_ms: Some(120_000) });
     assert!(parse(r#"{"type":"TimeOutOrder","order_id":"o-1","step":"SOON"}"#).is_err());
     assert!(parse(r#"{"type":"TimeOutOrder","order_id":"o-1"}"#).is_err(), "the step is required");
+}
+
+/// `schema_json` as it was before `branches` were appended to its payload union.
+fn without_payload_branches(schema_json: &str, branches: &[&str]) -> String {
+    let mut schema: serde_json::Value = serde_json::from_str(schema_json).expect("schema is JSON");
+    let fields = schema["fields"].as_array_mut().expect("fields");
+    let payload = fields.iter_mut().find(|field| field["name"] == "payload").expect("payload field");
+    let union = payload["type"].as_array_mut().expect("payload is a union");
+    let before = union.len();
+    union.retain(|branch| !branches.iter().any(|name| branch["name"] == *name));
+    assert_eq!(union.len() + branches.len(), before, "every branch named is in the schema");
+    schema.to_string()
+}
+
+/// `schema_json` as it was before `appended` were appended to the enum `enum_name`.
+fn without_symbols(schema_json: &str, enum_name: &str, appended: &[&str]) -> String {
+    fn visit(value: &mut serde_json::Value, enum_name: &str, appended: &[&str]) -> bool {
+        match value {
+            serde_json::Value::Object(object)
+                if object.get("type").is_some_and(|t| t == "enum") && object.get("name").is_some_and(|n| n == enum_name) =>
+            {
+                let symbols = object.get_mut("symbols").and_then(|s| s.as_array_mut()).expect("symbols");
+                let kept = symbols.len() - appended.len();
+                assert_eq!(
+                    symbols[kept..],
+                    appended.iter().map(|symbol| serde_json::json!(symbol)).collect::<Vec<_>>(),
+                    "{enum_name} ends with {appended:?}"
+                );
+                symbols.truncate(kept);
+                true
+            }
+            serde_json::Value::Object(object) => object.values_mut().any(|child| visit(child, enum_name, appended)),
+            serde_json::Value::Array(items) => items.iter_mut().any(|child| visit(child, enum_name, appended)),
+            _ => false,
+        }
+    }
+    let mut schema: serde_json::Value = serde_json::from_str(schema_json).expect("schema is JSON");
+    assert!(visit(&mut schema, enum_name, appended), "the schema defines the enum {enum_name}");
+    schema.to_string()
+}
+
+/// Low-stock alerts appended three branches to `stock.events`, tracking updates one to
+/// `shipment.events`, and both kinds to the notifications: the new schemas pass the registry's
+/// BACKWARD check over the ones before them, and what the old ones wrote still reads as the
+/// same Rust value.
+#[test]
+fn the_shops_additions_evolve_the_schemas_backward_compatibly() {
+    use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
+    let stock_before = without_payload_branches(Stock::EVENT_SCHEMA, &["LowStockThresholdSet", "StockLow", "StockReplenished"]);
+    let shipment_before = without_payload_branches(Shipment::EVENT_SCHEMA, &["ShipmentTrackingUpdated"]);
+    let notification_before =
+        without_symbols(Notification::EVENT_SCHEMA, "NotificationKind", &["STOCK_LOW", "SHIPMENT_OUT_FOR_DELIVERY", "SHIPMENT_DELIVERY_FAILED"]);
+    for (before, now) in
+        [(&stock_before, Stock::EVENT_SCHEMA), (&shipment_before, Shipment::EVENT_SCHEMA), (&notification_before, Notification::EVENT_SCHEMA)]
+    {
+        let (old, new) = (Schema::parse_str(before).expect("old schema"), Schema::parse_str(now).expect("new schema"));
+        assert!(matches!(SchemaCompatibility::can_read(&old, &new), Ok(Compatibility::Full)), "the new schema reads what the old one wrote");
+    }
+
+    // Readers decode with the writer's schema (the registry hands it out by id) and map its
+    // branches to ours by name (runtime's EventCodec). Resolving against the new schema instead
+    // would not do: apache-avro takes the first branch the record fits, so a StockShipped
+    // {order_id, quantity} would come out as a StockRestocked {quantity}.
+    let old = Schema::parse_str(&stock_before).expect("old schema");
+    let event = envelope(4, StockEvent::StockShipped { order_id: "o1".into(), quantity: 2 });
+    let bytes = GenericDatumWriter::builder(&old).build().expect("writer").write_ser_to_vec(&event).expect("fits the old schema");
+    let value = GenericDatumReader::builder(&old).build().expect("reader").read_value(&mut &bytes[..]).expect("old bytes read");
+    assert_eq!(from_value::<EventEnvelope<StockEvent>>(&value).expect("fits the Rust type"), event);
 }

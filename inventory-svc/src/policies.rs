@@ -58,7 +58,8 @@ impl Policy for InventoryFromShipments {
             | ShipmentEvent::ShipmentRejected { .. }
             | ShipmentEvent::ShipmentCancelled { .. }
             | ShipmentEvent::ShipmentDelivered { .. }
-            | ShipmentEvent::ShipmentCancellationRefused { .. } => vec![],
+            | ShipmentEvent::ShipmentCancellationRefused { .. }
+            | ShipmentEvent::ShipmentTrackingUpdated { .. } => vec![],
         }
     }
 }
@@ -152,6 +153,7 @@ mod tests {
                 tracking_number: "T".into(),
                 destination_country: "DE".into(),
                 lines: vec![ShipmentLine { sku: "SKU-A".into(), quantity: 2 }],
+                shipping_address: None,
             },
             ShipmentEvent::ShipmentRejected { customer_id: "c1".into(), reason: "not served".into(), destination_country: "AQ".into() },
             ShipmentEvent::ShipmentCancelled { customer_id: "c1".into() },

@@ -3,6 +3,7 @@
 //!
 //! `updated_at` is epoch milliseconds taken from the events' `occurred_at`. A SKU's
 //! `available` quantity is `on_hand - reserved`, in every answer and in `GET /stock?below=N`.
+//! A SKU is low from its `StockLow` to its `StockReplenished` (`migrations/0002_low_stock.sql`).
 use axum::{
     Json,
     extract::{Path, Query, State, rejection::QueryRejection},
@@ -29,6 +30,15 @@ const ADD_TO_STOCK: &str = "INSERT INTO stock \
     shipped_total = stock.shipped_total + excluded.shipped_total, \
     updated_at = excluded.updated_at";
 
+// A threshold may be set before the SKU's first stock.
+const SET_THRESHOLD: &str = "INSERT INTO stock \
+    (sku, on_hand, reserved, restocked_total, shipped_total, updated_at, low_stock_threshold) VALUES ($1, 0, 0, 0, 0, $2, $3) \
+    ON CONFLICT (sku) DO UPDATE SET low_stock_threshold = excluded.low_stock_threshold, updated_at = excluded.updated_at";
+
+const MARK_LOW: &str = "UPDATE stock SET low_since = $1, updated_at = $1 WHERE sku = $2";
+
+const CLEAR_LOW: &str = "UPDATE stock SET low_since = NULL, updated_at = $1 WHERE sku = $2";
+
 const UPSERT_RESERVATION: &str = "INSERT INTO reservations (order_id, sku, quantity, status) \
     VALUES ($1, $2, $3, $4) \
     ON CONFLICT (order_id, sku) DO UPDATE SET quantity = excluded.quantity, status = excluded.status";
@@ -44,39 +54,42 @@ struct StockDelta {
 /// Projects one `stock.events` event onto `stock` and `reservations`.
 pub fn project_stock(event: &EventEnvelope<StockEvent>) -> Vec<SqlWrite> {
     let sku = &event.aggregate_id;
+    let at = event.occurred_at;
+    let add = |delta: StockDelta| SqlWrite::new(ADD_TO_STOCK, params![sku, delta.on_hand, delta.reserved, delta.restocked, delta.shipped, at]);
     let reservation = |order_id: &String, quantity: i32, status: ReservationStatus| {
         SqlWrite::new(UPSERT_RESERVATION, params![order_id, sku, quantity, status.as_str()])
     };
-    let (delta, reservation_write) = match &event.payload {
+    match &event.payload {
         StockEvent::StockRestocked { quantity } => {
             let quantity = i64::from(*quantity);
-            (StockDelta { on_hand: quantity, restocked: quantity, ..StockDelta::default() }, None)
+            vec![add(StockDelta { on_hand: quantity, restocked: quantity, ..StockDelta::default() })]
         }
-        StockEvent::StockReserved { order_id, quantity } => (
-            StockDelta { reserved: i64::from(*quantity), ..StockDelta::default() },
-            Some(reservation(order_id, *quantity, ReservationStatus::Reserved)),
-        ),
+        StockEvent::StockReserved { order_id, quantity } => vec![
+            add(StockDelta { reserved: i64::from(*quantity), ..StockDelta::default() }),
+            reservation(order_id, *quantity, ReservationStatus::Reserved),
+        ],
         // Changes no counter, but makes the sku known: it was asked for.
         StockEvent::StockReservationRejected { order_id, requested, .. } => {
-            (StockDelta::default(), Some(reservation(order_id, *requested, ReservationStatus::Rejected)))
+            vec![add(StockDelta::default()), reservation(order_id, *requested, ReservationStatus::Rejected)]
         }
-        StockEvent::StockReleased { order_id, quantity } => (
-            StockDelta { reserved: -i64::from(*quantity), ..StockDelta::default() },
-            Some(reservation(order_id, *quantity, ReservationStatus::Released)),
-        ),
+        StockEvent::StockReleased { order_id, quantity } => vec![
+            add(StockDelta { reserved: -i64::from(*quantity), ..StockDelta::default() }),
+            reservation(order_id, *quantity, ReservationStatus::Released),
+        ],
         StockEvent::StockShipped { order_id, quantity } => {
             let shipped = i64::from(*quantity);
-            (
-                StockDelta { on_hand: -shipped, reserved: -shipped, shipped, restocked: 0 },
-                Some(reservation(order_id, *quantity, ReservationStatus::Shipped)),
-            )
+            vec![
+                add(StockDelta { on_hand: -shipped, reserved: -shipped, shipped, restocked: 0 }),
+                reservation(order_id, *quantity, ReservationStatus::Shipped),
+            ]
         }
-    };
-    let stock_write = SqlWrite::new(ADD_TO_STOCK, params![sku, delta.on_hand, delta.reserved, delta.restocked, delta.shipped, event.occurred_at]);
-    std::iter::once(stock_write).chain(reservation_write).collect()
+        StockEvent::LowStockThresholdSet { threshold } => vec![SqlWrite::new(SET_THRESHOLD, params![sku, at, *threshold])],
+        StockEvent::StockLow { .. } => vec![SqlWrite::new(MARK_LOW, params![at, sku])],
+        StockEvent::StockReplenished { .. } => vec![SqlWrite::new(CLEAR_LOW, params![at, sku])],
+    }
 }
 
-/// `GET /stock/{sku}`, `GET /stock?below=N&limit=` and `GET /reservations/{order_id}`.
+/// `GET /stock/{sku}`, `GET /stock?below=N&low=true&limit=` and `GET /reservations/{order_id}`.
 /// The query routes, with their OpenAPI documentation.
 pub fn api() -> ApiRoutes {
     ApiRoutes::new()
@@ -93,12 +106,30 @@ pub struct StockView {
     pub reserved: i64,
     /// `on_hand - reserved`.
     pub available: i64,
+    /// The SKU's own low-stock threshold; `null` while inventory-svc's `LOW_STOCK_THRESHOLD`
+    /// applies.
+    pub low_stock_threshold: Option<i64>,
+    /// A `StockLow` stands: available stock fell below the threshold and was not replenished.
+    pub low: bool,
+    /// When that `StockLow` happened (epoch milliseconds), while `low`.
+    pub low_since: Option<i64>,
 }
+
+const STOCK_COLUMNS: &str = "sku, on_hand, reserved, low_stock_threshold, low_since";
 
 fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
     let on_hand: i64 = row.try_get("on_hand")?;
     let reserved: i64 = row.try_get("reserved")?;
-    Ok(StockView { sku: row.try_get("sku")?, on_hand, reserved, available: on_hand - reserved })
+    let low_since: Option<i64> = row.try_get("low_since")?;
+    Ok(StockView {
+        sku: row.try_get("sku")?,
+        on_hand,
+        reserved,
+        available: on_hand - reserved,
+        low_stock_threshold: row.try_get("low_stock_threshold")?,
+        low: low_since.is_some(),
+        low_since,
+    })
 }
 
 /// One SKU's stock. A SKU that was only ever asked for (a rejected reservation) has zeros.
@@ -108,8 +139,8 @@ fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
         (status = 200, description = "The SKU's stock", body = StockView),
         (status = 404, description = "No event about this SKU yet", body = ApiError)))]
 pub async fn get_stock(State(ReadDb(pool)): State<ReadDb>, Path(sku): Path<String>) -> Result<Json<StockView>, ApiError> {
-    const QUERY: &str = "SELECT sku, on_hand, reserved FROM stock WHERE sku = $1";
-    let Some(row) = sqlx::query(QUERY).bind(sku.clone()).fetch_optional(&pool).await? else {
+    let query = format!("SELECT {STOCK_COLUMNS} FROM stock WHERE sku = $1");
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(query)).bind(sku.clone()).fetch_optional(&pool).await? else {
         return Err(ApiError::not_found("sku", &sku));
     };
     Ok(Json(stock_view(&row)?))
@@ -120,29 +151,40 @@ pub async fn get_stock(State(ReadDb(pool)): State<ReadDb>, Path(sku): Path<Strin
 pub struct StockBelowParams {
     /// Lists the SKUs whose available quantity (`on_hand - reserved`) is below this.
     #[param(minimum = 0)]
-    pub below: i64,
+    pub below: Option<i64>,
+    /// `true`: the SKUs with a standing low-stock alert; `false`: those without. At least one
+    /// of `below` and `low` is required; with both, a SKU must match both.
+    pub low: Option<bool>,
     /// At most this many SKUs: 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
-/// The SKUs whose available quantity is below `below`, ordered by sku (the first `limit`).
+/// The SKUs whose available quantity is below `below`, or that are (not) low, ordered by sku
+/// (the first `limit`).
 #[utoipa::path(get, path = "/stock", tag = "queries",
     params(StockBelowParams),
     responses(
-        (status = 200, description = "The SKUs below the threshold, by sku", body = Vec<StockView>),
-        (status = 400, description = "`below` missing, negative or not an integer, or `limit` out of range", body = ApiError)))]
+        (status = 200, description = "The matching SKUs, by sku", body = Vec<StockView>),
+        (status = 400, description = "neither `below` nor `low` given, `below` negative or not an integer, `low` not true or false, or `limit` out of range", body = ApiError)))]
 pub async fn list_stock_below(
     State(ReadDb(pool)): State<ReadDb>,
     params: Result<Query<StockBelowParams>, QueryRejection>,
 ) -> Result<Json<Vec<StockView>>, ApiError> {
     let Query(params) = params?;
-    if params.below < 0 {
+    if params.below.is_some_and(|below| below < 0) {
         return Err(ApiError::bad_request("below must be a non-negative integer"));
     }
+    if params.below.is_none() && params.low.is_none() {
+        return Err(ApiError::bad_request("give below=N, low=true or low=false"));
+    }
     let limit = runtime::http::limit(params.limit)?;
-    const QUERY: &str = "SELECT sku, on_hand, reserved FROM stock WHERE on_hand - reserved < $1 ORDER BY sku LIMIT $2";
-    let rows = sqlx::query(QUERY).bind(params.below).bind(limit).fetch_all(&pool).await?;
+    // Unset filters match every row, so one statement serves each combination.
+    let query = format!(
+        "SELECT {STOCK_COLUMNS} FROM stock WHERE ($1 IS NULL OR on_hand - reserved < $1) \
+         AND ($2 IS NULL OR (low_since IS NOT NULL) = $2) ORDER BY sku LIMIT $3"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(query)).bind(params.below).bind(params.low).bind(limit).fetch_all(&pool).await?;
     Ok(Json(rows.iter().map(stock_view).collect::<Result<_, _>>()?))
 }
 
@@ -209,6 +251,17 @@ mod tests {
                 SqlWrite::new(UPSERT_RESERVATION, params!["o1", "SKU-A", 4, "SHIPPED"]),
             ]
         );
+    }
+
+    #[test]
+    fn thresholds_and_alerts_write_their_columns() {
+        let at = |version: i64| 1_700_000_000_000 + version;
+        let writes = project_stock(&envelope("SKU-A", 1, StockEvent::LowStockThresholdSet { threshold: 5 }));
+        assert_eq!(writes, [SqlWrite::new(SET_THRESHOLD, params!["SKU-A", at(1), 5_i64])]);
+        let writes = project_stock(&envelope("SKU-A", 4, StockEvent::StockLow { sku: "SKU-A".into(), available: 4, threshold: 5 }));
+        assert_eq!(writes, [SqlWrite::new(MARK_LOW, params![at(4), "SKU-A"])]);
+        let writes = project_stock(&envelope("SKU-A", 6, StockEvent::StockReplenished { sku: "SKU-A".into(), available: 9, threshold: 5 }));
+        assert_eq!(writes, [SqlWrite::new(CLEAR_LOW, params![at(6), "SKU-A"])]);
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! (cancelled orders, dispatched shipments) and may arrive in either order: whichever comes
 //! first consumes the reservation and the other changes nothing, so one reservation is never
 //! both returned to stock and taken out of it.
+//!
+//! Low-stock alerts: a reservation (or shipment) that leaves available stock below the SKU's
+//! threshold raises `StockLow` once, and so does setting a threshold above what is available;
+//! whatever lifts it back to the threshold (a restock, a release, a lower threshold) appends
+//! `StockReplenished`, after which the next fall alerts again.
+use contracts::CommandTarget;
 use contracts::stock::{Stock, StockCommand, StockEvent};
 use contracts::validate::{InvalidField, Validate};
 use runtime::{Decider, Rejection};
@@ -10,7 +16,7 @@ use std::collections::BTreeMap;
 
 /// The stateless rules are the contract's (`StockCommand::validate`), shared with the HTTP
 /// write path and the command processor.
-pub use contracts::validate::{MAX_ID_CHARS, MAX_RESTOCK_QUANTITY};
+pub use contracts::validate::{MAX_ID_CHARS, MAX_LOW_STOCK_THRESHOLD, MAX_RESTOCK_QUANTITY};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ReservationStatus {
@@ -45,6 +51,13 @@ pub struct StockState {
     pub on_hand: i64,
     pub reserved: i64,
     pub reservations: BTreeMap<String, Reservation>,
+    /// Set by `SetLowStockThreshold`; `None`: the decider's default applies. Defaults keep
+    /// snapshots taken before alerts existed readable.
+    #[serde(default)]
+    pub low_stock_threshold: Option<i64>,
+    /// A `StockLow` was raised and no `StockReplenished` followed.
+    #[serde(default)]
+    pub low: bool,
 }
 
 impl StockState {
@@ -52,14 +65,74 @@ impl StockState {
         self.on_hand - self.reserved
     }
 
+    pub fn threshold(&self, default: i64) -> i64 {
+        self.low_stock_threshold.unwrap_or(default)
+    }
+
     fn reservation_with_status(&self, order_id: &str, status: ReservationStatus) -> Option<&Reservation> {
         self.reservations.get(order_id).filter(|reservation| reservation.status == status)
     }
 }
 
-/// Has no configuration: the stock rules are fixed.
+/// The environment variable of [`StockDecider::default_low_stock_threshold`].
+pub const LOW_STOCK_THRESHOLD_ENV: &str = "LOW_STOCK_THRESHOLD";
+
 #[derive(Debug, Clone, Copy, Default)]
-pub struct StockDecider;
+pub struct StockDecider {
+    /// The threshold of a SKU that has none of its own; `0` (the default): no alerts.
+    pub default_low_stock_threshold: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{LOW_STOCK_THRESHOLD_ENV} must be a whole number from 0 to {MAX_LOW_STOCK_THRESHOLD}, not {0:?}")]
+pub struct ThresholdConfigError(String);
+
+impl StockDecider {
+    /// `LOW_STOCK_THRESHOLD`; unset or empty: 0.
+    pub fn from_env() -> Result<Self, ThresholdConfigError> {
+        Self::from_setting(std::env::var(LOW_STOCK_THRESHOLD_ENV).ok())
+    }
+
+    pub fn from_setting(value: Option<String>) -> Result<Self, ThresholdConfigError> {
+        let Some(value) = value.filter(|value| !value.trim().is_empty()) else { return Ok(StockDecider::default()) };
+        match value.trim().parse::<i64>() {
+            Ok(threshold @ 0..=MAX_LOW_STOCK_THRESHOLD) => Ok(StockDecider { default_low_stock_threshold: threshold }),
+            _ => Err(ThresholdConfigError(value)),
+        }
+    }
+
+    /// What the command's `events` do to the alert: `StockLow` when they leave the SKU below
+    /// its threshold by taking stock (or by raising the threshold) while no alert stands,
+    /// `StockReplenished` when they lift it back while one does.
+    fn alert(&self, state: &StockState, sku: &str, events: &[StockEvent]) -> Option<StockEvent> {
+        let mut available = state.available();
+        let mut threshold = state.threshold(self.default_low_stock_threshold);
+        let mut may_raise = false;
+        for event in events {
+            match event {
+                StockEvent::StockRestocked { quantity } | StockEvent::StockReleased { quantity, .. } => available += i64::from(*quantity),
+                StockEvent::StockReserved { quantity, .. } => {
+                    available -= i64::from(*quantity);
+                    may_raise = true;
+                }
+                StockEvent::StockShipped { .. } => may_raise = true,
+                StockEvent::LowStockThresholdSet { threshold: set } => {
+                    threshold = *set;
+                    may_raise = true;
+                }
+                StockEvent::StockReservationRejected { .. } | StockEvent::StockLow { .. } | StockEvent::StockReplenished { .. } => {}
+            }
+        }
+        let sku = sku.to_string();
+        if !state.low && may_raise && available < threshold {
+            Some(StockEvent::StockLow { sku, available, threshold })
+        } else if state.low && available >= threshold {
+            Some(StockEvent::StockReplenished { sku, available, threshold })
+        } else {
+            None
+        }
+    }
+}
 
 impl Decider for StockDecider {
     type Stream = Stock;
@@ -67,38 +140,9 @@ impl Decider for StockDecider {
 
     fn decide(&self, state: &StockState, command: &StockCommand) -> Result<Vec<StockEvent>, Rejection> {
         command.validate().map_err(invalid)?;
-        match command {
-            StockCommand::RestockItem { quantity, .. } => Ok(vec![StockEvent::StockRestocked { quantity: *quantity }]),
-            StockCommand::ReserveStock { order_id, quantity, .. } => {
-                // At most one reservation per order and sku, whatever became of it.
-                if state.reservations.contains_key(order_id) {
-                    return Ok(vec![]);
-                }
-                let available = state.available();
-                if available >= i64::from(*quantity) {
-                    Ok(vec![StockEvent::StockReserved { order_id: order_id.clone(), quantity: *quantity }])
-                } else {
-                    Ok(vec![StockEvent::StockReservationRejected {
-                        order_id: order_id.clone(),
-                        requested: *quantity,
-                        // Below `quantity`, so it fits an i32 unless stock is oversold (negative).
-                        available: i32::try_from(available).unwrap_or(i32::MIN),
-                    }])
-                }
-            }
-            StockCommand::ReleaseStock { order_id, .. } => Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-                Some(reservation) => {
-                    vec![StockEvent::StockReleased { order_id: order_id.clone(), quantity: reservation.quantity }]
-                }
-                None => vec![],
-            }),
-            StockCommand::ShipStock { order_id, .. } => Ok(match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-                Some(reservation) => {
-                    vec![StockEvent::StockShipped { order_id: order_id.clone(), quantity: reservation.quantity }]
-                }
-                None => vec![],
-            }),
-        }
+        let mut events = decide_stock(state, command);
+        events.extend(self.alert(state, command.aggregate_id(), &events));
+        Ok(events)
     }
 
     fn evolve(mut state: StockState, event: &StockEvent) -> StockState {
@@ -123,8 +167,50 @@ impl Decider for StockDecider {
                 state.reserved -= i64::from(*quantity);
                 state.on_hand -= i64::from(*quantity);
             }
+            StockEvent::LowStockThresholdSet { threshold } => state.low_stock_threshold = Some(*threshold),
+            StockEvent::StockLow { .. } => state.low = true,
+            StockEvent::StockReplenished { .. } => state.low = false,
         }
         state
+    }
+}
+
+/// The stock movements a valid command makes, before any alert.
+fn decide_stock(state: &StockState, command: &StockCommand) -> Vec<StockEvent> {
+    match command {
+        StockCommand::RestockItem { quantity, .. } => vec![StockEvent::StockRestocked { quantity: *quantity }],
+        StockCommand::ReserveStock { order_id, quantity, .. } => {
+            // At most one reservation per order and sku, whatever became of it.
+            if state.reservations.contains_key(order_id) {
+                return vec![];
+            }
+            let available = state.available();
+            if available >= i64::from(*quantity) {
+                vec![StockEvent::StockReserved { order_id: order_id.clone(), quantity: *quantity }]
+            } else {
+                vec![StockEvent::StockReservationRejected {
+                    order_id: order_id.clone(),
+                    requested: *quantity,
+                    // Below `quantity`, so it fits an i32 unless stock is oversold (negative).
+                    available: i32::try_from(available).unwrap_or(i32::MIN),
+                }]
+            }
+        }
+        StockCommand::ReleaseStock { order_id, .. } => match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
+            Some(reservation) => vec![StockEvent::StockReleased { order_id: order_id.clone(), quantity: reservation.quantity }],
+            None => vec![],
+        },
+        StockCommand::ShipStock { order_id, .. } => match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
+            Some(reservation) => vec![StockEvent::StockShipped { order_id: order_id.clone(), quantity: reservation.quantity }],
+            None => vec![],
+        },
+        StockCommand::SetLowStockThreshold { threshold, .. } => {
+            if state.low_stock_threshold == Some(*threshold) {
+                vec![]
+            } else {
+                vec![StockEvent::LowStockThresholdSet { threshold: *threshold }]
+            }
+        }
     }
 }
 
@@ -186,52 +272,52 @@ mod tests {
 
     #[test]
     fn restock_adds_stock() {
-        given(&StockDecider, vec![]).when(restock(5)).then(vec![restocked(5)]);
-        given(&StockDecider, ten_with_three_reserved()).when(restock(MAX_RESTOCK_QUANTITY)).then(vec![restocked(MAX_RESTOCK_QUANTITY)]);
+        given(&StockDecider::default(), vec![]).when(restock(5)).then(vec![restocked(5)]);
+        given(&StockDecider::default(), ten_with_three_reserved()).when(restock(MAX_RESTOCK_QUANTITY)).then(vec![restocked(MAX_RESTOCK_QUANTITY)]);
     }
 
     #[test]
     fn restock_rejects_quantities_outside_1_to_a_million() {
         for quantity in [0, -5, MAX_RESTOCK_QUANTITY + 1] {
-            given(&StockDecider, vec![]).when(restock(quantity)).then_invalid("quantity");
+            given(&StockDecider::default(), vec![]).when(restock(quantity)).then_invalid("quantity");
         }
     }
 
     #[test]
     fn restock_rejects_skus_that_are_empty_or_longer_than_128() {
-        given(&StockDecider, vec![]).when(RestockItem { sku: String::new(), quantity: 1 }).then_invalid("sku");
-        given(&StockDecider, vec![]).when(RestockItem { sku: "s".repeat(MAX_ID_CHARS + 1), quantity: 1 }).then_invalid("sku");
-        given(&StockDecider, vec![]).when(RestockItem { sku: "s".repeat(MAX_ID_CHARS), quantity: 1 }).then(vec![restocked(1)]);
+        given(&StockDecider::default(), vec![]).when(RestockItem { sku: String::new(), quantity: 1 }).then_invalid("sku");
+        given(&StockDecider::default(), vec![]).when(RestockItem { sku: "s".repeat(MAX_ID_CHARS + 1), quantity: 1 }).then_invalid("sku");
+        given(&StockDecider::default(), vec![]).when(RestockItem { sku: "s".repeat(MAX_ID_CHARS), quantity: 1 }).then(vec![restocked(1)]);
     }
 
     // ---- ReserveStock --------------------------------------------------------------------
 
     #[test]
     fn reserve_takes_from_available_stock() {
-        given(&StockDecider, ten_with_three_reserved()).when(reserve("o2", 4)).then(vec![reserved("o2", 4)]);
+        given(&StockDecider::default(), ten_with_three_reserved()).when(reserve("o2", 4)).then(vec![reserved("o2", 4)]);
     }
 
     #[test]
     fn reserve_may_take_exactly_what_is_available() {
-        given(&StockDecider, ten_with_three_reserved()).when(reserve("o2", 7)).then(vec![reserved("o2", 7)]);
+        given(&StockDecider::default(), ten_with_three_reserved()).when(reserve("o2", 7)).then(vec![reserved("o2", 7)]);
     }
 
     #[test]
     fn reserve_beyond_available_is_rejected_with_what_is_available() {
-        given(&StockDecider, ten_with_three_reserved()).when(reserve("o2", 8)).then(vec![rejected("o2", 8, 7)]);
+        given(&StockDecider::default(), ten_with_three_reserved()).when(reserve("o2", 8)).then(vec![rejected("o2", 8, 7)]);
     }
 
     #[test]
     fn reserve_of_an_unknown_sku_is_rejected_with_nothing_available() {
-        given(&StockDecider, vec![]).when(reserve("o1", 1)).then(vec![rejected("o1", 1, 0)]);
+        given(&StockDecider::default(), vec![]).when(reserve("o1", 1)).then(vec![rejected("o1", 1, 0)]);
     }
 
     #[test]
     fn reserve_counts_released_and_shipped_stock_correctly() {
         // 10 on hand; o1 took 3 and shipped them, o2 took 2 and released them: 7 available.
         let history = vec![restocked(10), reserved("o1", 3), reserved("o2", 2), shipped("o1", 3), released("o2", 2)];
-        given(&StockDecider, history.clone()).when(reserve("o3", 7)).then(vec![reserved("o3", 7)]);
-        given(&StockDecider, history).when(reserve("o3", 8)).then(vec![rejected("o3", 8, 7)]);
+        given(&StockDecider::default(), history.clone()).when(reserve("o3", 7)).then(vec![reserved("o3", 7)]);
+        given(&StockDecider::default(), history).when(reserve("o3", 8)).then(vec![rejected("o3", 8, 7)]);
     }
 
     #[test]
@@ -243,25 +329,25 @@ mod tests {
             with(ten_with_three_reserved(), [shipped("o1", 3)]),
         ];
         for history in histories {
-            given(&StockDecider, history).when(reserve("o1", 3)).then_nothing();
+            given(&StockDecider::default(), history).when(reserve("o1", 3)).then_nothing();
         }
     }
 
     #[test]
     fn reserve_rejects_malformed_commands() {
         for quantity in [0, -1, contracts::validate::MAX_LINE_QUANTITY + 1] {
-            given(&StockDecider, ten_with_three_reserved()).when(reserve("o2", quantity)).then_invalid("quantity");
+            given(&StockDecider::default(), ten_with_three_reserved()).when(reserve("o2", quantity)).then_invalid("quantity");
         }
-        given(&StockDecider, vec![]).when(reserve("", 1)).then_invalid("order_id");
-        given(&StockDecider, vec![]).when(reserve(&"o".repeat(MAX_ID_CHARS + 1), 1)).then_invalid("order_id");
-        given(&StockDecider, vec![]).when(ReserveStock { sku: String::new(), order_id: "o1".into(), quantity: 1 }).then_invalid("sku");
+        given(&StockDecider::default(), vec![]).when(reserve("", 1)).then_invalid("order_id");
+        given(&StockDecider::default(), vec![]).when(reserve(&"o".repeat(MAX_ID_CHARS + 1), 1)).then_invalid("order_id");
+        given(&StockDecider::default(), vec![]).when(ReserveStock { sku: String::new(), order_id: "o1".into(), quantity: 1 }).then_invalid("sku");
     }
 
     // ---- ReleaseStock --------------------------------------------------------------------
 
     #[test]
     fn release_returns_a_reservation_to_available_stock() {
-        given(&StockDecider, ten_with_three_reserved()).when(release("o1")).then(vec![released("o1", 3)]);
+        given(&StockDecider::default(), ten_with_three_reserved()).when(release("o1")).then(vec![released("o1", 3)]);
     }
 
     #[test]
@@ -275,7 +361,7 @@ mod tests {
         ];
         let orders = ["o1", "o2", "o2", "o1", "o1"];
         for (history, order_id) in histories.into_iter().zip(orders) {
-            given(&StockDecider, history).when(release(order_id)).then_nothing();
+            given(&StockDecider::default(), history).when(release(order_id)).then_nothing();
         }
     }
 
@@ -283,7 +369,7 @@ mod tests {
 
     #[test]
     fn ship_takes_a_reservation_out_of_stock() {
-        given(&StockDecider, ten_with_three_reserved()).when(ship("o1")).then(vec![shipped("o1", 3)]);
+        given(&StockDecider::default(), ten_with_three_reserved()).when(ship("o1")).then(vec![shipped("o1", 3)]);
     }
 
     #[test]
@@ -297,18 +383,18 @@ mod tests {
         ];
         let orders = ["o1", "o2", "o2", "o1", "o1"];
         for (history, order_id) in histories.into_iter().zip(orders) {
-            given(&StockDecider, history).when(ship(order_id)).then_nothing();
+            given(&StockDecider::default(), history).when(ship(order_id)).then_nothing();
         }
     }
 
     #[test]
     fn release_and_ship_must_name_a_sku_and_an_order() {
         for command in [release(""), ship(""), ReleaseStock { sku: String::new(), order_id: "o1".into() }] {
-            let outcome = given(&StockDecider, ten_with_three_reserved()).when(command.clone()).0;
+            let outcome = given(&StockDecider::default(), ten_with_three_reserved()).when(command.clone()).0;
             assert!(matches!(&outcome, Err(Rejection::Invalid(_))), "{command:?}: {outcome:?}");
         }
-        given(&StockDecider, ten_with_three_reserved()).when(ship(&"o".repeat(MAX_ID_CHARS + 1))).then_invalid("order_id");
-        given(&StockDecider, ten_with_three_reserved()).when(ShipStock { sku: String::new(), order_id: "o1".into() }).then_invalid("sku");
+        given(&StockDecider::default(), ten_with_three_reserved()).when(ship(&"o".repeat(MAX_ID_CHARS + 1))).then_invalid("order_id");
+        given(&StockDecider::default(), ten_with_three_reserved()).when(ShipStock { sku: String::new(), order_id: "o1".into() }).then_invalid("sku");
     }
 
     // ---- one reservation: released or shipped, never both ---------------------------------
@@ -316,12 +402,12 @@ mod tests {
     #[test]
     fn release_and_ship_of_one_reservation_exclude_each_other_in_either_order() {
         let released_first = with(ten_with_three_reserved(), [released("o1", 3)]);
-        given(&StockDecider, released_first.clone()).when(ship("o1")).then_nothing();
+        given(&StockDecider::default(), released_first.clone()).when(ship("o1")).then_nothing();
         let state = state_after(&released_first);
         assert_eq!((state.on_hand, state.reserved), (10, 0));
 
         let shipped_first = with(ten_with_three_reserved(), [shipped("o1", 3)]);
-        given(&StockDecider, shipped_first.clone()).when(release("o1")).then_nothing();
+        given(&StockDecider::default(), shipped_first.clone()).when(release("o1")).then_nothing();
         let state = state_after(&shipped_first);
         assert_eq!((state.on_hand, state.reserved), (7, 0));
     }
@@ -329,8 +415,108 @@ mod tests {
     #[test]
     fn releasing_or_shipping_one_order_leaves_another_orders_reservation_alone() {
         let history = with(ten_with_three_reserved(), [reserved("o2", 2), shipped("o1", 3)]);
-        given(&StockDecider, history.clone()).when(release("o2")).then(vec![released("o2", 2)]);
-        given(&StockDecider, history).when(ship("o2")).then(vec![shipped("o2", 2)]);
+        given(&StockDecider::default(), history.clone()).when(release("o2")).then(vec![released("o2", 2)]);
+        given(&StockDecider::default(), history).when(ship("o2")).then(vec![shipped("o2", 2)]);
+    }
+
+    // ---- low-stock alerts -----------------------------------------------------------------
+
+    fn alerting_below(threshold: i64) -> StockDecider {
+        StockDecider { default_low_stock_threshold: threshold }
+    }
+    fn low(available: i64, threshold: i64) -> StockEvent {
+        StockLow { sku: SKU.into(), available, threshold }
+    }
+    fn replenished(available: i64, threshold: i64) -> StockEvent {
+        StockReplenished { sku: SKU.into(), available, threshold }
+    }
+    fn set_threshold(threshold: i64) -> StockCommand {
+        SetLowStockThreshold { sku: SKU.into(), threshold }
+    }
+
+    #[test]
+    fn a_reservation_that_crosses_the_threshold_raises_stock_low_once() {
+        let decider = alerting_below(5);
+        given(&decider, ten_with_three_reserved()).when(reserve("o2", 3)).then(vec![reserved("o2", 3), low(4, 5)]);
+        // Already low: the next reservation takes stock without a second alert.
+        let crossed = with(ten_with_three_reserved(), [reserved("o2", 3), low(4, 5)]);
+        given(&decider, crossed.clone()).when(reserve("o3", 1)).then(vec![reserved("o3", 1)]);
+        given(&decider, crossed).when(ship("o1")).then(vec![shipped("o1", 3)]);
+    }
+
+    #[test]
+    fn staying_at_or_above_the_threshold_raises_nothing() {
+        given(&alerting_below(5), ten_with_three_reserved()).when(reserve("o2", 2)).then(vec![reserved("o2", 2)]);
+        given(&alerting_below(0), ten_with_three_reserved()).when(reserve("o2", 7)).then(vec![reserved("o2", 7)]);
+    }
+
+    #[test]
+    fn a_rejected_reservation_or_a_small_restock_never_raises_an_alert() {
+        // An unknown sku asked for is below any threshold, but nothing was taken.
+        given(&alerting_below(5), vec![]).when(reserve("o1", 1)).then(vec![rejected("o1", 1, 0)]);
+        given(&alerting_below(5), vec![]).when(restock(2)).then(vec![restocked(2)]);
+    }
+
+    #[test]
+    fn what_lifts_stock_back_to_the_threshold_replenishes_and_rearms_the_alert() {
+        let decider = alerting_below(5);
+        let crossed = with(ten_with_three_reserved(), [reserved("o2", 3), low(4, 5)]);
+        given(&decider, crossed.clone()).when(restock(1)).then(vec![restocked(1), replenished(5, 5)]);
+        given(&decider, crossed.clone()).when(release("o2")).then(vec![released("o2", 3), replenished(7, 5)]);
+        // Still below after the restock: the alert stands.
+        let deeper = with(crossed.clone(), [reserved("o3", 4)]);
+        given(&decider, deeper).when(restock(2)).then(vec![restocked(2)]);
+        // Once replenished, the next fall alerts again.
+        let back = with(crossed, [restocked(1), replenished(5, 5)]);
+        given(&decider, back).when(reserve("o3", 1)).then(vec![reserved("o3", 1), low(4, 5)]);
+    }
+
+    #[test]
+    fn a_sku_threshold_overrides_the_default_and_is_checked_when_set() {
+        let decider = alerting_below(5);
+        // 7 available: raising the threshold to 8 makes the sku low at once.
+        given(&decider, ten_with_three_reserved()).when(set_threshold(8)).then(vec![LowStockThresholdSet { threshold: 8 }, low(7, 8)]);
+        // 0 turns alerts off, and clears one that stands.
+        let crossed = with(ten_with_three_reserved(), [reserved("o2", 3), low(4, 5)]);
+        given(&decider, crossed).when(set_threshold(0)).then(vec![LowStockThresholdSet { threshold: 0 }, replenished(4, 0)]);
+        let off = with(ten_with_three_reserved(), [LowStockThresholdSet { threshold: 0 }]);
+        given(&decider, off.clone()).when(reserve("o2", 7)).then(vec![reserved("o2", 7)]);
+        // The same threshold again changes nothing.
+        given(&decider, off).when(set_threshold(0)).then_nothing();
+    }
+
+    #[test]
+    fn thresholds_outside_0_to_a_billion_are_invalid() {
+        for threshold in [-1, MAX_LOW_STOCK_THRESHOLD + 1] {
+            given(&StockDecider::default(), vec![]).when(set_threshold(threshold)).then_invalid("threshold");
+        }
+        given(&StockDecider::default(), vec![]).when(SetLowStockThreshold { sku: String::new(), threshold: 1 }).then_invalid("sku");
+    }
+
+    #[test]
+    fn the_default_threshold_comes_from_the_environment_setting() {
+        assert_eq!(StockDecider::from_setting(None).map(|d| d.default_low_stock_threshold).ok(), Some(0));
+        assert_eq!(StockDecider::from_setting(Some(" ".into())).map(|d| d.default_low_stock_threshold).ok(), Some(0));
+        assert_eq!(StockDecider::from_setting(Some("25".into())).map(|d| d.default_low_stock_threshold).ok(), Some(25));
+        for bad in ["-1", "ten", "1000000001"] {
+            let error = StockDecider::from_setting(Some(bad.into())).expect_err(bad);
+            assert!(error.to_string().contains(LOW_STOCK_THRESHOLD_ENV), "{error}");
+        }
+    }
+
+    #[test]
+    fn evolve_follows_the_threshold_and_the_alert() {
+        let state = state_after(&[restocked(10), LowStockThresholdSet { threshold: 5 }, reserved("o1", 6), low(4, 5)]);
+        assert_eq!((state.low_stock_threshold, state.low), (Some(5), true));
+        let state = state_after(&[restocked(10), reserved("o1", 6), low(4, 5), released("o1", 6), replenished(10, 5)]);
+        assert_eq!((state.low_stock_threshold, state.low), (None, false));
+    }
+
+    #[test]
+    fn a_snapshot_from_before_alerts_still_reads() {
+        let old = r#"{"on_hand":10,"reserved":3,"reservations":{"o1":{"quantity":3,"status":"Reserved"}}}"#;
+        let state: StockState = serde_json::from_str(old).expect("an old snapshot's state reads");
+        assert_eq!((state.available(), state.low_stock_threshold, state.low), (7, None, false));
     }
 
     // ---- evolve --------------------------------------------------------------------------
@@ -382,7 +568,7 @@ mod tests {
     fn reserve_works_when_stock_exceeds_the_i32_range() {
         let history = vec![restocked(MAX_RESTOCK_QUANTITY); 3000];
         let most = contracts::validate::MAX_LINE_QUANTITY;
-        given(&StockDecider, history).when(reserve("o1", most)).then(vec![reserved("o1", most)]);
+        given(&StockDecider::default(), history).when(reserve("o1", most)).then(vec![reserved("o1", most)]);
     }
 
     #[test]

@@ -26,7 +26,10 @@ async fn projected_history_reads_back_through_the_route() {
         apply(&pool, &project_stock(&envelope("SKU-A", index as i64 + 1, event))).await;
     }
     let Json(stock) = get_stock(State(ReadDb(pool.clone())), Path("SKU-A".into())).await.unwrap();
-    assert_eq!(stock, StockView { sku: "SKU-A".into(), on_hand: 7, reserved: 0, available: 7 });
+    assert_eq!(
+        stock,
+        StockView { sku: "SKU-A".into(), on_hand: 7, reserved: 0, available: 7, low_stock_threshold: None, low: false, low_since: None }
+    );
 
     let totals: (i64, i64, i64) =
         sqlx::query_as("SELECT restocked_total, shipped_total, updated_at FROM stock WHERE sku = 'SKU-A'").fetch_one(&pool).await.unwrap();
@@ -43,7 +46,10 @@ async fn a_sku_never_seen_is_not_found_but_one_only_asked_for_is_empty() {
     apply(&pool, &project_stock(&envelope("SKU-ASKED", 1, rejected))).await;
 
     let Json(stock) = get_stock(State(ReadDb(pool.clone())), Path("SKU-ASKED".into())).await.unwrap();
-    assert_eq!(stock, StockView { sku: "SKU-ASKED".into(), on_hand: 0, reserved: 0, available: 0 });
+    assert_eq!(
+        stock,
+        StockView { sku: "SKU-ASKED".into(), on_hand: 0, reserved: 0, available: 0, low_stock_threshold: None, low: false, low_since: None }
+    );
     let error = get_stock(State(ReadDb(pool)), Path("SKU-NEVER".into())).await.unwrap_err();
     assert_eq!(error.status, axum::http::StatusCode::NOT_FOUND);
 }
@@ -71,8 +77,16 @@ async fn stock_below_a_threshold_lists_the_skus_with_less_available_by_sku() {
     let run = run_prefix();
     let sku = |name: &str| format!("{run}-{name}");
     let histories = [
-        // available 10 - 7 = 3
-        ("a", vec![StockEvent::StockRestocked { quantity: 10 }, StockEvent::StockReserved { order_id: "o1".into(), quantity: 7 }]),
+        // available 10 - 7 = 3, below its threshold of 5
+        (
+            "a",
+            vec![
+                StockEvent::LowStockThresholdSet { threshold: 5 },
+                StockEvent::StockRestocked { quantity: 10 },
+                StockEvent::StockReserved { order_id: "o1".into(), quantity: 7 },
+                StockEvent::StockLow { sku: sku("a"), available: 3, threshold: 5 },
+            ],
+        ),
         // available 5
         ("b", vec![StockEvent::StockRestocked { quantity: 5 }]),
         // only asked for: available 0
@@ -93,6 +107,7 @@ async fn stock_below_a_threshold_lists_the_skus_with_less_available_by_sku() {
             apply(&pool, &project_stock(&envelope(&sku(name), version, event))).await;
         }
     }
+    let pool_for_alerts = pool.clone();
     let base = serve(api().into(), pool).await;
     let ours = |list: &serde_json::Value| -> Vec<(String, i64)> {
         list.as_array()
@@ -110,7 +125,13 @@ async fn stock_below_a_threshold_lists_the_skus_with_less_available_by_sku() {
     assert_eq!(status, 200, "{list}");
     assert_eq!(ours(&list), [("a".to_string(), 3), ("c".to_string(), 0)]);
     let first = list.as_array().unwrap().iter().find(|stock| stock["sku"] == sku("a")).unwrap();
-    assert_eq!(first, &serde_json::json!({ "sku": sku("a"), "on_hand": 10, "reserved": 7, "available": 3 }));
+    assert_eq!(
+        first,
+        &serde_json::json!({
+            "sku": sku("a"), "on_hand": 10, "reserved": 7, "available": 3,
+            "low_stock_threshold": 5, "low": true, "low_since": 1_700_000_000_004_i64,
+        })
+    );
     assert_eq!(ours(&below("below=6").await.1), [("a".into(), 3), ("b".into(), 5), ("c".into(), 0)]);
     assert_eq!(ours(&below("below=1000").await.1).len(), 4);
     assert_eq!(below("below=0").await, (200, serde_json::json!([])));
@@ -118,7 +139,16 @@ async fn stock_below_a_threshold_lists_the_skus_with_less_available_by_sku() {
     assert_eq!(status, 200);
     assert_eq!(limited.as_array().unwrap().len(), 1);
 
-    for query in ["", "below=", "below=-1", "below=abc", "below=2.5", "below=5&limit=0", "below=5&limit=1001", "below=5&limit=x"] {
+    // The alerts: only a is low; the two filters combine.
+    assert_eq!(ours(&below("low=true&limit=1000").await.1), [("a".to_string(), 3)]);
+    assert_eq!(ours(&below("low=true&below=3").await.1), []);
+    assert_eq!(ours(&below("low=false&below=6").await.1), [("b".to_string(), 5), ("c".to_string(), 0)]);
+    apply(&pool_for_alerts, &project_stock(&envelope(&sku("a"), 5, StockEvent::StockReplenished { sku: sku("a"), available: 9, threshold: 5 })))
+        .await;
+    assert_eq!(ours(&below("low=true&limit=1000").await.1), []);
+
+    for query in ["", "below=", "below=-1", "below=abc", "below=2.5", "below=5&limit=0", "below=5&limit=1001", "below=5&limit=x", "low=maybe", "low="]
+    {
         assert_bad_request(below(query).await);
     }
 }

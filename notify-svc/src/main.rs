@@ -1,6 +1,7 @@
 //! notify-svc: owns the Notification aggregate (one per customer). Decides exactly one
 //! notification per order and kind, then delivers it (file by default, `NOTIFY_WEBHOOK_URL`
 //! for a webhook) with retries, a circuit breaker and parking (`NOTIFY_*`, see the README).
+use anyhow::Context;
 use contracts::notification::Notification;
 use notify_svc::{
     MIGRATOR, VERSION,
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let notify_from_stock = policies::NotifyFromStock::from_env().context("notify-svc does not start")?;
     let mut service = Service::start(env!("CARGO_PKG_NAME"), VERSION, &MIGRATOR).await?;
     let delivery_config = DeliveryConfig::from_env()?;
     let sender = sender_from_env(std::path::Path::new(&service.config.run_dir), delivery_config.timeout)?;
@@ -23,6 +25,8 @@ async fn main() -> anyhow::Result<()> {
         .aggregate(NotificationDecider)?
         .policy(policies::NotifyFromOrders)?
         .policy(policies::NotifyFromAccounts)?
+        .policy(policies::NotifyFromShipments)?
+        .policy(notify_from_stock)?
         .background_loop(&DeliveryLoop::label(), move || {
             let delivery = delivery.clone();
             async move { delivery.run().await }

@@ -1,10 +1,13 @@
 //! Choreography into the Notification aggregate: customers hear about confirmed, cancelled and
-//! shipped orders, about refunds, and that a cancellation came too late. The aggregate makes
-//! each (order, kind) go out once.
+//! shipped orders, about refunds, that a cancellation came too late, and when the carrier is
+//! out to deliver or could not; operations hear about low stock. The aggregate makes each (order, kind) go out once.
 use contracts::EventEnvelope;
 use contracts::account::{Account, AccountEvent};
 use contracts::notification::{Notification, NotificationCommand, NotificationKind};
 use contracts::order::{CancellationReason, Order, OrderEvent};
+use contracts::shipment::{Shipment, ShipmentEvent, TrackingStatus};
+use contracts::stock::{Stock, StockEvent};
+use contracts::validate::id;
 use runtime::Policy;
 
 /// Consumes `order.events` (key `order_id`) and commands notifications (key `customer_id`).
@@ -69,6 +72,96 @@ impl Policy for NotifyFromAccounts {
             AccountEvent::FundsDeposited { .. } | AccountEvent::PaymentCaptured { .. } | AccountEvent::PaymentDeclined { .. } => {
                 vec![]
             }
+        }
+    }
+}
+
+/// Consumes `shipment.events` (key `order_id`): the carrier's reports that the customer acts on.
+/// "In transit" is left out: it is most reports and asks nothing of anyone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotifyFromShipments;
+
+impl Policy for NotifyFromShipments {
+    type Source = Shipment;
+    type Target = Notification;
+    const NAME: &'static str = "notify-from-shipments";
+
+    fn react(&self, event: &EventEnvelope<ShipmentEvent>) -> Vec<NotificationCommand> {
+        let order_id = &event.aggregate_id;
+        let ShipmentEvent::ShipmentTrackingUpdated { customer_id, status, location, .. } = &event.payload else { return vec![] };
+        let (kind, message) = match status {
+            TrackingStatus::InTransit => return vec![],
+            TrackingStatus::OutForDelivery => {
+                (NotificationKind::ShipmentOutForDelivery, format!("Your order {order_id} is out for delivery (last seen: {location})."))
+            }
+            TrackingStatus::DeliveryFailed => (
+                NotificationKind::ShipmentDeliveryFailed,
+                format!("The carrier could not deliver your order {order_id} ({location}); they will try again or leave a notice."),
+            ),
+        };
+        vec![NotificationCommand::SendNotification { customer_id: customer_id.clone(), order_id: order_id.clone(), kind, message }]
+    }
+}
+
+/// The environment variable of [`NotifyFromStock::ops_id`].
+pub const OPS_ID_ENV: &str = "NOTIFY_OPS_ID";
+
+/// Consumes `stock.events` (key `sku`) and alerts operations: the Notification aggregate
+/// `ops_id`, whose channel and recipient are its preferences like a customer's.
+#[derive(Debug, Clone)]
+pub struct NotifyFromStock {
+    pub ops_id: String,
+}
+
+impl Default for NotifyFromStock {
+    fn default() -> Self {
+        NotifyFromStock { ops_id: "ops".into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{OPS_ID_ENV}={value:?}: {reason}")]
+pub struct OpsIdError {
+    value: String,
+    reason: String,
+}
+
+impl NotifyFromStock {
+    /// `NOTIFY_OPS_ID`; unset or blank: `ops`.
+    pub fn from_env() -> Result<Self, OpsIdError> {
+        Self::from_setting(std::env::var(OPS_ID_ENV).ok())
+    }
+
+    pub fn from_setting(value: Option<String>) -> Result<Self, OpsIdError> {
+        let Some(value) = value.filter(|value| !value.trim().is_empty()) else { return Ok(NotifyFromStock::default()) };
+        id(OPS_ID_ENV, &value).map_err(|invalid| OpsIdError { value: value.clone(), reason: invalid.message })?;
+        Ok(NotifyFromStock { ops_id: value })
+    }
+}
+
+impl Policy for NotifyFromStock {
+    type Source = Stock;
+    type Target = Notification;
+    const NAME: &'static str = "notify-from-stock";
+
+    fn react(&self, event: &EventEnvelope<StockEvent>) -> Vec<NotificationCommand> {
+        match &event.payload {
+            // The event's id names the crossing, so a redelivered event alerts once.
+            StockEvent::StockLow { sku, available, threshold } => {
+                vec![NotificationCommand::SendNotification {
+                    customer_id: self.ops_id.clone(),
+                    order_id: event.event_id.clone(),
+                    kind: NotificationKind::StockLow,
+                    message: format!("Stock of {sku} is low: {available} available, below the threshold of {threshold}."),
+                }]
+            }
+            StockEvent::StockRestocked { .. }
+            | StockEvent::StockReserved { .. }
+            | StockEvent::StockReservationRejected { .. }
+            | StockEvent::StockReleased { .. }
+            | StockEvent::StockShipped { .. }
+            | StockEvent::LowStockThresholdSet { .. }
+            | StockEvent::StockReplenished { .. } => vec![],
         }
     }
 }
@@ -241,6 +334,54 @@ mod tests {
         for payload in others {
             assert_eq!(NotifyFromAccounts.react(&envelope("c-7", 5, payload.clone())), vec![], "{payload:?}");
         }
+    }
+
+    #[test]
+    fn low_stock_alerts_operations_once_per_crossing() {
+        let policy = NotifyFromStock::default();
+        let event = envelope("SKU-A", 7, StockEvent::StockLow { sku: "SKU-A".into(), available: 3, threshold: 5 });
+        let commands = policy.react(&event);
+        assert_eq!(
+            commands,
+            vec![send("ops", &event.event_id, NotificationKind::StockLow, "Stock of SKU-A is low: 3 available, below the threshold of 5.")]
+        );
+        // A redelivery names the same crossing; the aggregate sends it once.
+        assert_eq!(policy.react(&event), commands);
+        let replenished = envelope("SKU-A", 8, StockEvent::StockReplenished { sku: "SKU-A".into(), available: 9, threshold: 5 });
+        assert_eq!(policy.react(&replenished), vec![]);
+        for payload in [StockEvent::StockRestocked { quantity: 5 }, StockEvent::LowStockThresholdSet { threshold: 5 }] {
+            assert_eq!(policy.react(&envelope("SKU-A", 1, payload.clone())), vec![], "{payload:?}");
+        }
+    }
+
+    #[test]
+    fn the_customer_hears_when_the_carrier_is_out_to_deliver_or_could_not() {
+        let report = |status, location: &str| {
+            envelope("o-1", 5, ShipmentEvent::ShipmentTrackingUpdated { customer_id: "c-1".into(), status, location: location.into(), at: 1 })
+        };
+        assert_eq!(
+            NotifyFromShipments.react(&report(TrackingStatus::OutForDelivery, "Berlin")),
+            vec![send("c-1", "o-1", NotificationKind::ShipmentOutForDelivery, "Your order o-1 is out for delivery (last seen: Berlin).")]
+        );
+        assert_eq!(
+            NotifyFromShipments.react(&report(TrackingStatus::DeliveryFailed, "Berlin")),
+            vec![send(
+                "c-1",
+                "o-1",
+                NotificationKind::ShipmentDeliveryFailed,
+                "The carrier could not deliver your order o-1 (Berlin); they will try again or leave a notice."
+            )]
+        );
+        assert_eq!(NotifyFromShipments.react(&report(TrackingStatus::InTransit, "Hamburg hub")), vec![]);
+        assert_eq!(NotifyFromShipments.react(&envelope("o-1", 4, ShipmentEvent::ShipmentDelivered { customer_id: "c-1".into() })), vec![]);
+    }
+
+    #[test]
+    fn the_ops_recipient_is_configured() {
+        assert_eq!(NotifyFromStock::from_setting(None).map(|policy| policy.ops_id).ok(), Some("ops".to_string()));
+        assert_eq!(NotifyFromStock::from_setting(Some("warehouse-7".into())).map(|policy| policy.ops_id).ok(), Some("warehouse-7".to_string()));
+        let error = NotifyFromStock::from_setting(Some("x".repeat(200))).expect_err("too long");
+        assert!(error.to_string().starts_with(OPS_ID_ENV), "{error}");
     }
 
     #[test]

@@ -25,9 +25,12 @@ impl Policy for OrderFromStock {
             StockEvent::StockReservationRejected { order_id, requested, available } => {
                 vec![OrderCommand::RecordStockRejected { order_id: order_id.clone(), sku: sku.clone(), requested: *requested, available: *available }]
             }
-            StockEvent::StockRestocked { .. } | StockEvent::StockReleased { .. } | StockEvent::StockShipped { .. } => {
-                vec![]
-            }
+            StockEvent::StockRestocked { .. }
+            | StockEvent::StockReleased { .. }
+            | StockEvent::StockShipped { .. }
+            | StockEvent::LowStockThresholdSet { .. }
+            | StockEvent::StockLow { .. }
+            | StockEvent::StockReplenished { .. } => vec![],
         }
     }
 }
@@ -85,6 +88,8 @@ impl Policy for OrderFromShipments {
             ShipmentEvent::ShipmentCancellationRefused { reason, .. } => {
                 vec![OrderCommand::RecordShipmentCancellationRefused { order_id, reason: reason.clone() }]
             }
+            // The carrier's reports change nothing the order decides on; its view shows them.
+            ShipmentEvent::ShipmentTrackingUpdated { .. } => vec![],
         }
     }
 }
@@ -117,6 +122,9 @@ mod tests {
             StockEvent::StockRestocked { quantity: 1 },
             StockEvent::StockReleased { order_id: "o1".into(), quantity: 1 },
             StockEvent::StockShipped { order_id: "o1".into(), quantity: 1 },
+            StockEvent::LowStockThresholdSet { threshold: 5 },
+            StockEvent::StockLow { sku: "SKU-A".into(), available: 1, threshold: 5 },
+            StockEvent::StockReplenished { sku: "SKU-A".into(), available: 9, threshold: 5 },
         ] {
             assert_eq!(OrderFromStock.react(&envelope("SKU-A", 1, payload)), []);
         }
@@ -161,6 +169,7 @@ mod tests {
                     tracking_number: "DHL-1".into(),
                     destination_country: "DE".into(),
                     lines: lines.clone(),
+                    shipping_address: None,
                 },
                 vec![OrderCommand::RecordShipmentScheduled { order_id: "o1".into(), carrier: "DHL".into(), tracking_number: "DHL-1".into() }],
             ),

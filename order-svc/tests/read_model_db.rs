@@ -10,7 +10,8 @@ use contracts::shipment::ShipmentEvent;
 use order_svc::MIGRATOR;
 use order_svc::read_model::{
     CancellationRequestView, GetOrderParams, ListOrdersParams, OrderView, PaymentView, ShipmentView, get_order, get_timeline, list_orders,
-    load_order, project_notification, project_order, project_order_view, project_payment, project_shipment,
+    load_customer_orders, load_order, load_timeline, order_events, project_notification, project_order, project_order_view, project_payment,
+    project_shipment,
 };
 use runtime::http::{ProjectionProgress, ReadDb};
 use runtime::testing::{apply, envelope, read_model_db};
@@ -18,6 +19,21 @@ use runtime::testing::{apply, envelope, read_model_db};
 mod fixtures;
 
 use fixtures::{happy_path, lines, placed};
+
+/// Shipping's events of order o1 (customer c1): scheduled with DHL (tracking number T1) at
+/// version 1, dispatched at 2.
+async fn ship_o1_with_dhl(pool: &sqlx::AnyPool) {
+    let scheduled = ShipmentEvent::ShipmentScheduled {
+        customer_id: "c1".into(),
+        carrier: "DHL".into(),
+        tracking_number: "T1".into(),
+        destination_country: "DE".into(),
+        lines: vec![],
+        shipping_address: None,
+    };
+    apply(pool, &project_shipment(&envelope("o1", 1, scheduled))).await;
+    apply(pool, &project_shipment(&envelope("o1", 2, ShipmentEvent::ShipmentDispatched { customer_id: "c1".into(), lines: vec![] }))).await;
+}
 
 #[tokio::test]
 async fn the_projected_happy_path_reads_back_through_the_routes() {
@@ -39,7 +55,12 @@ async fn the_projected_happy_path_reads_back_through_the_routes() {
             total_cents: 3000,
             lines: lines(),
             payment: None,
-            shipment: Some(ShipmentView { carrier: Some("DHL".into()), tracking_number: Some("T1".into()), status: "SCHEDULED".into() }),
+            shipment: Some(ShipmentView {
+                carrier: Some("DHL".into()),
+                tracking_number: Some("T1".into()),
+                status: "SCHEDULED".into(),
+                tracking: None
+            }),
             notifications: vec![],
             created_at: 1_700_000_000_001,
             updated_at: 1_700_000_000_007,
@@ -142,15 +163,7 @@ async fn other_streams_join_in_whatever_order_they_arrive_and_pages_follow_the_c
     let captured = AccountEvent::PaymentCaptured { order_id: "o1".into(), amount_cents: 3000, currency: "EUR".into() };
     apply(&pool, &project_payment(&envelope("c1", 2, captured))).await;
     apply(&pool, &project_order_view(&envelope("o1", 1, placed()))).await;
-    let scheduled = ShipmentEvent::ShipmentScheduled {
-        customer_id: "c1".into(),
-        carrier: "DHL".into(),
-        tracking_number: "T1".into(),
-        destination_country: "DE".into(),
-        lines: vec![],
-    };
-    apply(&pool, &project_shipment(&envelope("o1", 1, scheduled))).await;
-    apply(&pool, &project_shipment(&envelope("o1", 2, ShipmentEvent::ShipmentDispatched { customer_id: "c1".into(), lines: vec![] }))).await;
+    ship_o1_with_dhl(&pool).await;
     let sent = NotificationEvent::NotificationSent {
         order_id: "o1".into(),
         kind: NotificationKind::OrderConfirmed,
@@ -161,7 +174,10 @@ async fn other_streams_join_in_whatever_order_they_arrive_and_pages_follow_the_c
     apply(&pool, &project_notification(&envelope("c1", 3, sent))).await;
     let order = load_order(&pool, "o1").await.unwrap().expect("order o1");
     assert_eq!(order.payment, Some(PaymentView { status: "CAPTURED".into(), amount_cents: 3000 }));
-    assert_eq!(order.shipment, Some(ShipmentView { carrier: Some("DHL".into()), tracking_number: Some("T1".into()), status: "DISPATCHED".into() }));
+    assert_eq!(
+        order.shipment,
+        Some(ShipmentView { carrier: Some("DHL".into()), tracking_number: Some("T1".into()), status: "DISPATCHED".into(), tracking: None })
+    );
     assert_eq!(order.notifications, ["ORDER_CONFIRMED"]);
     let Json(timeline) = get_timeline(State(ReadDb(pool.clone())), Path("o1".into())).await.unwrap();
     // The test kit names events `<aggregate>-e<version>`, so the order's and the shipment's
@@ -181,4 +197,102 @@ async fn other_streams_join_in_whatever_order_they_arrive_and_pages_follow_the_c
     assert_eq!(error.status, axum::http::StatusCode::BAD_REQUEST);
     let by_status = Ok(Query(ListOrdersParams { status: Some("NOPE".into()), ..Default::default() }));
     assert_eq!(list_orders(State(ReadDb(pool)), by_status).await.unwrap_err().status, axum::http::StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_shipment_shows_the_carriers_latest_report_and_operations_alerts_stay_out() {
+    use contracts::notification::{Channel, NotificationEvent, NotificationKind};
+    use contracts::shipment::TrackingStatus;
+    use order_svc::read_model::TrackingView;
+    let (pool, _db) = read_model_db(&MIGRATOR).await;
+    apply(&pool, &project_order_view(&envelope("o1", 1, placed()))).await;
+    ship_o1_with_dhl(&pool).await;
+    let report =
+        |status, location: &str, at| ShipmentEvent::ShipmentTrackingUpdated { customer_id: "c1".into(), status, location: location.into(), at };
+    apply(&pool, &project_shipment(&envelope("o1", 3, report(TrackingStatus::OutForDelivery, "Berlin", 2_000)))).await;
+    // An earlier report the carrier sent late does not replace the later one.
+    apply(&pool, &project_shipment(&envelope("o1", 4, report(TrackingStatus::InTransit, "Hamburg hub", 1_000)))).await;
+    let order = load_order(&pool, "o1").await.unwrap().expect("order o1");
+    let tracking = order.shipment.and_then(|shipment| shipment.tracking);
+    assert_eq!(tracking, Some(TrackingView { status: "OUT_FOR_DELIVERY".into(), location: "Berlin".into(), at: 2_000 }));
+    let Json(timeline) = get_timeline(State(ReadDb(pool.clone())), Path("o1".into())).await.unwrap();
+    assert_eq!(timeline.iter().filter(|entry| entry.event_type == "ShipmentTrackingUpdated").count(), 2, "{timeline:?}");
+
+    // An operations alert names no order: it joins no order's view or timeline.
+    let alert = NotificationEvent::NotificationSent {
+        order_id: "o1".into(),
+        kind: NotificationKind::StockLow,
+        channel: Channel::Email,
+        recipient: "ops".into(),
+        message: "Stock of sku-1 is low".into(),
+    };
+    assert_eq!(project_notification(&envelope("ops", 1, alert)), vec![]);
+}
+
+/// (event, id) of each event in an SSE body.
+fn sse_events(body: &str) -> Vec<(String, Option<String>)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| block.lines().find_map(|line| line.strip_prefix(name)).map(str::to_string);
+            Some((field("event: ")?, field("id: ")))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_final_orders_event_stream_is_its_view_its_entries_and_end_and_resumes_after_any_id() {
+    let (pool, _db) = read_model_db(&MIGRATOR).await;
+    for (index, event) in happy_path().into_iter().enumerate() {
+        apply(&pool, &project_order_view(&envelope("o1", index as i64 + 1, event))).await;
+    }
+    let stream = |order_id: &str, last_event_id: Option<&str>| {
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(id) = last_event_id {
+            headers.insert("last-event-id", id.parse().expect("header value"));
+        }
+        order_events(State(ReadDb(pool.clone())), State(ProjectionProgress::default()), Path(order_id.into()), headers)
+    };
+    let read = |response: axum::response::Response| async move {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("a body that ends");
+        sse_events(std::str::from_utf8(&bytes).expect("utf-8"))
+    };
+    // DELIVERED is final, so the stream ends by itself.
+    let full = read(stream("o1", None).await.expect("a stream")).await;
+    let kinds: Vec<&str> = full.iter().map(|(event, _)| event.as_str()).collect();
+    assert_eq!(kinds, ["view", "timeline", "timeline", "timeline", "timeline", "timeline", "timeline", "timeline", "end"]);
+    assert!(full.iter().all(|(event, id)| id.is_some() == (event == "timeline")), "{full:?}");
+    assert_eq!(load_timeline(&pool, "o1").await.unwrap().len(), 7);
+
+    let ids: Vec<String> = full.iter().filter_map(|(_, id)| id.clone()).collect();
+    for (k, id) in ids.iter().enumerate() {
+        let resumed = read(stream("o1", Some(id)).await.expect("a stream")).await;
+        let again: Vec<String> = resumed.iter().filter_map(|(_, id)| id.clone()).collect();
+        assert_eq!(again, ids[k + 1..], "resumed after {id}");
+        assert_eq!((resumed.first().map(|e| e.0.as_str()), resumed.last().map(|e| e.0.as_str())), (Some("view"), Some("end")));
+    }
+
+    assert_eq!(stream("nope", None).await.err().map(|e| e.status.as_u16()), Some(404));
+    assert_eq!(stream("o1", Some("order.events:~:x")).await.err().map(|e| e.status.as_u16()), Some(400));
+    // The customer stream's read: every order with its own notifications, as one order's read.
+    use contracts::notification::{Channel, NotificationEvent, NotificationKind};
+    apply(&pool, &project_order_view(&envelope("o2", 1, placed()))).await;
+    for (version, (order_id, kind)) in
+        [("o1", NotificationKind::OrderConfirmed), ("o2", NotificationKind::OrderCancelled), ("o1", NotificationKind::OrderShipped)]
+            .into_iter()
+            .enumerate()
+    {
+        let sent = NotificationEvent::NotificationSent {
+            order_id: order_id.into(),
+            kind,
+            channel: Channel::Email,
+            recipient: "a@b".into(),
+            message: "hi".into(),
+        };
+        apply(&pool, &project_notification(&envelope("c1", version as i64 + 1, sent))).await;
+    }
+    let o1 = load_order(&pool, "o1").await.unwrap().expect("order o1");
+    let o2 = load_order(&pool, "o2").await.unwrap().expect("order o2");
+    assert_eq!((o1.notifications.len(), o2.notifications.len()), (2, 1));
+    assert_eq!(load_customer_orders(&pool, "c1").await.unwrap(), [o1, o2]);
+    assert_eq!(load_customer_orders(&pool, "c2").await.unwrap(), []);
 }

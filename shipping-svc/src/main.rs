@@ -16,7 +16,9 @@ async fn main() -> anyhow::Result<()> {
     service
         .aggregate(ShipmentDecider { shipping_countries })?
         .policy(policies::ShippingFromOrders)?
-        .projection(|registry| Projection::new("shipments", &["shipments"]).from::<Shipment>(registry, read_model::project_shipment))?
+        .projection(|registry| {
+            Projection::new("shipments", &["shipments", "shipment_tracking"]).from::<Shipment>(registry, read_model::project_shipment)
+        })?
         .routes(routes());
     service.run().await?;
     Ok(())

@@ -23,6 +23,7 @@ impl Policy for ShippingFromOrders {
                 customer_id: customer_id.clone(),
                 destination_country: shipping_address.country.clone(),
                 lines: lines.iter().map(|line| ShipmentLine { sku: line.sku.clone(), quantity: line.quantity }).collect(),
+                shipping_address: Some(shipping_address.clone()),
             }],
             OrderEvent::OrderCancellationRequested { customer_id, .. } => {
                 vec![ShipmentCommand::CancelShipment { order_id, customer_id: Some(customer_id.clone()) }]
@@ -79,6 +80,7 @@ mod tests {
                 customer_id: "c-1".into(),
                 destination_country: "FR".into(),
                 lines: vec![ShipmentLine { sku: "sku-1".into(), quantity: 2 }, ShipmentLine { sku: "sku-2".into(), quantity: 1 },],
+                shipping_address: Some(address()),
             }]
         );
     }

@@ -6,7 +6,11 @@
 //! be neither scheduled nor dispatched), after dispatch it is answered with
 //! `ShipmentCancellationRefused`. Exactly one of the two happens to a shipment, so the order is
 //! either cancelled (refund, stock released) or shipped (stock shipped), never both.
-use contracts::shipment::{Shipment, ShipmentCommand, ShipmentEvent, ShipmentLine};
+//!
+//! Between dispatch and delivery the carrier reports where the shipment is
+//! (`RecordTrackingUpdate` → `ShipmentTrackingUpdated`); the same report twice is recorded once.
+use contracts::order::Address;
+use contracts::shipment::{Shipment, ShipmentCommand, ShipmentEvent, ShipmentLine, TrackingStatus};
 use contracts::validate::{InvalidField, Validate};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeSet;
@@ -76,6 +80,16 @@ pub struct ShipmentRecord {
     pub customer_id: String,
     pub status: ShipmentStatus,
     pub lines: Vec<ShipmentLine>,
+    /// The carrier's reports so far. The default keeps snapshots from before tracking readable.
+    #[serde(default)]
+    pub tracking: Vec<TrackingReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrackingReport {
+    pub status: TrackingStatus,
+    pub location: String,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -96,8 +110,8 @@ impl Decider for ShipmentDecider {
         // command processor.
         command.validate().map_err(invalid)?;
         match command {
-            ShipmentCommand::ScheduleShipment { order_id, customer_id, destination_country, lines } => {
-                self.schedule(state, order_id, customer_id, destination_country, lines)
+            ShipmentCommand::ScheduleShipment { order_id, customer_id, destination_country, lines, shipping_address } => {
+                self.schedule(state, order_id, customer_id, destination_country, lines, shipping_address.as_ref())
             }
             ShipmentCommand::CancelShipment { customer_id, .. } => self.cancel(state, customer_id.as_deref()),
             ShipmentCommand::DispatchShipment { .. } => {
@@ -118,13 +132,41 @@ impl Decider for ShipmentDecider {
                 Some(shipment) if shipment.status == ShipmentStatus::Delivered => Err(refused("shipment already delivered")),
                 _ => Err(refused("shipment has not been dispatched")),
             },
+            ShipmentCommand::RecordTrackingUpdate { status, location, at, .. } => match &state.shipment {
+                Some(shipment) if shipment.status == ShipmentStatus::Dispatched => {
+                    let report = TrackingReport { status: *status, location: location.clone(), at: *at };
+                    // A carrier that reports again (a webhook retried) tells nothing new.
+                    if shipment.tracking.contains(&report) {
+                        return Ok(vec![]);
+                    }
+                    Ok(vec![ShipmentEvent::ShipmentTrackingUpdated {
+                        customer_id: shipment.customer_id.clone(),
+                        status: *status,
+                        location: location.clone(),
+                        at: *at,
+                    }])
+                }
+                Some(shipment) if shipment.status == ShipmentStatus::Delivered => Err(refused("shipment already delivered")),
+                _ => Err(refused("shipment has not been dispatched")),
+            },
         }
     }
 
     fn evolve(mut state: ShipmentState, event: &ShipmentEvent) -> ShipmentState {
         let (customer_id, status) = match event {
             ShipmentEvent::ShipmentScheduled { customer_id, lines, .. } => {
-                state.shipment = Some(ShipmentRecord { customer_id: customer_id.clone(), status: ShipmentStatus::Scheduled, lines: lines.clone() });
+                state.shipment = Some(ShipmentRecord {
+                    customer_id: customer_id.clone(),
+                    status: ShipmentStatus::Scheduled,
+                    lines: lines.clone(),
+                    tracking: vec![],
+                });
+                return state;
+            }
+            ShipmentEvent::ShipmentTrackingUpdated { status, location, at, .. } => {
+                if let Some(shipment) = &mut state.shipment {
+                    shipment.tracking.push(TrackingReport { status: *status, location: location.clone(), at: *at });
+                }
                 return state;
             }
             ShipmentEvent::ShipmentRejected { customer_id, .. } => (customer_id, ShipmentStatus::Rejected),
@@ -134,7 +176,8 @@ impl Decider for ShipmentDecider {
             // An answer, not a change: the shipment stays on its way.
             ShipmentEvent::ShipmentCancellationRefused { .. } => return state,
         };
-        state.shipment.get_or_insert_with(|| ShipmentRecord { customer_id: customer_id.clone(), status, lines: vec![] }).status = status;
+        state.shipment.get_or_insert_with(|| ShipmentRecord { customer_id: customer_id.clone(), status, lines: vec![], tracking: vec![] }).status =
+            status;
         state
     }
 }
@@ -168,6 +211,7 @@ impl ShipmentDecider {
         customer_id: &str,
         destination_country: &str,
         lines: &[ShipmentLine],
+        shipping_address: Option<&Address>,
     ) -> Result<Vec<ShipmentEvent>, Rejection> {
         // One shipment per order, whatever became of it: a repeated request changes nothing.
         if state.shipment.is_some() {
@@ -188,6 +232,7 @@ impl ShipmentDecider {
             tracking_number: tracking_number_for(carrier, order_id),
             destination_country: country,
             lines: lines.to_vec(),
+            shipping_address: shipping_address.cloned(),
         }])
     }
 }
@@ -212,7 +257,13 @@ mod tests {
         vec![ShipmentLine { sku: "sku-1".into(), quantity: 2 }, ShipmentLine { sku: "sku-2".into(), quantity: 1 }]
     }
     fn schedule_to(country: &str) -> ShipmentCommand {
-        ShipmentCommand::ScheduleShipment { order_id: ORDER.into(), customer_id: "c-1".into(), destination_country: country.into(), lines: lines() }
+        ShipmentCommand::ScheduleShipment {
+            order_id: ORDER.into(),
+            customer_id: "c-1".into(),
+            destination_country: country.into(),
+            lines: lines(),
+            shipping_address: None,
+        }
     }
     fn cancel() -> ShipmentCommand {
         ShipmentCommand::CancelShipment { order_id: ORDER.into(), customer_id: Some("c-1".into()) }
@@ -237,6 +288,7 @@ mod tests {
             tracking_number: tracking_number_for(carrier, ORDER),
             destination_country: country.into(),
             lines: lines(),
+            shipping_address: None,
         }
     }
     fn scheduled() -> ShipmentEvent {
@@ -257,6 +309,89 @@ mod tests {
     }
     fn delivered() -> ShipmentEvent {
         ShipmentEvent::ShipmentDelivered { customer_id: "c-1".into() }
+    }
+
+    #[test]
+    fn the_shipping_address_goes_on_the_scheduled_shipment_for_its_label() {
+        let address =
+            Address { name: "Ada".into(), street: "Main 1".into(), city: "Berlin".into(), postal_code: "10115".into(), country: "DE".into() };
+        let ShipmentCommand::ScheduleShipment { order_id, customer_id, destination_country, lines, .. } = schedule_to("DE") else { unreachable!() };
+        let command = |shipping_address| ShipmentCommand::ScheduleShipment {
+            order_id: order_id.clone(),
+            customer_id: customer_id.clone(),
+            destination_country: destination_country.clone(),
+            lines: lines.clone(),
+            shipping_address,
+        };
+        let ShipmentEvent::ShipmentScheduled { carrier, tracking_number, .. } = scheduled() else { unreachable!() };
+        given(&ShipmentDecider::default(), vec![]).when(command(Some(address.clone()))).then(vec![ShipmentEvent::ShipmentScheduled {
+            customer_id: "c-1".into(),
+            carrier,
+            tracking_number,
+            destination_country: "DE".into(),
+            lines: self::lines(),
+            shipping_address: Some(address.clone()),
+        }]);
+        let unnamed = Address { name: " ".into(), ..address };
+        given(&ShipmentDecider::default(), vec![]).when(command(Some(unnamed))).then_invalid("shipping_address.name");
+    }
+
+    // tracking updates
+
+    fn track(status: TrackingStatus, location: &str, at: i64) -> ShipmentCommand {
+        ShipmentCommand::RecordTrackingUpdate { order_id: ORDER.into(), status, location: location.into(), at }
+    }
+    fn tracked(status: TrackingStatus, location: &str, at: i64) -> ShipmentEvent {
+        ShipmentEvent::ShipmentTrackingUpdated { customer_id: "c-1".into(), status, location: location.into(), at }
+    }
+
+    #[test]
+    fn a_dispatched_shipment_records_each_tracking_report_once() {
+        let decider = ShipmentDecider::default();
+        let on_its_way = vec![scheduled(), dispatched()];
+        given(&decider, on_its_way.clone()).when(track(TrackingStatus::InTransit, "Hamburg hub", 1_000)).then(vec![tracked(
+            TrackingStatus::InTransit,
+            "Hamburg hub",
+            1_000,
+        )]);
+        let reported = vec![scheduled(), dispatched(), tracked(TrackingStatus::InTransit, "Hamburg hub", 1_000)];
+        given(&decider, reported.clone()).when(track(TrackingStatus::InTransit, "Hamburg hub", 1_000)).then_nothing();
+        given(&decider, reported).when(track(TrackingStatus::DeliveryFailed, "Berlin", 2_000)).then(vec![tracked(
+            TrackingStatus::DeliveryFailed,
+            "Berlin",
+            2_000,
+        )]);
+        let state = fold::<ShipmentDecider>(&[scheduled(), dispatched(), tracked(TrackingStatus::OutForDelivery, "Berlin", 3_000)]);
+        let shipment = state.shipment.expect("a shipment");
+        assert_eq!((shipment.status, shipment.tracking.len()), (ShipmentStatus::Dispatched, 1));
+    }
+
+    #[test]
+    fn tracking_is_refused_before_dispatch_and_after_delivery() {
+        let decider = ShipmentDecider::default();
+        let update = || track(TrackingStatus::InTransit, "Hamburg hub", 1_000);
+        for history in [vec![], vec![scheduled()], vec![cancelled()], vec![rejected()]] {
+            given(&decider, history).when(update()).then_refused("shipment has not been dispatched");
+        }
+        given(&decider, vec![scheduled(), dispatched(), delivered()]).when(update()).then_refused("shipment already delivered");
+    }
+
+    #[test]
+    fn a_tracking_report_needs_a_location_and_a_plausible_time() {
+        let decider = ShipmentDecider::default();
+        let on_its_way = vec![scheduled(), dispatched()];
+        given(&decider, on_its_way.clone()).when(track(TrackingStatus::InTransit, " ", 1_000)).then_invalid("location");
+        given(&decider, on_its_way.clone()).when(track(TrackingStatus::InTransit, "Hamburg\nhub", 1_000)).then_invalid("location");
+        for at in [0, -5, contracts::validate::MAX_EPOCH_MS + 1] {
+            given(&decider, on_its_way.clone()).when(track(TrackingStatus::InTransit, "Hamburg hub", at)).then_invalid("at");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_from_before_tracking_still_reads() {
+        let old = r#"{"shipment":{"customer_id":"c-1","status":"Dispatched","lines":[]}}"#;
+        let state: ShipmentState = serde_json::from_str(old).expect("an old snapshot's state reads");
+        assert_eq!(state.shipment.map(|shipment| shipment.tracking), Some(vec![]));
     }
 
     // configuration and derived values
@@ -342,6 +477,7 @@ mod tests {
             customer_id: customer_id.into(),
             destination_country: "DE".into(),
             lines,
+            shipping_address: None,
         };
         given(&ShipmentDecider::default(), vec![]).when(with("", "c-1", lines())).then_invalid("order_id");
         given(&ShipmentDecider::default(), vec![]).when(with(&"o".repeat(129), "c-1", lines())).then_invalid("order_id");
@@ -496,6 +632,9 @@ mod tests {
     #[test]
     fn evolve_keeps_customer_and_lines_from_scheduling() {
         let state = fold::<ShipmentDecider>(&[scheduled(), dispatched()]);
-        assert_eq!(state.shipment, Some(ShipmentRecord { customer_id: "c-1".into(), status: ShipmentStatus::Dispatched, lines: lines() }));
+        assert_eq!(
+            state.shipment,
+            Some(ShipmentRecord { customer_id: "c-1".into(), status: ShipmentStatus::Dispatched, lines: lines(), tracking: vec![] })
+        );
     }
 }

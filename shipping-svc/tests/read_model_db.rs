@@ -2,7 +2,8 @@
 //! SQLite in a temp file by default; set `TEST_DATABASE_URL` (e.g. a fresh PostgreSQL database)
 //! to run the same checks there.
 use contracts::EventEnvelope;
-use contracts::shipment::{ShipmentEvent, ShipmentLine};
+use contracts::order::Address;
+use contracts::shipment::{ShipmentEvent, ShipmentLine, TrackingStatus};
 use runtime::testing::{apply, envelope, read_model_db, serve};
 use serde_json::{Value, json};
 use shipping_svc::MIGRATOR;
@@ -25,8 +26,28 @@ async fn shipments_follow_the_events() {
             tracking_number: "DHL0123456789AB".into(),
             destination_country: "DE".into(),
             lines: vec![ShipmentLine { sku: "s".into(), quantity: 1 }],
+            shipping_address: Some(Address {
+                name: "Ada".into(),
+                street: "Main 1".into(),
+                city: "Berlin".into(),
+                postal_code: "10115".into(),
+                country: "DE".into(),
+            }),
         },
         ShipmentEvent::ShipmentDispatched { customer_id: "c-1".into(), lines: vec![] },
+        ShipmentEvent::ShipmentTrackingUpdated {
+            customer_id: "c-1".into(),
+            status: TrackingStatus::OutForDelivery,
+            location: "Berlin".into(),
+            at: 2_000,
+        },
+        // Sent late by the carrier: kept, but not the latest.
+        ShipmentEvent::ShipmentTrackingUpdated {
+            customer_id: "c-1".into(),
+            status: TrackingStatus::InTransit,
+            location: "Hamburg hub".into(),
+            at: 1_000,
+        },
         ShipmentEvent::ShipmentDelivered { customer_id: "c-1".into() },
     ];
     for (version, payload) in (1..).zip(delivered_history) {
@@ -46,7 +67,12 @@ async fn shipments_follow_the_events() {
         shipment,
         json!({
             "order_id": delivered_order, "customer_id": "c-1", "status": "DELIVERED", "carrier": "DHL",
-            "tracking_number": "DHL0123456789AB", "destination_country": "DE", "reason": null, "updated_at": 1_700_000_000_003_i64
+            "tracking_number": "DHL0123456789AB", "destination_country": "DE", "reason": null, "updated_at": 1_700_000_000_005_i64,
+            "last_tracking": {"status": "OUT_FOR_DELIVERY", "location": "Berlin", "at": 2_000},
+            "tracking": [
+                {"status": "IN_TRANSIT", "location": "Hamburg hub", "at": 1_000},
+                {"status": "OUT_FOR_DELIVERY", "location": "Berlin", "at": 2_000},
+            ],
         })
     );
     let (status, shipment) = get(format!("{base}/shipments/{rejected_order}")).await;
@@ -55,6 +81,19 @@ async fn shipments_follow_the_events() {
     assert_eq!(shipment["carrier"], Value::Null);
     assert_eq!(shipment["reason"], "destination country JP is not served");
     let (status, _) = get(format!("{base}/shipments/unknown-{run}")).await;
+    assert_eq!(status, 404);
+
+    // The label: a PDF for a shipment with a carrier, a JSON error otherwise.
+    let response = reqwest::get(format!("{base}/shipments/{delivered_order}/label")).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    let pdf = response.bytes().await.unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    assert!(pdf.windows(17).any(|window| window == b"(DHL0123456789AB)"), "the tracking number is on the label");
+    assert!(pdf.windows(14).any(|window| window == b"(10115 Berlin)"), "the address is on the label");
+    let (status, error) = get(format!("{base}/shipments/{rejected_order}/label")).await;
+    assert_eq!((status, error["status"].as_i64()), (409, Some(409)), "{error}");
+    let (status, _) = get(format!("{base}/shipments/unknown-{run}/label")).await;
     assert_eq!(status, 404);
 }
 
@@ -70,6 +109,7 @@ async fn shipments_are_listed_by_status_longest_in_it_first() {
         tracking_number: "T1".into(),
         destination_country: country.into(),
         lines: vec![],
+        shipping_address: None,
     };
     let events = [
         ("a", 1, 30, scheduled("DE")),
@@ -110,7 +150,7 @@ async fn shipments_are_listed_by_status_longest_in_it_first() {
         b,
         &serde_json::json!({
             "order_id": order("b"), "customer_id": "c-1", "status": "SCHEDULED", "carrier": "DHL", "tracking_number": "T1",
-            "destination_country": "FR", "reason": null, "updated_at": 10,
+            "destination_country": "FR", "reason": null, "updated_at": 10, "last_tracking": null,
         })
     );
     assert_eq!(ours(&list("status=DISPATCHED").await.1), ["d"]);
@@ -145,6 +185,7 @@ async fn a_cancellation_keeps_a_scheduled_row_or_stands_in_for_one_never_schedul
             tracking_number: "DPD0123456789AB".into(),
             destination_country: "FR".into(),
             lines: vec![ShipmentLine { sku: "s".into(), quantity: 1 }],
+            shipping_address: None,
         },
         ShipmentEvent::ShipmentCancelled { customer_id: "c-1".into() },
     ];
@@ -163,7 +204,8 @@ async fn a_cancellation_keeps_a_scheduled_row_or_stands_in_for_one_never_schedul
         shipment,
         json!({
             "order_id": unscheduled_order, "customer_id": "c-2", "status": "CANCELLED", "carrier": null,
-            "tracking_number": null, "destination_country": "", "reason": null, "updated_at": 1_700_000_000_001_i64
+            "tracking_number": null, "destination_country": "", "reason": null, "updated_at": 1_700_000_000_001_i64,
+            "last_tracking": null, "tracking": [],
         })
     );
 }

@@ -174,6 +174,7 @@ pub fn templates(stream: &str, ids: &Ids) -> Vec<Value> {
             json!({"type": "ReserveStock", "sku": sku, "order_id": order, "quantity": 2}),
             json!({"type": "ReleaseStock", "sku": sku, "order_id": order}),
             json!({"type": "ShipStock", "sku": sku, "order_id": order}),
+            json!({"type": "SetLowStockThreshold", "sku": sku, "threshold": 5}),
         ],
         // DepositFunds, then CapturePayment.
         "account" => vec![
@@ -188,6 +189,7 @@ pub fn templates(stream: &str, ids: &Ids) -> Vec<Value> {
             json!({"type": "CancelShipment", "order_id": order, "customer_id": customer}),
             json!({"type": "DispatchShipment", "order_id": order}),
             json!({"type": "ConfirmDelivery", "order_id": order}),
+            json!({"type": "RecordTrackingUpdate", "order_id": order, "status": "IN_TRANSIT", "location": "Hamburg hub", "at": 1_764_700_000_000_i64}),
         ],
         // SendNotification second: the outcomes after it concern it.
         "notification" => vec![

@@ -212,7 +212,16 @@ impl Stack {
 
     /// POST a JSON body → (status, JSON body or Null).
     pub async fn post(&self, service: &str, path: &str, body: &Value) -> (u16, Value) {
-        match self.http.post(self.url(service, path)).json(body).send().await {
+        self.send_json(reqwest::Method::POST, service, path, body).await
+    }
+
+    /// PUT a JSON body → (status, JSON body or Null).
+    pub async fn put(&self, service: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::PUT, service, path, body).await
+    }
+
+    async fn send_json(&self, method: reqwest::Method, service: &str, path: &str, body: &Value) -> (u16, Value) {
+        match self.http.request(method, self.url(service, path)).json(body).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 (status, response.json().await.unwrap_or(Value::Null))

@@ -182,7 +182,7 @@ async fn ten_thousand_bad_commands_are_each_dead_lettered_or_rejected_and_change
     let ids = hostile::Ids { order: unique("bad-order"), customer: unique("bad-cust"), sku: unique("bad-sku") };
     let generated_at = Instant::now();
     let mut bad = bad_commands(&order_svc::order::OrderDecider, "order-svc", &ids, PER_STREAM, 1);
-    bad.extend(bad_commands(&inventory_svc::stock::StockDecider, "inventory-svc", &ids, PER_STREAM, 2));
+    bad.extend(bad_commands(&inventory_svc::stock::StockDecider::default(), "inventory-svc", &ids, PER_STREAM, 2));
     bad.extend(bad_commands(&payment_svc::account::AccountDecider, "payment-svc", &ids, PER_STREAM, 3));
     bad.extend(bad_commands(&shipping_svc::shipment::ShipmentDecider::default(), "shipping-svc", &ids, PER_STREAM, 4));
     bad.extend(bad_commands(&notify_svc::notification::NotificationDecider, "notify-svc", &ids, PER_STREAM, 5));

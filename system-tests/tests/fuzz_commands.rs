@@ -91,7 +91,7 @@ fn order_commands() {
 #[test]
 fn stock_commands() {
     let (templates, history) = templates_and_history("stock", &[0, 1]);
-    fuzz(&inventory_svc::stock::StockDecider, &templates, &history);
+    fuzz(&inventory_svc::stock::StockDecider::default(), &templates, &history);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! * `projections.rs`: how each stream's events become rows, e.g. the payment part of the view
 //!   from `account.events` ([`project_payment`]); pure functions, unit-tested there.
 //! * `queries.rs`: the HTTP handlers and the SQL reads behind them.
+//! * `stream.rs`: the same view live, as Server-Sent Events pushed on the projection's commits.
 //! * `view.rs`: the JSON shapes they answer with.
 //! * `tests/read_model_db.rs`: both against a real database.
 //!
@@ -24,13 +25,19 @@ use runtime::{CodecError, Projection};
 
 mod projections;
 mod queries;
+mod stream;
 mod view;
 
 pub use projections::{project_notification, project_order, project_order_view, project_payment, project_shipment, project_stock};
 pub use queries::{
-    DEFAULT_WAIT_MS, GetOrderParams, ListOrdersParams, MAX_WAIT_MS, WAIT_TIMED_OUT_HEADER, get_order, get_timeline, list_orders, load_order,
+    DEFAULT_WAIT_MS, GetOrderParams, ListOrdersParams, MAX_WAIT_MS, WAIT_TIMED_OUT_HEADER, get_order, get_timeline, list_orders,
+    load_customer_orders, load_order, load_timeline,
 };
-pub use view::{CancellationRequestView, OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry};
+pub use stream::{
+    CustomerEventsParams, InvalidCursor, KEEP_ALIVE, MAX_LAST_EVENT_ID_CHARS, Outgoing, TimelineCursor, changed_views, customer_events, is_final,
+    next_events, order_events, unsent,
+};
+pub use view::{CancellationRequestView, OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry, TrackingView};
 
 /// The `orders` projection: the order view joined with every other stream.
 pub fn projection(registry_url: &str) -> Result<Projection, CodecError> {
@@ -46,12 +53,15 @@ pub fn projection(registry_url: &str) -> Result<Projection, CodecError> {
 
 pub const PROJECTION: &str = "orders";
 
-/// `GET /orders/{id}[?wait_for=..&timeout_ms=..]`, `GET /orders?customer_id=&status=&limit=&cursor=`
-/// and `GET /orders/{id}/timeline`.
+/// `GET /orders/{id}[?wait_for=..&timeout_ms=..]`, `GET /orders?customer_id=&status=&limit=&cursor=`,
+/// `GET /orders/{id}/timeline`, and the event streams `GET /orders/{id}/events` and
+/// `GET /orders/events?customer_id=`.
 /// The query routes, with their OpenAPI documentation.
 pub fn api() -> ApiRoutes {
     ApiRoutes::new()
         .routes(utoipa_axum::routes!(queries::get_order))
         .routes(utoipa_axum::routes!(queries::get_timeline))
         .routes(utoipa_axum::routes!(queries::list_orders))
+        .routes(utoipa_axum::routes!(stream::order_events))
+        .routes(utoipa_axum::routes!(stream::customer_events))
 }

@@ -107,6 +107,10 @@ const UPSERT_SHIPMENT: &str = "INSERT INTO order_shipments (order_id, status, ca
     carrier = COALESCE(excluded.carrier, order_shipments.carrier), \
     tracking_number = COALESCE(excluded.tracking_number, order_shipments.tracking_number), updated_at = excluded.updated_at";
 
+// Reports may arrive out of the carrier's order: the view keeps the latest by `at`.
+const RECORD_TRACKING: &str = "UPDATE order_shipments SET tracking_status = $1, tracking_location = $2, tracking_at = $3 \
+    WHERE order_id = $4 AND (tracking_at IS NULL OR tracking_at <= $3)";
+
 const RECORD_NOTIFICATION: &str = "INSERT INTO order_notifications (order_id, kind, sent_at) VALUES ($1, $2, $3) \
     ON CONFLICT (order_id, kind) DO NOTHING";
 
@@ -166,6 +170,13 @@ pub fn project_shipment(event: &EventEnvelope<ShipmentEvent>) -> Vec<SqlWrite> {
         ShipmentEvent::ShipmentDelivered { .. } => ("DELIVERED", None, None),
         // The shipment stays as it was; the order view shows the refusal from the order's event.
         ShipmentEvent::ShipmentCancellationRefused { .. } => return vec![timeline::<Shipment>(order_id, "shipping-svc", event)],
+        ShipmentEvent::ShipmentTrackingUpdated { status, location, at, .. } => {
+            let status: &'static str = status.into();
+            return vec![
+                SqlWrite::new(RECORD_TRACKING, params![status, location, *at, order_id]),
+                timeline::<Shipment>(order_id, "shipping-svc", event),
+            ];
+        }
     };
     vec![
         SqlWrite::new(UPSERT_SHIPMENT, params![order_id, status, carrier, tracking_number, event.occurred_at]),
@@ -177,6 +188,15 @@ pub fn project_shipment(event: &EventEnvelope<ShipmentEvent>) -> Vec<SqlWrite> {
 pub fn project_notification(event: &EventEnvelope<NotificationEvent>) -> Vec<SqlWrite> {
     match &event.payload {
         NotificationEvent::PreferencesSet { .. } => vec![],
+        // Operations alerts belong to no order.
+        NotificationEvent::NotificationSent { kind, .. }
+        | NotificationEvent::NotificationDeliveryFailed { kind, .. }
+        | NotificationEvent::NotificationDelivered { kind, .. }
+        | NotificationEvent::NotificationParked { kind, .. }
+            if !kind.is_about_an_order() =>
+        {
+            vec![]
+        }
         NotificationEvent::NotificationSent { order_id, kind, .. } => {
             let kind: &'static str = kind.into();
             vec![
@@ -194,7 +214,10 @@ pub fn project_notification(event: &EventEnvelope<NotificationEvent>) -> Vec<Sql
 /// `stock.events`: only the timeline (the order's own events already carry its reservations).
 pub fn project_stock(event: &EventEnvelope<StockEvent>) -> Vec<SqlWrite> {
     match &event.payload {
-        StockEvent::StockRestocked { .. } => vec![],
+        StockEvent::StockRestocked { .. }
+        | StockEvent::LowStockThresholdSet { .. }
+        | StockEvent::StockLow { .. }
+        | StockEvent::StockReplenished { .. } => vec![],
         StockEvent::StockReserved { order_id, .. }
         | StockEvent::StockReservationRejected { order_id, .. }
         | StockEvent::StockReleased { order_id, .. }

@@ -1,6 +1,6 @@
 //! The order view's query routes: `GET /orders/{id}[?wait_for=..&timeout_ms=..]`,
 //! `GET /orders?customer_id=&status=&limit=&cursor=` and `GET /orders/{id}/timeline`, with their
-//! OpenAPI annotations, and the SQL reads behind them.
+//! OpenAPI annotations, and the SQL reads behind them (also those of the event streams).
 use axum::{
     Json,
     extract::{Path, Query, State, rejection::QueryRejection},
@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use utoipa::IntoParams;
 
 use super::PROJECTION;
-use super::view::{CancellationRequestView, OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry};
+use super::view::{CancellationRequestView, OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry, TrackingView};
 
 pub const DEFAULT_WAIT_MS: u64 = 5000;
 pub const MAX_WAIT_MS: u64 = 60_000;
@@ -23,7 +23,8 @@ const SELECT_VIEW: &str = "SELECT o.order_id, o.customer_id, o.status, o.cancell
     o.cancellation_request, o.cancellation_request_reason, o.cancellation_request_detail, o.cancellation_refusal, \
     o.currency, o.total_cents, o.lines_json, o.carrier, o.tracking_number, o.created_at, o.updated_at, o.version, \
     p.status AS payment_status, p.amount_cents AS payment_amount_cents, \
-    s.status AS shipment_status, s.carrier AS shipment_carrier, s.tracking_number AS shipment_tracking_number \
+    s.status AS shipment_status, s.carrier AS shipment_carrier, s.tracking_number AS shipment_tracking_number, \
+    s.tracking_status, s.tracking_location, s.tracking_at \
     FROM orders o LEFT JOIN order_payments p ON p.order_id = o.order_id LEFT JOIN order_shipments s ON s.order_id = o.order_id";
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -194,6 +195,15 @@ fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
     Ok((created_at.parse().map_err(|_| invalid())?, order_id.to_string()))
 }
 
+fn tracking_view(row: &AnyRow) -> Result<Option<TrackingView>, sqlx::Error> {
+    let Some(status) = row.try_get::<Option<String>, _>("tracking_status")? else { return Ok(None) };
+    Ok(Some(TrackingView {
+        status,
+        location: row.try_get::<Option<String>, _>("tracking_location")?.unwrap_or_default(),
+        at: row.try_get::<Option<i64>, _>("tracking_at")?.unwrap_or_default(),
+    }))
+}
+
 fn order_view(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
     let lines_json: String = row.try_get("lines_json")?;
     let lines = serde_json::from_str(&lines_json).map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
@@ -205,12 +215,14 @@ fn order_view(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
             carrier: row.try_get::<Option<String>, _>("shipment_carrier")?.or(confirmed_carrier),
             tracking_number: row.try_get::<Option<String>, _>("shipment_tracking_number")?.or(confirmed_tracking),
             status,
+            tracking: tracking_view(row)?,
         }),
         // The order's confirmation was projected before shipping-svc's event.
         None => confirmed_carrier.zip(confirmed_tracking).map(|(carrier, tracking_number)| ShipmentView {
             carrier: Some(carrier),
             tracking_number: Some(tracking_number),
             status: "SCHEDULED".into(),
+            tracking: None,
         }),
     };
     let payment_status: Option<String> = row.try_get("payment_status")?;
@@ -257,23 +269,53 @@ type TimelineRow = (String, String, String, String, String, i64, i64, String, St
         (status = 200, description = "The order's events from every topic, in causal order", body = Vec<TimelineEntry>),
         (status = 404, description = "No event about this order yet", body = ApiError)))]
 pub async fn get_timeline(State(ReadDb(pool)): State<ReadDb>, Path(order_id): Path<String>) -> Result<Json<Vec<TimelineEntry>>, ApiError> {
+    let entries = load_timeline(&pool, &order_id).await?;
+    if entries.is_empty() {
+        return Err(ApiError::not_found("order", &order_id));
+    }
+    Ok(Json(entries))
+}
+
+/// The order's timeline in the order `GET /orders/{id}/timeline` answers with (empty when
+/// nothing about the order is projected yet).
+pub async fn load_timeline(pool: &AnyPool, order_id: &str) -> Result<Vec<TimelineEntry>, sqlx::Error> {
     let rows: Vec<TimelineRow> = sqlx::query_as(
         "SELECT event_id, service, topic, event_type, aggregate_id, version, occurred_at, correlation_id, causation_id, command_id \
          FROM order_timeline WHERE order_id = $1 ORDER BY occurred_at, topic, aggregate_id, version",
     )
-    .bind(&order_id)
-    .fetch_all(&pool)
+    .bind(order_id)
+    .fetch_all(pool)
     .await?;
-    if rows.is_empty() {
-        return Err(ApiError::not_found("order", &order_id));
-    }
     let entries =
         rows.into_iter()
             .map(|(event_id, service, topic, event_type, aggregate_id, version, occurred_at, correlation_id, causation_id, command_id)| {
                 TimelineEntry { event_id, service, topic, event_type, aggregate_id, version, occurred_at, correlation_id, causation_id, command_id }
             })
             .collect();
-    Ok(Json(causal_order(entries)))
+    Ok(causal_order(entries))
+}
+
+/// Every order of the customer, oldest first, with its notifications (two queries, whatever
+/// the number of orders).
+pub async fn load_customer_orders(pool: &AnyPool, customer_id: &str) -> Result<Vec<OrderView>, sqlx::Error> {
+    let query = format!("{SELECT_VIEW} WHERE o.customer_id = $1 ORDER BY o.created_at, o.order_id");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(query)).bind(customer_id).fetch_all(pool).await?;
+    let mut orders = rows.iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
+    let kinds: Vec<(String, String)> = sqlx::query_as(
+        "SELECT n.order_id, n.kind FROM order_notifications n JOIN orders o ON o.order_id = n.order_id \
+         WHERE o.customer_id = $1 ORDER BY n.order_id, n.sent_at, n.kind",
+    )
+    .bind(customer_id)
+    .fetch_all(pool)
+    .await?;
+    let mut by_order: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for (order_id, kind) in kinds {
+        by_order.entry(order_id).or_default().push(kind);
+    }
+    for order in &mut orders {
+        order.notifications = by_order.remove(&order.order_id).unwrap_or_default();
+    }
+    Ok(orders)
 }
 
 /// Keeps the given order but moves each event after its cause when the cause is listed too.

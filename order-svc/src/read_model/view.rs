@@ -56,6 +56,18 @@ pub struct ShipmentView {
     /// `SCHEDULED`, `REJECTED`, `CANCELLED`, `DISPATCHED` or `DELIVERED`; `SCHEDULED` when only
     /// the order's confirmation is known so far.
     pub status: String,
+    /// The carrier's latest report, once the shipment is on its way.
+    pub tracking: Option<TrackingView>,
+}
+
+/// Where the carrier last saw the shipment (shipping-svc's `ShipmentTrackingUpdated`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TrackingView {
+    /// `IN_TRANSIT`, `OUT_FOR_DELIVERY` or `DELIVERY_FAILED`.
+    pub status: String,
+    pub location: String,
+    /// When the carrier saw it, epoch milliseconds.
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
