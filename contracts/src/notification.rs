@@ -17,6 +17,7 @@ pub enum Channel {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, IntoStaticStr)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum NotificationKind {
@@ -78,6 +79,10 @@ pub enum NotificationEvent {
         attempts: i64,
         reason: String,
     },
+    /// The kinds the customer does not want sent, all of them: it replaces the last one.
+    OptOutSet {
+        kinds: Vec<NotificationKind>,
+    },
 }
 
 /// Commands on `notification.commands`: `SetPreferences` from users, `SendNotification` from
@@ -86,11 +91,40 @@ pub enum NotificationEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntoStaticStr)]
 #[serde(tag = "type")]
 pub enum NotificationCommand {
-    SetPreferences { customer_id: String, channel: Channel, recipient: String },
-    SendNotification { customer_id: String, order_id: String, kind: NotificationKind, message: String },
-    RecordDeliveryFailure { customer_id: String, order_id: String, kind: NotificationKind, attempt: i64, error: String },
-    RecordDelivered { customer_id: String, order_id: String, kind: NotificationKind, attempts: i64 },
-    ParkDelivery { customer_id: String, order_id: String, kind: NotificationKind, attempts: i64, reason: String },
+    SetPreferences {
+        customer_id: String,
+        channel: Channel,
+        recipient: String,
+        /// Kinds not to send; optional (none).
+        #[serde(default)]
+        opt_out: Vec<NotificationKind>,
+    },
+    SendNotification {
+        customer_id: String,
+        order_id: String,
+        kind: NotificationKind,
+        message: String,
+    },
+    RecordDeliveryFailure {
+        customer_id: String,
+        order_id: String,
+        kind: NotificationKind,
+        attempt: i64,
+        error: String,
+    },
+    RecordDelivered {
+        customer_id: String,
+        order_id: String,
+        kind: NotificationKind,
+        attempts: i64,
+    },
+    ParkDelivery {
+        customer_id: String,
+        order_id: String,
+        kind: NotificationKind,
+        attempts: i64,
+        reason: String,
+    },
 }
 
 impl crate::CommandTarget for NotificationCommand {
@@ -117,7 +151,7 @@ impl crate::validate::Validate for NotificationCommand {
         use NotificationCommand::*;
         let ids = |customer_id: &str, order_id: &str| id("customer_id", customer_id).and_then(|()| id("order_id", order_id));
         match self {
-            SetPreferences { customer_id, channel, recipient } => {
+            SetPreferences { customer_id, channel, recipient, .. } => {
                 id("customer_id", customer_id)?;
                 // A line break in a recipient is a header injection waiting for a mail or SMS gateway.
                 required_text("recipient", recipient, MAX_RECIPIENT_CHARS)?;

@@ -21,6 +21,10 @@ pub struct NotificationState {
     /// Every notification sent, by (order, kind), with how its delivery stands.
     #[serde(with = "runtime::map_as_pairs")]
     pub sent: BTreeMap<(String, NotificationKind), DeliveryStatus>,
+    /// The kinds the customer does not want sent (the last `OptOutSet`), in kind order. The
+    /// default keeps snapshots from before opting out readable.
+    #[serde(default)]
+    pub opt_out: Vec<NotificationKind>,
 }
 
 /// Where the delivery of one sent notification stands.
@@ -63,16 +67,25 @@ impl Decider for NotificationDecider {
         // command processor.
         command.validate().map_err(invalid)?;
         match command {
-            NotificationCommand::SetPreferences { channel, recipient, .. } => {
+            NotificationCommand::SetPreferences { channel, recipient, opt_out, .. } => {
                 let wanted = Preferences { channel: *channel, recipient: recipient.clone() };
-                // Repeating the preferences already chosen changes nothing.
-                if state.preferences.as_ref() == Some(&wanted) {
-                    return Ok(vec![]);
+                // One spelling per choice: in kind order, each once.
+                let mut opt_out = opt_out.clone();
+                opt_out.sort();
+                opt_out.dedup();
+                // What the preferences already say is not said again.
+                let mut events = Vec::new();
+                if state.preferences.as_ref() != Some(&wanted) {
+                    events.push(NotificationEvent::PreferencesSet { channel: *channel, recipient: recipient.clone() });
                 }
-                Ok(vec![NotificationEvent::PreferencesSet { channel: *channel, recipient: recipient.clone() }])
+                if state.opt_out != opt_out {
+                    events.push(NotificationEvent::OptOutSet { kinds: opt_out });
+                }
+                Ok(events)
             }
             NotificationCommand::SendNotification { customer_id, order_id, kind, message } => {
-                if state.sent.contains_key(&(order_id.clone(), *kind)) {
+                // Sent already, or the customer's choice not to hear of it: accepted, nothing to send.
+                if state.sent.contains_key(&(order_id.clone(), *kind)) || state.opt_out.contains(kind) {
                     return Ok(vec![]);
                 }
                 let Preferences { channel, recipient } = state.effective_preferences(customer_id);
@@ -134,6 +147,7 @@ impl Decider for NotificationDecider {
             NotificationEvent::PreferencesSet { channel, recipient } => {
                 state.preferences = Some(Preferences { channel: *channel, recipient: recipient.clone() });
             }
+            NotificationEvent::OptOutSet { kinds } => state.opt_out = kinds.clone(),
             NotificationEvent::NotificationSent { order_id, kind, .. } => {
                 state.sent.insert((order_id.clone(), *kind), DeliveryStatus::default());
             }
@@ -175,7 +189,7 @@ mod tests {
     use runtime::testing::given;
 
     fn set_preferences(channel: Channel, recipient: &str) -> NotificationCommand {
-        NotificationCommand::SetPreferences { customer_id: "c-1".into(), channel, recipient: recipient.into() }
+        NotificationCommand::SetPreferences { customer_id: "c-1".into(), channel, recipient: recipient.into(), opt_out: vec![] }
     }
     fn send(order_id: &str, kind: NotificationKind) -> NotificationCommand {
         NotificationCommand::SendNotification {
@@ -196,6 +210,53 @@ mod tests {
             recipient: recipient.into(),
             message: "Your order is confirmed.".into(),
         }
+    }
+
+    // opting out of kinds
+
+    fn opting_out(kinds: &[NotificationKind]) -> NotificationCommand {
+        NotificationCommand::SetPreferences {
+            customer_id: "c-1".into(),
+            channel: Channel::Sms,
+            recipient: "+49 30 1".into(),
+            opt_out: kinds.to_vec(),
+        }
+    }
+
+    #[test]
+    fn opting_out_records_the_kinds_once_each_in_kind_order_and_only_when_they_change() {
+        use NotificationKind::*;
+        given(&NotificationDecider, vec![])
+            .when(opting_out(&[OrderShipped, OrderConfirmed, OrderShipped]))
+            .then(vec![preferences_set(Channel::Sms, "+49 30 1"), NotificationEvent::OptOutSet { kinds: vec![OrderConfirmed, OrderShipped] }]);
+        let chosen = vec![preferences_set(Channel::Sms, "+49 30 1"), NotificationEvent::OptOutSet { kinds: vec![OrderConfirmed, OrderShipped] }];
+        given(&NotificationDecider, chosen.clone()).when(opting_out(&[OrderShipped, OrderConfirmed])).then_nothing();
+        // Opting back in to everything is a change too; the channel and recipient are not repeated.
+        given(&NotificationDecider, chosen).when(opting_out(&[])).then(vec![NotificationEvent::OptOutSet { kinds: vec![] }]);
+        // Channel and recipient alone, as before opting out existed: no OptOutSet.
+        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Sms, "+49 30 1")).then(vec![preferences_set(Channel::Sms, "+49 30 1")]);
+    }
+
+    #[test]
+    fn a_kind_opted_out_of_is_not_sent_and_the_others_are() {
+        use NotificationKind::*;
+        let chosen = vec![preferences_set(Channel::Sms, "+49 30 1"), NotificationEvent::OptOutSet { kinds: vec![ShipmentOutForDelivery] }];
+        given(&NotificationDecider, chosen.clone()).when(send("o-1", ShipmentOutForDelivery)).then_nothing();
+        given(&NotificationDecider, chosen.clone()).when(send("o-1", OrderConfirmed)).then(vec![sent(
+            "o-1",
+            OrderConfirmed,
+            Channel::Sms,
+            "+49 30 1",
+        )]);
+        let back_in = fold::<NotificationDecider>(&[chosen, vec![NotificationEvent::OptOutSet { kinds: vec![] }]].concat());
+        assert!(back_in.opt_out.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_from_before_opting_out_still_reads() {
+        let old = r#"{"preferences":{"channel":"SMS","recipient":"+49"},"sent":[]}"#;
+        let state: NotificationState = serde_json::from_str(old).expect("an old snapshot's state reads");
+        assert!(state.opt_out.is_empty());
     }
 
     // SetPreferences
@@ -253,7 +314,8 @@ mod tests {
 
     #[test]
     fn set_preferences_needs_a_customer_id() {
-        let command = NotificationCommand::SetPreferences { customer_id: String::new(), channel: Channel::Email, recipient: "a@b".into() };
+        let command =
+            NotificationCommand::SetPreferences { customer_id: String::new(), channel: Channel::Email, recipient: "a@b".into(), opt_out: vec![] };
         given(&NotificationDecider, vec![]).when(command).then_invalid("customer_id");
     }
 

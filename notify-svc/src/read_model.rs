@@ -51,7 +51,7 @@ pub fn project_notification(event: &EventEnvelope<NotificationEvent>) -> Vec<Sql
             let kind: &'static str = kind.into();
             vec![SqlWrite::new(RECORD_PARKED, params![*attempts, reason, event.occurred_at, &event.aggregate_id, order_id, kind])]
         }
-        NotificationEvent::PreferencesSet { .. } => vec![],
+        NotificationEvent::PreferencesSet { .. } | NotificationEvent::OptOutSet { .. } => vec![],
     }
 }
 

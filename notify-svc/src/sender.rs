@@ -45,6 +45,7 @@ impl Delivery {
                 occurred_at: event.occurred_at,
             }),
             NotificationEvent::PreferencesSet { .. }
+            | NotificationEvent::OptOutSet { .. }
             | NotificationEvent::NotificationDeliveryFailed { .. }
             | NotificationEvent::NotificationDelivered { .. }
             | NotificationEvent::NotificationParked { .. } => None,

@@ -2,7 +2,7 @@
 //! on `notification.commands` (the same path a kcat user takes) and answers 202 with the
 //! command id to look the outcome up at `GET /commands/{command_id}`.
 use axum::extract::{Path, State};
-use contracts::notification::{Channel, Notification, NotificationCommand};
+use contracts::notification::{Channel, Notification, NotificationCommand, NotificationKind};
 use runtime::http::{Accepted, ApiError, ApiRoutes, CommandBus, CommandErrors, JsonBody, submit};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,6 +19,9 @@ struct PreferencesRequest {
     channel: Channel,
     /// An e-mail address or a phone number, as the channel needs.
     recipient: String,
+    /// Kinds of notification not to send, e.g. `["SHIPMENT_OUT_FOR_DELIVERY"]`; default none.
+    #[serde(default)]
+    opt_out: Vec<NotificationKind>,
 }
 
 /// 202: the command is on `notification.commands`; its outcome is at `GET /commands/{command_id}`.
@@ -38,7 +41,12 @@ async fn set_preferences(
     Path(customer_id): Path<String>,
     JsonBody(request): JsonBody<PreferencesRequest>,
 ) -> Result<Accepted<NotificationCommandAccepted>, ApiError> {
-    let command = NotificationCommand::SetPreferences { customer_id: customer_id.clone(), channel: request.channel, recipient: request.recipient };
+    let command = NotificationCommand::SetPreferences {
+        customer_id: customer_id.clone(),
+        channel: request.channel,
+        recipient: request.recipient,
+        opt_out: request.opt_out,
+    };
     submit::<Notification, _>(&bus, request.command_id, command, |customer_id, command_id| NotificationCommandAccepted { customer_id, command_id })
         .await
 }

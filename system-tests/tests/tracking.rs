@@ -96,3 +96,29 @@ async fn a_malformed_report_is_refused_with_a_json_error() {
         assert!(error["error"].is_string(), "a JSON error: {error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_who_opted_out_of_a_kind_does_not_hear_of_it() {
+    let stack = stack();
+    let order_id = confirmed_order(stack).await;
+    let (_, order) = stack.get("order-svc", &format!("/orders/{order_id}")).await;
+    let customer = order["customer_id"].as_str().expect("a customer").to_string();
+    let preferences = json!({"channel": "EMAIL", "recipient": "ada@example.org", "opt_out": ["SHIPMENT_OUT_FOR_DELIVERY"]});
+    let (status, accepted) = stack.put("notify-svc", &format!("/preferences/{customer}"), &preferences).await;
+    assert_eq!(status, 202, "{accepted}");
+    let command_id = accepted["command_id"].as_str().expect("a command id").to_string();
+    let outcome = stack.eventually("notify-svc", &format!("/commands/{command_id}"), WAIT, |o| o["status"] != "PENDING").await;
+    assert_eq!(outcome["status"], "ACCEPTED", "{outcome}");
+
+    stack.send("shipment.commands", &order_id, &dispatch(&order_id)).await;
+    stack.order_reaches(&order_id, "SHIPPED").await;
+    for (status, location) in [("OUT_FOR_DELIVERY", "Berlin"), ("DELIVERY_FAILED", "Berlin")] {
+        let reported = report(stack, &order_id, json!({"status": status, "location": location})).await;
+        assert_eq!(reported["status"], "ACCEPTED", "{reported}");
+    }
+    // Both reports go through one policy and one customer's partition in order: once the
+    // failed delivery is told, the out-for-delivery one was decided before it, and not sent.
+    let notifications = stack.notifications_are(&order_id, &["ORDER_CONFIRMED", "ORDER_SHIPPED", "SHIPMENT_DELIVERY_FAILED"]).await;
+    let failed = notifications.as_array().into_iter().flatten().find(|n| n["kind"] == "SHIPMENT_DELIVERY_FAILED").expect("the failed delivery");
+    assert_eq!(failed["recipient"], "ada@example.org", "{failed}");
+}

@@ -173,7 +173,7 @@ impl<R> Scheduler<R> {
             NotificationEvent::NotificationDelivered { order_id, kind, .. } | NotificationEvent::NotificationParked { order_id, kind, .. } => {
                 self.close(customer_id, order_id, *kind);
             }
-            NotificationEvent::PreferencesSet { .. } => {}
+            NotificationEvent::PreferencesSet { .. } | NotificationEvent::OptOutSet { .. } => {}
         }
     }
 

@@ -187,7 +187,7 @@ pub fn project_shipment(event: &EventEnvelope<ShipmentEvent>) -> Vec<SqlWrite> {
 /// `notification.events`: which notifications each order caused.
 pub fn project_notification(event: &EventEnvelope<NotificationEvent>) -> Vec<SqlWrite> {
     match &event.payload {
-        NotificationEvent::PreferencesSet { .. } => vec![],
+        NotificationEvent::PreferencesSet { .. } | NotificationEvent::OptOutSet { .. } => vec![],
         // Operations alerts belong to no order.
         NotificationEvent::NotificationSent { kind, .. }
         | NotificationEvent::NotificationDeliveryFailed { kind, .. }
