@@ -105,24 +105,20 @@ impl StockDecider {
     /// its threshold by taking stock (or by raising the threshold) while no alert stands,
     /// `StockReplenished` when they lift it back while one does.
     fn alert(&self, state: &StockState, sku: &str, events: &[StockEvent]) -> Option<StockEvent> {
-        let mut available = state.available();
-        let mut threshold = state.threshold(self.default_low_stock_threshold);
-        let mut may_raise = false;
-        for event in events {
-            match event {
-                StockEvent::StockRestocked { quantity } | StockEvent::StockReleased { quantity, .. } => available += i64::from(*quantity),
-                StockEvent::StockReserved { quantity, .. } => {
-                    available -= i64::from(*quantity);
-                    may_raise = true;
-                }
-                StockEvent::StockShipped { .. } => may_raise = true,
-                StockEvent::LowStockThresholdSet { threshold: set } => {
-                    threshold = *set;
-                    may_raise = true;
-                }
-                StockEvent::StockReservationRejected { .. } | StockEvent::StockLow { .. } | StockEvent::StockReplenished { .. } => {}
-            }
-        }
+        // Where the events leave stock and threshold, as `evolve` says; the reservations of
+        // other orders do not count, so they are not copied.
+        let counters = StockState {
+            on_hand: state.on_hand,
+            reserved: state.reserved,
+            reservations: BTreeMap::new(),
+            low_stock_threshold: state.low_stock_threshold,
+            low: state.low,
+        };
+        let after = events.iter().fold(counters, Self::evolve);
+        let (available, threshold) = (after.available(), after.threshold(self.default_low_stock_threshold));
+        let may_raise = events.iter().any(|event| {
+            matches!(event, StockEvent::StockReserved { .. } | StockEvent::StockShipped { .. } | StockEvent::LowStockThresholdSet { .. })
+        });
         let sku = sku.to_string();
         if !state.low && may_raise && available < threshold {
             Some(StockEvent::StockLow { sku, available, threshold })

@@ -1,6 +1,7 @@
 //! Choreography into the Notification aggregate: customers hear about confirmed, cancelled and
 //! shipped orders, about refunds, that a cancellation came too late, and when the carrier is
-//! out to deliver or could not; operations hear about low stock. The aggregate makes each (order, kind) go out once.
+//! out to deliver or could not; operations hear about low stock. The aggregate makes each
+//! (order, kind) go out once.
 use contracts::EventEnvelope;
 use contracts::account::{Account, AccountEvent};
 use contracts::notification::{Notification, NotificationCommand, NotificationKind};
