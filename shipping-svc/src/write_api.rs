@@ -86,12 +86,7 @@ async fn record_tracking(
     Path(order_id): Path<String>,
     JsonBody(request): JsonBody<TrackingRequest>,
 ) -> Result<Accepted<ShipmentCommandAccepted>, ApiError> {
-    let at = request.at.unwrap_or_else(now_ms);
+    let at = request.at.unwrap_or_else(runtime::now_millis);
     let command = ShipmentCommand::RecordTrackingUpdate { order_id, status: request.status, location: request.location, at };
     submit::<Shipment, _>(&bus, request.command_id, command, |order_id, command_id| ShipmentCommandAccepted { order_id, command_id }).await
-}
-
-fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
