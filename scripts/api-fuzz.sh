@@ -14,7 +14,7 @@
 #   missing_required_header       a request without a required header is refused
 #   unsupported_method            a method the path does not document answers 405
 #
-# Not fuzzed: order-svc's GET /orders/events (a customer's live stream, Server-Sent Events),
+# Not fuzzed: order-svc's GET /orders/events (a live stream of many orders, Server-Sent Events),
 # which never ends by itself, so every request would run into --request-timeout whatever the
 # answer. GET /orders/{id}/events is fuzzed: an unknown id is a 404 at once, and the orders the
 # fuzzer can place (SKUs without stock) are cancelled within moments, which ends their stream.

@@ -2,7 +2,7 @@
 # Installs the tools the project needs, each only when missing, printing how long each
 # step took ("==> [install] NAME: Ns").
 #
-#   scripts/install.sh                 all components: base nisshi kcat k6 schemathesis postgres compose
+#   scripts/install.sh                 all components: base nisshi kcat k6 schemathesis postgres compose browser
 #   scripts/install.sh kcat k6         only these
 #   INSTALL_COMPONENTS="nisshi kcat"   same, from the environment
 #
@@ -23,6 +23,10 @@
 #   compose docker-compose 1.29, to validate the Apache Kafka  -> apt `docker-compose` (without
 #           compose files (`docker-compose config` in             recommends), only when no
 #           scripts/test.sh). Docker itself is not installed.     docker-compose is on PATH.
+#   browser Chromium and ChromeDriver for the web console's    -> apt `chromium chromium-driver
+#           browser test (system-tests/tests/console.rs)          fonts-liberation`, only when
+#                                                                 /usr/bin/chromium or
+#                                                                 /usr/bin/chromedriver is missing.
 #
 # Env: TOOLS_DIR (default <repo>/.tools), NISSHI_VERSION (0.8.1), FORCE=1 rebuilds kcat.
 set -euo pipefail
@@ -44,7 +48,7 @@ LOGS="$TOOLS_DIR/build-logs"
 if (($# > 0)); then
   COMPONENTS="$*"
 else
-  COMPONENTS="${INSTALL_COMPONENTS:-base nisshi kcat k6 schemathesis postgres compose}"
+  COMPONENTS="${INSTALL_COMPONENTS:-base nisshi kcat k6 schemathesis postgres compose browser}"
 fi
 
 want() { [[ " $COMPONENTS " == *" $1 "* ]]; }
@@ -385,6 +389,21 @@ install_compose() {
   log "compose: $(command -v docker-compose) ($(docker-compose version --short 2>/dev/null))"
 }
 
+# ---------------------------------------------------------------------------- browser
+
+install_browser() {
+  if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+    log "[install] browser: present ($(/usr/bin/chromium --version 2>/dev/null | head -1))"
+    return 0
+  fi
+  apt_update_once
+  # The font keeps the page's text legible in screenshots; the other recommends (udev, a
+  # printer dialog, a notification daemon) are for desktops.
+  timed "[install] browser (apt chromium chromium-driver)" apt_install chromium chromium-driver fonts-liberation
+  [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] || die "chromium installed but /usr/bin/chromium or /usr/bin/chromedriver is missing"
+  log "browser: $(/usr/bin/chromium --version 2>/dev/null | head -1), $(/usr/bin/chromedriver --version 2>/dev/null | head -1)"
+}
+
 # ------------------------------------------------------------------------------- main
 
 mkdir -p "$TOOLS_DIR"
@@ -407,4 +426,5 @@ want k6 && install_k6
 want schemathesis && install_schemathesis
 want postgres && install_postgres
 want compose && install_compose
+want browser && install_browser
 log "[install] total: $(($(now_s) - total_start))s"

@@ -1,5 +1,6 @@
 //! order-svc: the Order aggregate, the policies that move the order saga along, the deadlines
 //! of its waits, and the order view.
+pub mod console;
 pub mod deadlines;
 pub mod order;
 pub mod policies;

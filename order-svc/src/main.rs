@@ -4,7 +4,7 @@
 use anyhow::Context;
 use contracts::order::Order;
 use order_svc::{
-    MIGRATOR, VERSION,
+    MIGRATOR, VERSION, console,
     deadlines::{DeadlineConfig, OrderDeadlines},
     order::OrderDecider,
     policies, read_model, routes,
@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
     // A deadline set wrong would cancel orders that are doing fine, or let stuck ones wait on:
     // an invalid setting stops the start instead of falling back to a default.
     let deadlines = DeadlineConfig::from_env().context("order-svc does not start")?;
+    let console_services = console::services_from_env().context("order-svc does not start")?;
     let mut service = Service::start(env!("CARGO_PKG_NAME"), VERSION, &MIGRATOR).await?;
     tracing::info!(?deadlines, "order saga deadlines");
     let stuck_report = StuckReport { brokers: service.config.kafka_brokers.clone(), deadlines };
@@ -30,7 +31,8 @@ async fn main() -> anyhow::Result<()> {
         .reactor::<Order, _>(SagaMetrics::default())?
         .projection(read_model::projection)?
         .projection(|_| Ok(stuck::parked_events()))?
-        .routes(routes().layer(stuck_report.layer()));
+        .routes(routes().layer(stuck_report.layer()))
+        .routes(console::routes(console_services));
     tokio::spawn(publish_order_counts(service.pool.clone(), std::time::Duration::from_secs(2)));
     service.run().await?;
     Ok(())

@@ -281,6 +281,11 @@ impl Stack {
             env.push(("SERVICE_INSTANCE".to_string(), process.1.to_string()));
         }
         env.push(("HTTP_ADDR".to_string(), format!("127.0.0.1:{}", self.ports[&process])));
+        if process.0 == "order-svc" {
+            // The web console reads every service's /ready; here they are not on their usual ports.
+            let urls: Vec<String> = services().iter().map(|service| format!("{service}={}", self.url_of(service, 0, ""))).collect();
+            env.push(("CONSOLE_SERVICE_URLS".to_string(), urls.join(",")));
+        }
         env.extend(self.extra_env.iter().cloned());
         env
     }

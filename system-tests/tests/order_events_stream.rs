@@ -217,13 +217,15 @@ async fn an_order_stream_follows_the_order_to_its_end_and_resumes_exactly_after_
 async fn a_customer_stream_sees_every_order_of_the_customer_and_ends_when_order_svc_stops() {
     let stack = stack();
     let _alone = one_at_a_time().lock().await;
-    let (status, body) = stack.get("order-svc", "/orders/events").await;
+    let (status, body) = stack.get("order-svc", "/orders/events?limit=0").await;
     assert_eq!((status, body["status"].as_i64()), (400, Some(400)), "{body}");
 
     let (sku, customer) = stack.stocked(5, 10_000).await;
     let deadline = Instant::now() + WAIT;
     // Opened before the customer has any order: new orders appear on it.
     let mut stream = SseReader::open(stack, &format!("/orders/events?customer_id={customer}"), None).await;
+    // And the most recent orders of anyone, as an operator's console follows them.
+    let mut recent = SseReader::open(stack, "/orders/events?limit=20", None).await;
     let orders = [unique("order"), unique("order")];
     for order_id in &orders {
         stack.send("order.commands", order_id, &place_order(order_id, &customer, &[(&sku, 1, 700)], "EUR", "DE")).await;
@@ -245,6 +247,16 @@ async fn a_customer_stream_sees_every_order_of_the_customer_and_ends_when_order_
         let statuses: Vec<&str> = views.iter().filter(|v| v["order_id"] == order_id.as_str()).filter_map(|v| v["status"].as_str()).collect();
         assert!(statuses.len() >= 2 && statuses[0] != "CONFIRMED", "{order_id} seen moving, not only at its end: {statuses:?}");
     }
+    let mut recent_confirmed = HashSet::new();
+    while recent_confirmed.len() < orders.len() {
+        let event = recent.next(deadline).await.expect("the recent-orders stream shows both new orders reaching CONFIRMED");
+        assert_eq!((event.event.as_str(), event.id.as_deref()), ("view", None), "{event:?}");
+        let order_id = event.data["order_id"].as_str().expect("order_id").to_string();
+        if orders.contains(&order_id) && event.data["status"] == "CONFIRMED" {
+            recent_confirmed.insert(order_id);
+        }
+    }
+    drop(recent);
 
     // The customer stream does not end by itself, but it does not hold up a graceful stop.
     let stopping = Instant::now();

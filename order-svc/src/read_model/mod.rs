@@ -31,11 +31,11 @@ mod view;
 pub use projections::{project_notification, project_order, project_order_view, project_payment, project_shipment, project_stock};
 pub use queries::{
     DEFAULT_WAIT_MS, GetOrderParams, ListOrdersParams, MAX_WAIT_MS, WAIT_TIMED_OUT_HEADER, get_order, get_timeline, list_orders,
-    load_customer_orders, load_order, load_timeline,
+    load_customer_orders, load_order, load_recent_orders, load_timeline,
 };
 pub use stream::{
-    CustomerEventsParams, InvalidCursor, KEEP_ALIVE, MAX_LAST_EVENT_ID_CHARS, Outgoing, TimelineCursor, changed_views, customer_events, is_final,
-    next_events, order_events, unsent,
+    InvalidCursor, KEEP_ALIVE, MAX_LAST_EVENT_ID_CHARS, OrdersEventsParams, Outgoing, TimelineCursor, changed_views, is_final, next_events,
+    order_events, orders_events, unsent,
 };
 pub use view::{CancellationRequestView, OrderPage, OrderView, PaymentView, ShipmentView, TimelineEntry, TrackingView};
 
@@ -63,5 +63,5 @@ pub fn api() -> ApiRoutes {
         .routes(utoipa_axum::routes!(queries::get_timeline))
         .routes(utoipa_axum::routes!(queries::list_orders))
         .routes(utoipa_axum::routes!(stream::order_events))
-        .routes(utoipa_axum::routes!(stream::customer_events))
+        .routes(utoipa_axum::routes!(stream::orders_events))
 }

@@ -300,14 +300,34 @@ pub async fn load_timeline(pool: &AnyPool, order_id: &str) -> Result<Vec<Timelin
 pub async fn load_customer_orders(pool: &AnyPool, customer_id: &str) -> Result<Vec<OrderView>, sqlx::Error> {
     let query = format!("{SELECT_VIEW} WHERE o.customer_id = $1 ORDER BY o.created_at, o.order_id");
     let rows = sqlx::query(sqlx::AssertSqlSafe(query)).bind(customer_id).fetch_all(pool).await?;
-    let mut orders = rows.iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
-    let kinds: Vec<(String, String)> = sqlx::query_as(
+    let kinds = sqlx::query_as(
         "SELECT n.order_id, n.kind FROM order_notifications n JOIN orders o ON o.order_id = n.order_id \
          WHERE o.customer_id = $1 ORDER BY n.order_id, n.sent_at, n.kind",
     )
     .bind(customer_id)
     .fetch_all(pool)
     .await?;
+    views_with_notifications(&rows, kinds)
+}
+
+/// The `limit` most recent orders, newest first.
+pub async fn load_recent_orders(pool: &AnyPool, limit: i64) -> Result<Vec<OrderView>, sqlx::Error> {
+    let query = format!("{SELECT_VIEW} ORDER BY o.created_at DESC, o.order_id DESC LIMIT $1");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(query)).bind(limit).fetch_all(pool).await?;
+    let kinds = sqlx::query_as(
+        "SELECT n.order_id, n.kind FROM order_notifications n \
+         JOIN (SELECT order_id FROM orders ORDER BY created_at DESC, order_id DESC LIMIT $1) recent ON recent.order_id = n.order_id \
+         ORDER BY n.order_id, n.sent_at, n.kind",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    views_with_notifications(&rows, kinds)
+}
+
+/// The views of `rows`, each with its notification kinds out of `(order_id, kind)` pairs.
+fn views_with_notifications(rows: &[AnyRow], kinds: Vec<(String, String)>) -> Result<Vec<OrderView>, sqlx::Error> {
+    let mut orders = rows.iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
     let mut by_order: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
     for (order_id, kind) in kinds {
         by_order.entry(order_id).or_default().push(kind);

@@ -1,5 +1,6 @@
 //! Live order status over Server-Sent Events: `GET /orders/{id}/events` (one order, resumable
-//! with `Last-Event-ID`) and `GET /orders/events?customer_id=` (every order of a customer).
+//! with `Last-Event-ID`) and `GET /orders/events` (every order of a customer, or the most
+//! recent orders).
 //!
 //! Pushed from projection progress: a stream sleeps on the order view's progress watch (the
 //! one `GET /orders/{id}?wait_for=` waits on) and reads the read model only after the
@@ -26,7 +27,7 @@ use tokio::sync::watch;
 use utoipa::IntoParams;
 
 use super::PROJECTION;
-use super::queries::{load_customer_orders, load_order, load_timeline};
+use super::queries::{load_customer_orders, load_order, load_recent_orders, load_timeline};
 use super::view::{OrderView, TimelineEntry};
 use crate::order::OrderStatus;
 
@@ -376,30 +377,45 @@ pub async fn order_events(
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct CustomerEventsParams {
-    /// The customer whose orders to follow (required).
+pub struct OrdersEventsParams {
+    /// The customer whose orders to follow: all of them. Absent: the most recent orders.
     pub customer_id: Option<String>,
+    /// Without `customer_id`: how many of the most recent orders to follow, 1 to 1000,
+    /// default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
 }
 
-/// The customer stream's memory of what it sent: the last view of each order.
-struct CustomerStream {
+/// Which orders a views stream follows.
+enum Followed {
+    Customer(String),
+    /// The `n` most recent: new orders come in and the oldest drop out.
+    Recent(i64),
+}
+
+/// A views stream's memory of what it sent: the last view of each order it follows.
+struct ViewsStream {
     pool: AnyPool,
-    customer_id: String,
+    followed: Followed,
     changes: Option<Progress>,
     sent: std::collections::HashMap<String, OrderView>,
     first: bool,
 }
 
-impl CustomerStream {
+impl ViewsStream {
     async fn next(&mut self) -> Option<Vec<Event>> {
         loop {
             if !std::mem::take(&mut self.first) && !committed(&mut self.changes).await {
                 return None;
             }
-            let orders = match load_customer_orders(&self.pool, &self.customer_id).await {
+            let orders = match &self.followed {
+                Followed::Customer(customer_id) => load_customer_orders(&self.pool, customer_id).await,
+                Followed::Recent(limit) => load_recent_orders(&self.pool, *limit).await,
+            };
+            let orders = match orders {
                 Ok(orders) => orders,
                 Err(error) => {
-                    tracing::warn!(%error, customer_id = %self.customer_id, "customer event stream ended: read-model query failed");
+                    tracing::warn!(%error, "order views stream ended: read-model query failed");
                     return None;
                 }
             };
@@ -412,7 +428,11 @@ impl CustomerStream {
 }
 
 /// The views that differ from the last one sent for their order (all of them the first time).
+/// Orders no longer followed are forgotten, so a stream of recent orders stays as small as its
+/// window.
 pub fn changed_views(sent: &mut std::collections::HashMap<String, OrderView>, orders: Vec<OrderView>) -> Vec<OrderView> {
+    let followed: std::collections::HashSet<&str> = orders.iter().map(|view| view.order_id.as_str()).collect();
+    sent.retain(|order_id, _| followed.contains(order_id.as_str()));
     orders
         .into_iter()
         .filter(|view| {
@@ -425,33 +445,36 @@ pub fn changed_views(sent: &mut std::collections::HashMap<String, OrderView>, or
         .collect()
 }
 
-/// Every order of a customer, live: the current view of each first (oldest first), then a
-/// `view` event whenever one of them changes, new orders included. The stream does not end by
-/// itself.
+/// Many orders, live: every order of `customer_id`, or without it the `limit` most recent
+/// orders (what an operator's console lists). The current view of each comes first (oldest
+/// first for a customer, newest first for recent orders), then a `view` event whenever one of
+/// them changes, new orders included. The stream does not end by itself.
 ///
 /// Its events carry no id, and a reconnect starts again with the current view of every order:
 /// that misses nothing, at the price of views the client may already have. A position across
-/// orders would need an order of commits over every order of the customer that a replay
-/// reproduces, and the read model has none: each order's entries are ordered only per
-/// aggregate (see [`TimelineCursor`]), so such a cursor would grow with the customer's orders.
-/// A client that needs every timeline entry follows `GET /orders/{id}/events` of the order.
+/// orders would need an order of commits over every order that a replay reproduces, and the
+/// read model has none: each order's entries are ordered only per aggregate (see
+/// [`TimelineCursor`]), so such a cursor would grow with the orders. A client that needs every
+/// timeline entry follows `GET /orders/{id}/events` of the order.
 #[utoipa::path(get, path = "/orders/events", tag = "queries",
-    params(CustomerEventsParams),
+    params(OrdersEventsParams),
     responses(
-        (status = 200, description = "`text/event-stream` of `view` events (OrderView), one per change of any of the customer's orders",
+        (status = 200, description = "`text/event-stream` of `view` events (OrderView), one per change of any followed order",
             content_type = "text/event-stream", body = String),
-        (status = 400, description = "`customer_id` missing or empty", body = ApiError)))]
-pub async fn customer_events(
+        (status = 400, description = "`limit` out of range", body = ApiError)))]
+pub async fn orders_events(
     State(ReadDb(pool)): State<ReadDb>,
     State(progress): State<ProjectionProgress>,
-    params: Result<Query<CustomerEventsParams>, QueryRejection>,
+    params: Result<Query<OrdersEventsParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
-    let Some(customer_id) = params.customer_id.filter(|id| !id.trim().is_empty()) else {
-        return Err(ApiError::bad_request("customer_id is required"));
+    let limit = runtime::http::limit(params.limit)?;
+    let followed = match params.customer_id.filter(|id| !id.trim().is_empty()) {
+        Some(customer_id) => Followed::Customer(customer_id),
+        None => Followed::Recent(limit),
     };
     let changes = progress_of(&progress);
-    let state = CustomerStream { pool, customer_id, changes, sent: Default::default(), first: true };
+    let state = ViewsStream { pool, followed, changes, sent: Default::default(), first: true };
     let events = stream::unfold(state, |mut state| async move { state.next().await.map(|events| (events, state)) }).flat_map(stream::iter);
     Ok(sse(events))
 }

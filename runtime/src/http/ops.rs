@@ -1,6 +1,6 @@
 //! Operational endpoints the runtime adds to every service: `/health` (alive), `/ready`
 //! (broker and registry reachable, every supervised loop running, every projection caught up
-//! to within `READY_MAX_LAG`), `/metrics` (Prometheus) and the operator pause
+//! to within `READY_MAX_LAG`; and every loop's lag), `/metrics` (Prometheus) and the operator pause
 //! (`/admin/pause`, `/admin/resume`).
 use super::AppState;
 use crate::{
@@ -13,7 +13,7 @@ use crate::{
 use axum::{
     Json, Router,
     extract::{Query, State},
-    http::StatusCode,
+    http::{StatusCode, header},
     response::IntoResponse,
     routing::{get, post},
 };
@@ -108,7 +108,10 @@ pub fn routes(readiness: Readiness) -> Router<AppState> {
     let service = readiness.service;
     let readiness = Arc::new(readiness);
     Router::new()
-        .route("/health", get(move || async move { Json(json!({ "status": "ok", "service": service })) }))
+        .route(
+            "/health",
+            get(move || async move { ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(json!({ "status": "ok", "service": service }))) }),
+        )
         .route("/ready", get(move |state: State<AppState>| ready(state, readiness.clone())))
         .route("/metrics", get(|| async { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::observe::metrics::render()) }))
         .route("/admin/pause", post(|query: Query<PauseQuery>| set_pause(query, true)))
@@ -139,9 +142,16 @@ async fn ready(State(state): State<AppState>, readiness: Arc<Readiness>) -> impl
         "status": if ready { "ready" } else { "not ready" },
         "service": readiness.service,
         "not_ready": not_ready,
+        "lag": lag_by_loop(crate::observe::lag::lag_snapshot()),
         "checked_in_ms": started.elapsed().as_millis() as u64,
     });
-    (status, Json(body))
+    // Read by the web console, which order-svc serves from another port (origin).
+    (status, [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(body))
+}
+
+/// Records each loop is behind, over all its partitions, as last measured.
+fn lag_by_loop(lags: HashMap<String, crate::observe::lag::LoopLag>) -> BTreeMap<String, i64> {
+    lags.into_iter().map(|(name, lag)| (name, lag.partitions.values().sum())).collect()
 }
 
 #[derive(serde::Deserialize)]
@@ -193,6 +203,19 @@ mod tests {
             (Some("policy"), Some("restarting"), Some("panic"), Some("panicked: boom"), Some(2))
         );
         assert_eq!(problems["projection orders"]["state"], "not started");
+    }
+
+    #[test]
+    fn a_loops_lag_is_the_sum_over_its_partitions() {
+        let lag = |partitions: &[(&str, i32, i64)]| crate::observe::lag::LoopLag {
+            partitions: partitions.iter().map(|(topic, partition, lag)| ((topic.to_string(), *partition), *lag)).collect(),
+            measured_at: Instant::now(),
+        };
+        let lags = HashMap::from([
+            ("projection orders".to_string(), lag(&[("order.events", 0, 3), ("order.events", 1, 4), ("stock.events", 0, 0)])),
+            ("order.commands command processor".to_string(), lag(&[])),
+        ]);
+        assert_eq!(lag_by_loop(lags), BTreeMap::from([("order.commands command processor".to_string(), 0), ("projection orders".to_string(), 7)]));
     }
 
     #[test]
