@@ -250,3 +250,31 @@ async fn concurrent_registrations_get_distinct_ids() {
     ids.sort();
     assert_eq!(ids, (1..=8).collect::<Vec<u64>>());
 }
+
+/// The project's own contract over what is already deployed: `tests/fixtures/released/` holds
+/// the event schemas as they were registered before the shop's additions (commit 14c879c);
+/// each is registered, then the working copy's `schemas/` version over it, under the BACKWARD
+/// rule the system runs with. A change that could not read events already in the log is
+/// refused here (409), before any broker sees it.
+#[tokio::test]
+async fn the_projects_schemas_register_over_the_released_versions() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let registry = Registry::start().await;
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests/fixtures/released")).expect("the released schemas") {
+        let released_path = entry.expect("a released schema").path();
+        let file = released_path.file_name().and_then(|name| name.to_str()).expect("a file name").to_string();
+        let released = std::fs::read_to_string(&released_path).expect("the released version");
+        let current = std::fs::read_to_string(root.join("../schemas").join(&file)).expect("the same file in schemas/");
+        assert_ne!(released, current, "{file}: unchanged since its release, so nothing to check: drop its fixture");
+        let subject = format!("{}-value", file.trim_end_matches(".avsc"));
+        let old = registry.register(&subject, &released).await;
+        let (status, body) = registry.post(&format!("/subjects/{subject}/versions"), json!({ "schema": current })).await;
+        assert_eq!(status, StatusCode::OK, "{file}: the working copy over the released version: {body}");
+        assert_ne!(body["id"].as_u64(), Some(old), "{file}: a new version");
+        assert_eq!(registry.get(&format!("/subjects/{subject}/versions")).await.1, json!([1, 2]), "{file}");
+        checked.push(file);
+    }
+    checked.sort();
+    assert_eq!(checked, ["notification.events.avsc", "shipment.events.avsc", "stock.events.avsc"]);
+}
