@@ -10,6 +10,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::{
     collections::BTreeSet,
+    os::unix::process::CommandExt,
     process::{Child, Command, Stdio},
     sync::OnceLock,
     time::{Duration, Instant},
@@ -24,7 +25,8 @@ fn stack() -> &'static Stack {
     STACK.get_or_init(|| Stack::start("console", &[]))
 }
 
-/// chromedriver, stopped when dropped.
+/// chromedriver, stopped when dropped together with the browser it started: they share a
+/// process group of their own, so a failed test leaves no Chromium behind.
 struct Driver {
     child: Child,
     url: String,
@@ -32,6 +34,10 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -49,6 +55,7 @@ async fn start_driver() -> Driver {
     let log_file = std::fs::File::create(&log).expect("chromedriver log");
     let chromedriver = binary("CHROMEDRIVER", "/usr/bin/chromedriver");
     let child = Command::new(&chromedriver)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .arg(format!("--log-path={}", log.display()))
         .stdin(Stdio::null())
