@@ -1,11 +1,13 @@
 //! notify-svc: the Notification aggregate (one per customer), the policies that turn order and
 //! account events into notifications, their delivery ([`delivery`]: retries, circuit breaker,
-//! parking; [`sender`]: file or webhook) and the notifications read model.
+//! parking; [`sender`]: file or webhook), the message [`templates`] and the notifications read
+//! model.
 pub mod delivery;
 pub mod notification;
 pub mod policies;
 pub mod read_model;
 pub mod sender;
+pub mod templates;
 pub mod write_api;
 
 /// The read-model tables (`migrations/`), applied when the service starts (and by the

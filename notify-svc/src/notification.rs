@@ -1,18 +1,40 @@
 //! The Notification aggregate (key `customer_id`) as a pure decider: the customer's contact
 //! preferences, exactly one notification per (order, kind), and how the delivery of each went
 //! (failed attempts, delivered, parked). The delivery outcomes are the delivery's checkpoint:
-//! what the log says was delivered or parked is never sent again.
+//! what the log says was delivered or parked is never sent again. The message text is decided
+//! here too, from the template of the kind and the chosen channel ([`crate::templates`]).
+use crate::templates::{MessageValues, Templates};
 use contracts::notification::{Channel, Notification, NotificationCommand, NotificationEvent, NotificationKind};
-use contracts::validate::{InvalidField, Validate};
+use contracts::validate::{InvalidField, MAX_MESSAGE_CHARS, Validate, reported_text};
 use runtime::{Decider, Rejection};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Longest error text a delivery outcome keeps (the delivery shortens longer ones): the
 /// contract's rule.
 pub use contracts::validate::MAX_DELIVERY_ERROR_CHARS;
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NotificationDecider;
+/// Decides with a checked set of templates, loaded once at start.
+#[derive(Debug, Clone)]
+pub struct NotificationDecider {
+    templates: Arc<Templates>,
+}
+
+impl NotificationDecider {
+    pub fn new(templates: Arc<Templates>) -> Self {
+        NotificationDecider { templates }
+    }
+}
+
+/// With the built-in templates.
+impl Default for NotificationDecider {
+    fn default() -> Self {
+        // The built-in templates are part of the binary and loaded by this crate's tests, so this
+        // cannot fail in a build that passed them.
+        let templates = Templates::built_in().expect("the built-in templates load");
+        NotificationDecider::new(Arc::new(templates))
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NotificationState {
@@ -83,19 +105,21 @@ impl Decider for NotificationDecider {
                 }
                 Ok(events)
             }
-            NotificationCommand::SendNotification { customer_id, order_id, kind, message } => {
+            NotificationCommand::SendNotification { customer_id, order_id, kind, fields } => {
                 // Sent already, or the customer's choice not to hear of it: accepted, nothing to send.
                 if state.sent.contains_key(&(order_id.clone(), *kind)) || state.opt_out.contains(kind) {
                     return Ok(vec![]);
                 }
                 let Preferences { channel, recipient } = state.effective_preferences(customer_id);
-                Ok(vec![NotificationEvent::NotificationSent {
-                    order_id: order_id.clone(),
-                    kind: *kind,
-                    channel,
-                    recipient,
-                    message: message.clone(),
-                }])
+                let values = MessageValues { kind: *kind, channel, order_id, customer_id, recipient: &recipient, fields };
+                // The templates passed their checks at start, so only values nobody foresaw get
+                // here; the command is then dead-lettered with the reason, like any invalid one.
+                let message = self.templates.render(&values).map_err(|error| Rejection::Invalid(error.to_string()))?;
+                // The same limit as every message had before templates: a field's worth of text
+                // in a long template could pass it.
+                reported_text("message", &message, MAX_MESSAGE_CHARS)
+                    .map_err(|error| Rejection::Invalid(format!("the message of {}: {error}", crate::templates::file_name(*kind, channel))))?;
+                Ok(vec![NotificationEvent::NotificationSent { order_id: order_id.clone(), kind: *kind, channel, recipient, message }])
             }
             NotificationCommand::RecordDeliveryFailure { customer_id, order_id, kind, attempt, error } => {
                 let status = delivery_of(state, customer_id, order_id, *kind)?;
@@ -191,16 +215,28 @@ mod tests {
     fn set_preferences(channel: Channel, recipient: &str) -> NotificationCommand {
         NotificationCommand::SetPreferences { customer_id: "c-1".into(), channel, recipient: recipient.into(), opt_out: vec![] }
     }
+    /// The fields of `kind`, each its own name: the message shows which went where.
+    fn fields_of(kind: NotificationKind) -> BTreeMap<String, String> {
+        kind.fields().iter().map(|field| (field.to_string(), field.to_uppercase())).collect()
+    }
     fn send(order_id: &str, kind: NotificationKind) -> NotificationCommand {
-        NotificationCommand::SendNotification {
-            customer_id: "c-1".into(),
-            order_id: order_id.into(),
-            kind,
-            message: "Your order is confirmed.".into(),
-        }
+        NotificationCommand::SendNotification { customer_id: "c-1".into(), order_id: order_id.into(), kind, fields: fields_of(kind) }
     }
     fn preferences_set(channel: Channel, recipient: &str) -> NotificationEvent {
         NotificationEvent::PreferencesSet { channel, recipient: recipient.into() }
+    }
+    /// What the built-in template of (`kind`, `channel`) says with [`fields_of`].
+    fn message(order_id: &str, kind: NotificationKind, channel: Channel) -> String {
+        use NotificationKind::*;
+        match (kind, channel) {
+            (OrderConfirmed, Channel::Email) => {
+                format!("Your order {order_id} is confirmed and will ship with CARRIER (tracking number TRACKING_NUMBER).")
+            }
+            (OrderConfirmed, Channel::Sms) => format!("Order {order_id} confirmed: ships with CARRIER, tracking TRACKING_NUMBER."),
+            (OrderShipped, Channel::Email) => format!("Your order {order_id} has been shipped."),
+            (OrderShipped, Channel::Sms) => format!("Order {order_id} shipped."),
+            other => panic!("no expected message for {other:?}"),
+        }
     }
     fn sent(order_id: &str, kind: NotificationKind, channel: Channel, recipient: &str) -> NotificationEvent {
         NotificationEvent::NotificationSent {
@@ -208,7 +244,7 @@ mod tests {
             kind,
             channel,
             recipient: recipient.into(),
-            message: "Your order is confirmed.".into(),
+            message: message(order_id, kind, channel),
         }
     }
 
@@ -226,23 +262,25 @@ mod tests {
     #[test]
     fn opting_out_records_the_kinds_once_each_in_kind_order_and_only_when_they_change() {
         use NotificationKind::*;
-        given(&NotificationDecider, vec![])
+        given(&NotificationDecider::default(), vec![])
             .when(opting_out(&[OrderShipped, OrderConfirmed, OrderShipped]))
             .then(vec![preferences_set(Channel::Sms, "+49 30 1"), NotificationEvent::OptOutSet { kinds: vec![OrderConfirmed, OrderShipped] }]);
         let chosen = vec![preferences_set(Channel::Sms, "+49 30 1"), NotificationEvent::OptOutSet { kinds: vec![OrderConfirmed, OrderShipped] }];
-        given(&NotificationDecider, chosen.clone()).when(opting_out(&[OrderShipped, OrderConfirmed])).then_nothing();
+        given(&NotificationDecider::default(), chosen.clone()).when(opting_out(&[OrderShipped, OrderConfirmed])).then_nothing();
         // Opting back in to everything is a change too; the channel and recipient are not repeated.
-        given(&NotificationDecider, chosen).when(opting_out(&[])).then(vec![NotificationEvent::OptOutSet { kinds: vec![] }]);
+        given(&NotificationDecider::default(), chosen).when(opting_out(&[])).then(vec![NotificationEvent::OptOutSet { kinds: vec![] }]);
         // Channel and recipient alone, as before opting out existed: no OptOutSet.
-        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Sms, "+49 30 1")).then(vec![preferences_set(Channel::Sms, "+49 30 1")]);
+        given(&NotificationDecider::default(), vec![])
+            .when(set_preferences(Channel::Sms, "+49 30 1"))
+            .then(vec![preferences_set(Channel::Sms, "+49 30 1")]);
     }
 
     #[test]
     fn a_kind_opted_out_of_is_not_sent_and_the_others_are() {
         use NotificationKind::*;
         let chosen = vec![preferences_set(Channel::Sms, "+49 30 1"), NotificationEvent::OptOutSet { kinds: vec![ShipmentOutForDelivery] }];
-        given(&NotificationDecider, chosen.clone()).when(send("o-1", ShipmentOutForDelivery)).then_nothing();
-        given(&NotificationDecider, chosen.clone()).when(send("o-1", OrderConfirmed)).then(vec![sent(
+        given(&NotificationDecider::default(), chosen.clone()).when(send("o-1", ShipmentOutForDelivery)).then_nothing();
+        given(&NotificationDecider::default(), chosen.clone()).when(send("o-1", OrderConfirmed)).then(vec![sent(
             "o-1",
             OrderConfirmed,
             Channel::Sms,
@@ -263,37 +301,39 @@ mod tests {
 
     #[test]
     fn set_email_preferences() {
-        given(&NotificationDecider, vec![])
+        given(&NotificationDecider::default(), vec![])
             .when(set_preferences(Channel::Email, "ada@example.com"))
             .then(vec![preferences_set(Channel::Email, "ada@example.com")]);
     }
 
     #[test]
     fn set_sms_preferences_needs_no_at_sign() {
-        given(&NotificationDecider, vec![])
+        given(&NotificationDecider::default(), vec![])
             .when(set_preferences(Channel::Sms, "+49 170 1234567"))
             .then(vec![preferences_set(Channel::Sms, "+49 170 1234567")]);
     }
 
     #[test]
     fn changing_preferences_is_recorded() {
-        given(&NotificationDecider, vec![preferences_set(Channel::Email, "ada@example.com")])
+        given(&NotificationDecider::default(), vec![preferences_set(Channel::Email, "ada@example.com")])
             .when(set_preferences(Channel::Email, "ada@work.example"))
             .then(vec![preferences_set(Channel::Email, "ada@work.example")]);
-        given(&NotificationDecider, vec![preferences_set(Channel::Email, "ada@example.com")])
+        given(&NotificationDecider::default(), vec![preferences_set(Channel::Email, "ada@example.com")])
             .when(set_preferences(Channel::Sms, "ada@example.com"))
             .then(vec![preferences_set(Channel::Sms, "ada@example.com")]);
     }
 
     #[test]
     fn repeating_the_current_preferences_is_a_no_op() {
-        given(&NotificationDecider, vec![preferences_set(Channel::Sms, "+4917012")]).when(set_preferences(Channel::Sms, "+4917012")).then(vec![]);
+        given(&NotificationDecider::default(), vec![preferences_set(Channel::Sms, "+4917012")])
+            .when(set_preferences(Channel::Sms, "+4917012"))
+            .then(vec![]);
     }
 
     #[test]
     fn a_recipient_with_a_line_break_or_an_escape_is_invalid() {
         for bad in ["a@b.de\r\nBcc: all@x.de", "+49\u{1b}[2J", "a@\u{202e}b.de"] {
-            given(&NotificationDecider, vec![])
+            given(&NotificationDecider::default(), vec![])
                 .when(set_preferences(Channel::Email, bad))
                 .then_invalid("recipient must not contain control or invisible characters");
         }
@@ -301,29 +341,31 @@ mod tests {
 
     #[test]
     fn recipient_must_be_1_to_256_chars() {
-        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Sms, "")).then_invalid("recipient");
-        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Sms, &"1".repeat(257))).then_invalid("recipient");
+        given(&NotificationDecider::default(), vec![]).when(set_preferences(Channel::Sms, "")).then_invalid("recipient");
+        given(&NotificationDecider::default(), vec![]).when(set_preferences(Channel::Sms, &"1".repeat(257))).then_invalid("recipient");
         let longest = format!("{}@x", "a".repeat(254));
-        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Email, &longest)).then(vec![preferences_set(Channel::Email, &longest)]);
+        given(&NotificationDecider::default(), vec![])
+            .when(set_preferences(Channel::Email, &longest))
+            .then(vec![preferences_set(Channel::Email, &longest)]);
     }
 
     #[test]
     fn email_recipient_must_contain_an_at_sign() {
-        given(&NotificationDecider, vec![]).when(set_preferences(Channel::Email, "ada.example.com")).then_invalid("'@'");
+        given(&NotificationDecider::default(), vec![]).when(set_preferences(Channel::Email, "ada.example.com")).then_invalid("'@'");
     }
 
     #[test]
     fn set_preferences_needs_a_customer_id() {
         let command =
             NotificationCommand::SetPreferences { customer_id: String::new(), channel: Channel::Email, recipient: "a@b".into(), opt_out: vec![] };
-        given(&NotificationDecider, vec![]).when(command).then_invalid("customer_id");
+        given(&NotificationDecider::default(), vec![]).when(command).then_invalid("customer_id");
     }
 
     // SendNotification
 
     #[test]
     fn send_with_default_preferences_emails_the_customer_id() {
-        given(&NotificationDecider, vec![]).when(send("o-1", NotificationKind::OrderConfirmed)).then(vec![sent(
+        given(&NotificationDecider::default(), vec![]).when(send("o-1", NotificationKind::OrderConfirmed)).then(vec![sent(
             "o-1",
             NotificationKind::OrderConfirmed,
             Channel::Email,
@@ -333,7 +375,7 @@ mod tests {
 
     #[test]
     fn send_uses_the_current_preferences() {
-        given(&NotificationDecider, vec![preferences_set(Channel::Email, "old@example.com"), preferences_set(Channel::Sms, "+4917012")])
+        given(&NotificationDecider::default(), vec![preferences_set(Channel::Email, "old@example.com"), preferences_set(Channel::Sms, "+4917012")])
             .when(send("o-1", NotificationKind::OrderShipped))
             .then(vec![sent("o-1", NotificationKind::OrderShipped, Channel::Sms, "+4917012")]);
     }
@@ -341,14 +383,14 @@ mod tests {
     #[test]
     fn send_is_once_per_order_and_kind() {
         let history = vec![sent("o-1", NotificationKind::OrderConfirmed, Channel::Email, "c-1")];
-        given(&NotificationDecider, history.clone()).when(send("o-1", NotificationKind::OrderConfirmed)).then(vec![]);
-        given(&NotificationDecider, history.clone()).when(send("o-1", NotificationKind::OrderShipped)).then(vec![sent(
+        given(&NotificationDecider::default(), history.clone()).when(send("o-1", NotificationKind::OrderConfirmed)).then(vec![]);
+        given(&NotificationDecider::default(), history.clone()).when(send("o-1", NotificationKind::OrderShipped)).then(vec![sent(
             "o-1",
             NotificationKind::OrderShipped,
             Channel::Email,
             "c-1",
         )]);
-        given(&NotificationDecider, history).when(send("o-2", NotificationKind::OrderConfirmed)).then(vec![sent(
+        given(&NotificationDecider::default(), history).when(send("o-2", NotificationKind::OrderConfirmed)).then(vec![sent(
             "o-2",
             NotificationKind::OrderConfirmed,
             Channel::Email,
@@ -358,16 +400,71 @@ mod tests {
 
     #[test]
     fn send_must_be_well_formed() {
-        let with = |customer_id: &str, order_id: &str, message: &str| NotificationCommand::SendNotification {
+        let with = |customer_id: &str, order_id: &str, fields: &[(&str, &str)]| NotificationCommand::SendNotification {
             customer_id: customer_id.into(),
             order_id: order_id.into(),
             kind: NotificationKind::OrderCancelled,
+            fields: fields.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
+        };
+        let good = [("reason", "TIMEOUT"), ("detail", "")];
+        given(&NotificationDecider::default(), vec![]).when(with("", "o-1", &good)).then_invalid("customer_id");
+        given(&NotificationDecider::default(), vec![]).when(with("c-1", "", &good)).then_invalid("order_id");
+        given(&NotificationDecider::default(), vec![]).when(with("c-1", &"o".repeat(129), &good)).then_invalid("order_id");
+        given(&NotificationDecider::default(), vec![]).when(with("c-1", "o-1", &[("reason", "TIMEOUT")])).then_invalid("fields.detail is missing");
+        given(&NotificationDecider::default(), vec![])
+            .when(with("c-1", "o-1", &[("reason", "TIMEOUT"), ("detail", ""), ("carrier", "DHL")]))
+            .then_invalid("fields.\"carrier\" is not a field of ORDER_CANCELLED notifications (theirs: reason, detail)");
+        given(&NotificationDecider::default(), vec![])
+            .when(with("c-1", "o-1", &[("reason", "TIMEOUT"), ("detail", &"x".repeat(1025))]))
+            .then_invalid("fields.detail must be at most 1024 characters");
+    }
+
+    #[test]
+    fn the_message_is_rendered_from_the_template_of_the_kind_and_the_chosen_channel() {
+        let cancelled = NotificationCommand::SendNotification {
+            customer_id: "c-1".into(),
+            order_id: "o-1".into(),
+            kind: NotificationKind::OrderCancelled,
+            fields: [("reason", "TIMEOUT"), ("detail", "")].into_iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
+        };
+        let sent_as = |channel, recipient: &str, message: &str| NotificationEvent::NotificationSent {
+            order_id: "o-1".into(),
+            kind: NotificationKind::OrderCancelled,
+            channel,
+            recipient: recipient.into(),
             message: message.into(),
         };
-        given(&NotificationDecider, vec![]).when(with("", "o-1", "hi")).then_invalid("customer_id");
-        given(&NotificationDecider, vec![]).when(with("c-1", "", "hi")).then_invalid("order_id");
-        given(&NotificationDecider, vec![]).when(with("c-1", &"o".repeat(129), "hi")).then_invalid("order_id");
-        given(&NotificationDecider, vec![]).when(with("c-1", "o-1", "  ")).then_invalid("message");
+        given(&NotificationDecider::default(), vec![]).when(cancelled.clone()).then(vec![sent_as(
+            Channel::Email,
+            "c-1",
+            "Your order o-1 was cancelled because we could not complete it in time (TIMEOUT).",
+        )]);
+        given(&NotificationDecider::default(), vec![preferences_set(Channel::Sms, "+49 30 1")]).when(cancelled).then(vec![sent_as(
+            Channel::Sms,
+            "+49 30 1",
+            "Order o-1 cancelled (TIMEOUT).",
+        )]);
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_invalid_not_sent() {
+        // Two fields at their limit fill a long template past the message's limit.
+        let dir = std::env::temp_dir().join(format!("notify-long-template-{}", std::process::id()));
+        crate::templates::tests::copy_built_in(&dir);
+        let long = "{% for _ in range(5) %}{{ location }}{% endfor %}";
+        std::fs::write(dir.join("shipment_out_for_delivery.email.txt"), long).expect("write the template");
+        let templates = Templates::from_folder(&dir).expect("the folder loads");
+        std::fs::remove_dir_all(&dir).ok();
+        let decider = NotificationDecider::new(Arc::new(templates));
+        let command = NotificationCommand::SendNotification {
+            customer_id: "c-1".into(),
+            order_id: "o-1".into(),
+            kind: NotificationKind::ShipmentOutForDelivery,
+            fields: [("location".to_string(), "x".repeat(1000))].into(),
+        };
+        given(&decider, vec![])
+            .when(command)
+            .then_invalid("the message of shipment_out_for_delivery.email.txt: message must be 1 to 4096 characters and not blank, got 5000");
     }
 
     // evolve
@@ -422,31 +519,37 @@ mod tests {
 
     #[test]
     fn a_failed_attempt_is_recorded_once() {
-        given(&NotificationDecider, vec![confirmed_sent()]).when(failure(1, "HTTP 500")).then(vec![failed(1, "HTTP 500")]);
-        given(&NotificationDecider, vec![confirmed_sent(), failed(1, "HTTP 500")]).when(failure(2, "timeout")).then(vec![failed(2, "timeout")]);
-        given(&NotificationDecider, vec![confirmed_sent(), failed(1, "HTTP 500"), failed(2, "timeout")]).when(failure(2, "timeout")).then(vec![]);
+        given(&NotificationDecider::default(), vec![confirmed_sent()]).when(failure(1, "HTTP 500")).then(vec![failed(1, "HTTP 500")]);
+        given(&NotificationDecider::default(), vec![confirmed_sent(), failed(1, "HTTP 500")])
+            .when(failure(2, "timeout"))
+            .then(vec![failed(2, "timeout")]);
+        given(&NotificationDecider::default(), vec![confirmed_sent(), failed(1, "HTTP 500"), failed(2, "timeout")])
+            .when(failure(2, "timeout"))
+            .then(vec![]);
     }
 
     #[test]
     fn a_failure_after_the_outcome_changes_nothing() {
-        given(&NotificationDecider, vec![confirmed_sent(), delivered(1)]).when(failure(2, "HTTP 500")).then(vec![]);
-        given(&NotificationDecider, vec![confirmed_sent(), parked(3, "HTTP 500")]).when(failure(4, "HTTP 500")).then(vec![]);
+        given(&NotificationDecider::default(), vec![confirmed_sent(), delivered(1)]).when(failure(2, "HTTP 500")).then(vec![]);
+        given(&NotificationDecider::default(), vec![confirmed_sent(), parked(3, "HTTP 500")]).when(failure(4, "HTTP 500")).then(vec![]);
     }
 
     #[test]
     fn delivered_is_recorded_once_and_never_after_parking() {
-        given(&NotificationDecider, vec![confirmed_sent(), failed(1, "HTTP 500")]).when(delivered_command(2)).then(vec![delivered(2)]);
-        given(&NotificationDecider, vec![confirmed_sent(), delivered(1)]).when(delivered_command(1)).then(vec![]);
-        given(&NotificationDecider, vec![confirmed_sent(), parked(8, "HTTP 500")])
+        given(&NotificationDecider::default(), vec![confirmed_sent(), failed(1, "HTTP 500")]).when(delivered_command(2)).then(vec![delivered(2)]);
+        given(&NotificationDecider::default(), vec![confirmed_sent(), delivered(1)]).when(delivered_command(1)).then(vec![]);
+        given(&NotificationDecider::default(), vec![confirmed_sent(), parked(8, "HTTP 500")])
             .when(delivered_command(9))
             .then_refused("parked after 8 attempts");
     }
 
     #[test]
     fn parking_is_recorded_once_and_never_after_delivery() {
-        given(&NotificationDecider, vec![confirmed_sent(), failed(1, "HTTP 500")]).when(park(2, "HTTP 500")).then(vec![parked(2, "HTTP 500")]);
-        given(&NotificationDecider, vec![confirmed_sent(), parked(2, "HTTP 500")]).when(park(2, "HTTP 500")).then(vec![]);
-        given(&NotificationDecider, vec![confirmed_sent(), delivered(1)]).when(park(2, "HTTP 500")).then_refused("delivered already");
+        given(&NotificationDecider::default(), vec![confirmed_sent(), failed(1, "HTTP 500")])
+            .when(park(2, "HTTP 500"))
+            .then(vec![parked(2, "HTTP 500")]);
+        given(&NotificationDecider::default(), vec![confirmed_sent(), parked(2, "HTTP 500")]).when(park(2, "HTTP 500")).then(vec![]);
+        given(&NotificationDecider::default(), vec![confirmed_sent(), delivered(1)]).when(park(2, "HTTP 500")).then_refused("delivered already");
     }
 
     #[test]
@@ -457,23 +560,25 @@ mod tests {
             kind: NotificationKind::OrderShipped,
             attempts: 1,
         };
-        given(&NotificationDecider, vec![confirmed_sent()]).when(other_kind).then_refused("no ORDER_SHIPPED notification of order o-1");
-        given(&NotificationDecider, vec![]).when(failure(1, "HTTP 500")).then_refused("was sent");
-        given(&NotificationDecider, vec![]).when(park(1, "HTTP 500")).then_refused("was sent");
+        given(&NotificationDecider::default(), vec![confirmed_sent()]).when(other_kind).then_refused("no ORDER_SHIPPED notification of order o-1");
+        given(&NotificationDecider::default(), vec![]).when(failure(1, "HTTP 500")).then_refused("was sent");
+        given(&NotificationDecider::default(), vec![]).when(park(1, "HTTP 500")).then_refused("was sent");
     }
 
     #[test]
     fn an_outcome_must_be_well_formed() {
-        given(&NotificationDecider, vec![confirmed_sent()]).when(failure(0, "HTTP 500")).then_invalid("attempt must be at least 1");
-        given(&NotificationDecider, vec![confirmed_sent()]).when(failure(1, " ")).then_invalid("error must be 1 to 1024");
-        given(&NotificationDecider, vec![confirmed_sent()]).when(failure(1, &"x".repeat(1025))).then_invalid("error must be 1 to 1024");
-        given(&NotificationDecider, vec![confirmed_sent()]).when(delivered_command(0)).then_invalid("attempts must be at least 1");
-        given(&NotificationDecider, vec![confirmed_sent()]).when(park(-1, "HTTP 500")).then_invalid("attempts must be at least 0, got -1");
-        given(&NotificationDecider, vec![confirmed_sent()]).when(park(1, "")).then_invalid("reason must be 1 to 1024");
+        given(&NotificationDecider::default(), vec![confirmed_sent()]).when(failure(0, "HTTP 500")).then_invalid("attempt must be at least 1");
+        given(&NotificationDecider::default(), vec![confirmed_sent()]).when(failure(1, " ")).then_invalid("error must be 1 to 1024");
+        given(&NotificationDecider::default(), vec![confirmed_sent()]).when(failure(1, &"x".repeat(1025))).then_invalid("error must be 1 to 1024");
+        given(&NotificationDecider::default(), vec![confirmed_sent()]).when(delivered_command(0)).then_invalid("attempts must be at least 1");
+        given(&NotificationDecider::default(), vec![confirmed_sent()])
+            .when(park(-1, "HTTP 500"))
+            .then_invalid("attempts must be at least 0, got -1");
+        given(&NotificationDecider::default(), vec![confirmed_sent()]).when(park(1, "")).then_invalid("reason must be 1 to 1024");
         let no_customer = NotificationCommand::RecordDelivered { customer_id: String::new(), order_id: "o-1".into(), kind: KIND, attempts: 1 };
-        given(&NotificationDecider, vec![confirmed_sent()]).when(no_customer).then_invalid("customer_id");
+        given(&NotificationDecider::default(), vec![confirmed_sent()]).when(no_customer).then_invalid("customer_id");
         // Malformed is invalid even when it names no sent notification.
-        given(&NotificationDecider, vec![]).when(failure(0, "HTTP 500")).then_invalid("attempt must be at least 1");
+        given(&NotificationDecider::default(), vec![]).when(failure(0, "HTTP 500")).then_invalid("attempt must be at least 1");
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! Choreography into the Notification aggregate: customers hear about confirmed, cancelled and
 //! shipped orders, about refunds, that a cancellation came too late, and when the carrier is
 //! out to deliver or could not; operations hear about low stock. The aggregate makes each
-//! (order, kind) go out once.
+//! (order, kind) go out once. The policies pass the facts (the fields of each kind); the
+//! aggregate renders the text from the template of the kind and the customer's channel.
 use contracts::EventEnvelope;
 use contracts::account::{Account, AccountEvent};
 use contracts::notification::{Notification, NotificationCommand, NotificationKind};
-use contracts::order::{CancellationReason, Order, OrderEvent};
+use contracts::order::{Order, OrderEvent};
 use contracts::shipment::{Shipment, ShipmentEvent, TrackingStatus};
 use contracts::stock::{Stock, StockEvent};
 use contracts::validate::id;
 use runtime::Policy;
+use std::collections::BTreeMap;
 
 /// Consumes `order.events` (key `order_id`) and commands notifications (key `customer_id`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,26 +24,23 @@ impl Policy for NotifyFromOrders {
 
     fn react(&self, event: &EventEnvelope<OrderEvent>) -> Vec<NotificationCommand> {
         let order_id = &event.aggregate_id;
-        let notify = |customer_id: &String, kind, message| {
-            vec![NotificationCommand::SendNotification { customer_id: customer_id.clone(), order_id: order_id.clone(), kind, message }]
+        let notify = |customer_id: &String, kind, fields| {
+            vec![NotificationCommand::SendNotification { customer_id: customer_id.clone(), order_id: order_id.clone(), kind, fields }]
         };
         match &event.payload {
             OrderEvent::OrderConfirmed { customer_id, carrier, tracking_number } => notify(
                 customer_id,
                 NotificationKind::OrderConfirmed,
-                format!("Your order {order_id} is confirmed and will ship with {carrier} (tracking number {tracking_number})."),
+                fields([("carrier", carrier.clone()), ("tracking_number", tracking_number.clone())]),
             ),
             OrderEvent::OrderCancelled { customer_id, reason, detail, .. } => {
-                notify(customer_id, NotificationKind::OrderCancelled, cancellation_message(order_id, *reason, detail))
+                let code: &'static str = reason.into();
+                notify(customer_id, NotificationKind::OrderCancelled, fields([("reason", code.to_string()), ("detail", detail.clone())]))
             }
-            OrderEvent::OrderShipped { customer_id } => {
-                notify(customer_id, NotificationKind::OrderShipped, format!("Your order {order_id} has been shipped."))
+            OrderEvent::OrderShipped { customer_id } => notify(customer_id, NotificationKind::OrderShipped, BTreeMap::new()),
+            OrderEvent::OrderCancellationRefused { customer_id, reason } => {
+                notify(customer_id, NotificationKind::OrderCancellationRefused, fields([("reason", reason.clone())]))
             }
-            OrderEvent::OrderCancellationRefused { customer_id, reason } => notify(
-                customer_id,
-                NotificationKind::OrderCancellationRefused,
-                format!("Your order {order_id} can no longer be cancelled: it is already on its way ({reason})."),
-            ),
             OrderEvent::OrderPlaced { .. }
             | OrderEvent::OrderLineReserved { .. }
             | OrderEvent::OrderStockReserved { .. }
@@ -68,7 +67,7 @@ impl Policy for NotifyFromAccounts {
                 customer_id: event.aggregate_id.clone(),
                 order_id: order_id.clone(),
                 kind: NotificationKind::RefundIssued,
-                message: format!("A refund of {} for your order {order_id} has been issued.", format_amount(*amount_cents, currency)),
+                fields: fields([("amount", format_amount(*amount_cents, currency))]),
             }],
             AccountEvent::FundsDeposited { .. } | AccountEvent::PaymentCaptured { .. } | AccountEvent::PaymentDeclined { .. } => {
                 vec![]
@@ -90,17 +89,17 @@ impl Policy for NotifyFromShipments {
     fn react(&self, event: &EventEnvelope<ShipmentEvent>) -> Vec<NotificationCommand> {
         let order_id = &event.aggregate_id;
         let ShipmentEvent::ShipmentTrackingUpdated { customer_id, status, location, .. } = &event.payload else { return vec![] };
-        let (kind, message) = match status {
+        let kind = match status {
             TrackingStatus::InTransit => return vec![],
-            TrackingStatus::OutForDelivery => {
-                (NotificationKind::ShipmentOutForDelivery, format!("Your order {order_id} is out for delivery (last seen: {location})."))
-            }
-            TrackingStatus::DeliveryFailed => (
-                NotificationKind::ShipmentDeliveryFailed,
-                format!("The carrier could not deliver your order {order_id} ({location}); they will try again or leave a notice."),
-            ),
+            TrackingStatus::OutForDelivery => NotificationKind::ShipmentOutForDelivery,
+            TrackingStatus::DeliveryFailed => NotificationKind::ShipmentDeliveryFailed,
         };
-        vec![NotificationCommand::SendNotification { customer_id: customer_id.clone(), order_id: order_id.clone(), kind, message }]
+        vec![NotificationCommand::SendNotification {
+            customer_id: customer_id.clone(),
+            order_id: order_id.clone(),
+            kind,
+            fields: fields([("location", location.clone())]),
+        }]
     }
 }
 
@@ -153,7 +152,7 @@ impl Policy for NotifyFromStock {
                     customer_id: self.ops_id.clone(),
                     order_id: event.event_id.clone(),
                     kind: NotificationKind::StockLow,
-                    message: format!("Stock of {sku} is low: {available} available, below the threshold of {threshold}."),
+                    fields: fields([("sku", sku.clone()), ("available", available.to_string()), ("threshold", threshold.to_string())]),
                 }]
             }
             StockEvent::StockRestocked { .. }
@@ -167,20 +166,9 @@ impl Policy for NotifyFromStock {
     }
 }
 
-fn cancellation_message(order_id: &str, reason: CancellationReason, detail: &str) -> String {
-    let because = match reason {
-        CancellationReason::OutOfStock => "an item is out of stock",
-        CancellationReason::PaymentDeclined => "the payment was declined",
-        CancellationReason::ShippingUnavailable => "we cannot ship to your address",
-        CancellationReason::CustomerRequest => "you asked us to",
-        CancellationReason::Timeout => "we could not complete it in time",
-    };
-    let code: &'static str = reason.into();
-    if detail.is_empty() {
-        format!("Your order {order_id} was cancelled because {because} ({code}).")
-    } else {
-        format!("Your order {order_id} was cancelled because {because} ({code}: {detail}).")
-    }
+/// A command's fields from (name, value) pairs.
+fn fields<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs.into_iter().map(|(name, value)| (name.to_string(), value)).collect()
 }
 
 /// `1234, "EUR"` → `12.34 EUR`.
@@ -194,11 +182,12 @@ pub fn format_amount(cents: i64, currency: &str) -> String {
 mod tests {
     use super::*;
     use contracts::account::DeclineReason;
-    use contracts::order::{Address, OrderLine};
+    use contracts::order::{Address, CancellationReason, OrderLine};
     use runtime::testing::envelope;
 
-    fn send(customer_id: &str, order_id: &str, kind: NotificationKind, message: &str) -> NotificationCommand {
-        NotificationCommand::SendNotification { customer_id: customer_id.into(), order_id: order_id.into(), kind, message: message.into() }
+    fn send<const N: usize>(customer_id: &str, order_id: &str, kind: NotificationKind, pairs: [(&str, &str); N]) -> NotificationCommand {
+        let fields = pairs.into_iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        NotificationCommand::SendNotification { customer_id: customer_id.into(), order_id: order_id.into(), kind, fields }
     }
 
     fn address() -> Address {
@@ -215,12 +204,7 @@ mod tests {
             envelope("o-1", 5, OrderEvent::OrderConfirmed { customer_id: "c-1".into(), carrier: "DHL".into(), tracking_number: "DHLABC".into() });
         assert_eq!(
             NotifyFromOrders.react(&event),
-            vec![send(
-                "c-1",
-                "o-1",
-                NotificationKind::OrderConfirmed,
-                "Your order o-1 is confirmed and will ship with DHL (tracking number DHLABC)."
-            )]
+            vec![send("c-1", "o-1", NotificationKind::OrderConfirmed, [("carrier", "DHL"), ("tracking_number", "DHLABC")])]
         );
     }
 
@@ -242,32 +226,50 @@ mod tests {
                 "c-1",
                 "o-1",
                 NotificationKind::OrderCancelled,
-                "Your order o-1 was cancelled because an item is out of stock (OUT_OF_STOCK: sku sku-1: requested 5, available 2)."
+                [("reason", "OUT_OF_STOCK"), ("detail", "sku sku-1: requested 5, available 2")]
             )]
         );
     }
 
     #[test]
-    fn cancellation_message_covers_every_reason() {
-        assert_eq!(
-            cancellation_message("o-1", CancellationReason::CustomerRequest, ""),
-            "Your order o-1 was cancelled because you asked us to (CUSTOMER_REQUEST)."
-        );
-        assert!(cancellation_message("o-1", CancellationReason::PaymentDeclined, "INSUFFICIENT_FUNDS").contains("PAYMENT_DECLINED"));
-        assert_eq!(
-            cancellation_message("o-1", CancellationReason::ShippingUnavailable, ""),
-            "Your order o-1 was cancelled because we cannot ship to your address (SHIPPING_UNAVAILABLE)."
-        );
-        assert_eq!(
-            cancellation_message("o-1", CancellationReason::Timeout, "waited longer than 60000 ms for its payment"),
-            "Your order o-1 was cancelled because we could not complete it in time (TIMEOUT: waited longer than 60000 ms for its payment)."
-        );
+    fn every_cancellation_reason_is_passed_as_its_code_and_an_empty_detail_as_empty() {
+        for (reason, code) in [
+            (CancellationReason::OutOfStock, "OUT_OF_STOCK"),
+            (CancellationReason::PaymentDeclined, "PAYMENT_DECLINED"),
+            (CancellationReason::ShippingUnavailable, "SHIPPING_UNAVAILABLE"),
+            (CancellationReason::CustomerRequest, "CUSTOMER_REQUEST"),
+            (CancellationReason::Timeout, "TIMEOUT"),
+        ] {
+            let event = envelope("o-1", 5, OrderEvent::OrderCancelled { customer_id: "c-1".into(), reason, detail: String::new(), lines: lines() });
+            assert_eq!(
+                NotifyFromOrders.react(&event),
+                vec![send("c-1", "o-1", NotificationKind::OrderCancelled, [("reason", code), ("detail", "")])],
+                "{reason:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_command_carries_exactly_its_kinds_fields() {
+        use contracts::validate::Validate;
+        let commands = [
+            NotifyFromOrders.react(&envelope("o-1", 5, OrderEvent::OrderShipped { customer_id: "c-1".into() })),
+            NotifyFromAccounts.react(&envelope(
+                "c-7",
+                5,
+                AccountEvent::PaymentRefunded { order_id: "o-1".into(), amount_cents: 1, currency: "EUR".into() },
+            )),
+            NotifyFromStock::default().react(&envelope("SKU-A", 7, StockEvent::StockLow { sku: "SKU-A".into(), available: 3, threshold: 5 })),
+        ];
+        for command in commands.into_iter().flatten() {
+            assert_eq!(command.validate(), Ok(()), "{command:?}");
+        }
     }
 
     #[test]
     fn shipped_order_notifies() {
         let event = envelope("o-1", 5, OrderEvent::OrderShipped { customer_id: "c-1".into() });
-        assert_eq!(NotifyFromOrders.react(&event), vec![send("c-1", "o-1", NotificationKind::OrderShipped, "Your order o-1 has been shipped.")]);
+        assert_eq!(NotifyFromOrders.react(&event), vec![send("c-1", "o-1", NotificationKind::OrderShipped, [])]);
     }
 
     #[test]
@@ -276,12 +278,7 @@ mod tests {
             envelope("o-1", 8, OrderEvent::OrderCancellationRefused { customer_id: "c-1".into(), reason: "shipment already dispatched".into() });
         assert_eq!(
             NotifyFromOrders.react(&event),
-            vec![send(
-                "c-1",
-                "o-1",
-                NotificationKind::OrderCancellationRefused,
-                "Your order o-1 can no longer be cancelled: it is already on its way (shipment already dispatched)."
-            )]
+            vec![send("c-1", "o-1", NotificationKind::OrderCancellationRefused, [("reason", "shipment already dispatched")])]
         );
     }
 
@@ -319,10 +316,7 @@ mod tests {
     #[test]
     fn refund_notifies_the_account_owner_with_the_amount() {
         let event = envelope("c-7", 5, AccountEvent::PaymentRefunded { order_id: "o-1".into(), amount_cents: 1_205, currency: "EUR".into() });
-        assert_eq!(
-            NotifyFromAccounts.react(&event),
-            vec![send("c-7", "o-1", NotificationKind::RefundIssued, "A refund of 12.05 EUR for your order o-1 has been issued.")]
-        );
+        assert_eq!(NotifyFromAccounts.react(&event), vec![send("c-7", "o-1", NotificationKind::RefundIssued, [("amount", "12.05 EUR")])]);
     }
 
     #[test]
@@ -344,7 +338,7 @@ mod tests {
         let commands = policy.react(&event);
         assert_eq!(
             commands,
-            vec![send("ops", &event.event_id, NotificationKind::StockLow, "Stock of SKU-A is low: 3 available, below the threshold of 5.")]
+            vec![send("ops", &event.event_id, NotificationKind::StockLow, [("sku", "SKU-A"), ("available", "3"), ("threshold", "5")])]
         );
         // A redelivery names the same crossing; the aggregate sends it once.
         assert_eq!(policy.react(&event), commands);
@@ -362,16 +356,11 @@ mod tests {
         };
         assert_eq!(
             NotifyFromShipments.react(&report(TrackingStatus::OutForDelivery, "Berlin")),
-            vec![send("c-1", "o-1", NotificationKind::ShipmentOutForDelivery, "Your order o-1 is out for delivery (last seen: Berlin).")]
+            vec![send("c-1", "o-1", NotificationKind::ShipmentOutForDelivery, [("location", "Berlin")])]
         );
         assert_eq!(
             NotifyFromShipments.react(&report(TrackingStatus::DeliveryFailed, "Berlin")),
-            vec![send(
-                "c-1",
-                "o-1",
-                NotificationKind::ShipmentDeliveryFailed,
-                "The carrier could not deliver your order o-1 (Berlin); they will try again or leave a notice."
-            )]
+            vec![send("c-1", "o-1", NotificationKind::ShipmentDeliveryFailed, [("location", "Berlin")])]
         );
         assert_eq!(NotifyFromShipments.react(&report(TrackingStatus::InTransit, "Hamburg hub")), vec![]);
         assert_eq!(NotifyFromShipments.react(&envelope("o-1", 4, ShipmentEvent::ShipmentDelivered { customer_id: "c-1".into() })), vec![]);

@@ -194,7 +194,7 @@ pub fn templates(stream: &str, ids: &Ids) -> Vec<Value> {
         // SendNotification second: the outcomes after it concern it.
         "notification" => vec![
             json!({"type": "SetPreferences", "customer_id": customer, "channel": "SMS", "recipient": "+49 30 1", "opt_out": ["ORDER_SHIPPED"]}),
-            json!({"type": "SendNotification", "customer_id": customer, "order_id": order, "kind": "ORDER_CONFIRMED", "message": "ok"}),
+            json!({"type": "SendNotification", "customer_id": customer, "order_id": order, "kind": "ORDER_CONFIRMED", "fields": {"carrier": "DHL", "tracking_number": "T1"}}),
             json!({"type": "RecordDeliveryFailure", "customer_id": customer, "order_id": order, "kind": "ORDER_CONFIRMED", "attempt": 1, "error": "500"}),
             json!({"type": "RecordDelivered", "customer_id": customer, "order_id": order, "kind": "ORDER_CONFIRMED", "attempts": 1}),
             json!({"type": "ParkDelivery", "customer_id": customer, "order_id": order, "kind": "ORDER_CONFIRMED", "attempts": 8, "reason": "500"}),

@@ -185,7 +185,7 @@ async fn ten_thousand_bad_commands_are_each_dead_lettered_or_rejected_and_change
     bad.extend(bad_commands(&inventory_svc::stock::StockDecider::default(), "inventory-svc", &ids, PER_STREAM, 2));
     bad.extend(bad_commands(&payment_svc::account::AccountDecider, "payment-svc", &ids, PER_STREAM, 3));
     bad.extend(bad_commands(&shipping_svc::shipment::ShipmentDecider::default(), "shipping-svc", &ids, PER_STREAM, 4));
-    bad.extend(bad_commands(&notify_svc::notification::NotificationDecider, "notify-svc", &ids, PER_STREAM, 5));
+    bad.extend(bad_commands(&notify_svc::notification::NotificationDecider::default(), "notify-svc", &ids, PER_STREAM, 5));
     let bad = Arc::new(bad);
     println!("generated {} bad commands in {:?}", bad.len(), generated_at.elapsed());
 

@@ -109,7 +109,7 @@ fn shipment_commands() {
 #[test]
 fn notification_commands() {
     let (templates, history) = templates_and_history("notification", &[1]);
-    fuzz(&notify_svc::notification::NotificationDecider, &templates, &history);
+    fuzz(&notify_svc::notification::NotificationDecider::default(), &templates, &history);
 }
 
 fn fuzz_decoder<S: Stream>() -> BTreeMap<&'static str, u32> {

@@ -174,6 +174,26 @@ async fn every_write_route_answers_202_and_its_outcome_becomes_accepted() {
     outcome(stack, "shipping-svc", &delivered, "ACCEPTED").await;
     stack.order_reaches(&order_id, "DELIVERED").await;
 
+    // The SMS preference picks the SMS templates (notify-svc/templates/*.sms.txt), filled in
+    // with the order's fields.
+    let view = stack.get("order-svc", &format!("/orders/{order_id}")).await.1;
+    let (carrier, tracking) =
+        (view["shipment"]["carrier"].as_str().unwrap_or_default(), view["shipment"]["tracking_number"].as_str().unwrap_or_default());
+    let notifications = stack
+        .eventually("notify-svc", &format!("/notifications?order_id={order_id}&customer_id={customer}"), Duration::from_secs(60), |list| {
+            list.as_array().is_some_and(|list| list.len() >= 2)
+        })
+        .await;
+    let texts: Vec<(&str, &str, &str)> = notifications
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|n| (n["kind"].as_str().unwrap_or_default(), n["channel"].as_str().unwrap_or_default(), n["message"].as_str().unwrap_or_default()))
+        .collect();
+    let confirmed = format!("Order {order_id} confirmed: ships with {carrier}, tracking {tracking}.");
+    let shipped = format!("Order {order_id} shipped.");
+    assert_eq!(texts, [("ORDER_CONFIRMED", "SMS", confirmed.as_str()), ("ORDER_SHIPPED", "SMS", shipped.as_str())], "{notifications}");
+
     // Refused by the aggregate: recorded on order.rejections with the reason.
     let cancel = accepted_202(stack, "order-svc", &format!("/orders/{order_id}/cancel"), Some(json!({"reason": "too late"}))).await;
     let rejected = outcome(stack, "order-svc", &cancel, "REJECTED").await;

@@ -90,7 +90,7 @@ fn send_notification(customer_id: &str, order_id: &str) -> Value {
         "customer_id": customer_id,
         "order_id": order_id,
         "kind": "ORDER_CONFIRMED",
-        "message": format!("Your order {order_id} is confirmed."),
+        "fields": {"carrier": "DHL", "tracking_number": format!("T-{order_id}")},
     })
 }
 
