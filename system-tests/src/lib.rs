@@ -283,7 +283,12 @@ impl Stack {
         env.push(("HTTP_ADDR".to_string(), format!("127.0.0.1:{}", self.ports[&process])));
         if process.0 == "order-svc" {
             // The web console reads every service's /ready; here they are not on their usual ports.
-            let urls: Vec<String> = services().iter().map(|service| format!("{service}={}", self.url_of(service, 0, ""))).collect();
+            // Only the services this stack runs; the console shows the others as not answering.
+            let urls: Vec<String> = services()
+                .iter()
+                .filter_map(|service| self.ports.iter().find(|((name, instance), _)| name == service && *instance == 0))
+                .map(|((service, _), port)| format!("{service}=http://127.0.0.1:{port}"))
+                .collect();
             env.push(("CONSOLE_SERVICE_URLS".to_string(), urls.join(",")));
         }
         env.extend(self.extra_env.iter().cloned());
