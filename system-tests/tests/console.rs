@@ -122,6 +122,26 @@ async fn fill(client: &Client, id: &str, text: &str) {
     input.send_keys(text).await.expect("type");
 }
 
+/// Clicks what `css` finds, as a person would. The order list is drawn again whenever a stream
+/// brings news, so the element found can be replaced before the click reaches it (a stale
+/// element reference): then it is looked up again, until the deadline.
+async fn click_live(client: &Client, css: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let clicked = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(error) if error.is_stale_element_reference() => {}
+            Err(error) => panic!("click {css}: {error}"),
+        }
+        assert!(Instant::now() < deadline, "click {css}: the element kept being replaced for {WAIT:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 const ROW_STATUS: &str = r#"const row = document.querySelector(`#orders tr[data-order-id="${window.placedOrder}"]`);
 return row ? row.querySelector("td.status").textContent : null;"#;
 
@@ -212,7 +232,7 @@ async fn an_order_placed_from_the_console_is_followed_live_to_confirmed_with_its
     assert!(customers.as_array().expect("names").iter().all(|name| name == customer.as_str()), "{customers}");
 
     // Opening the order from the list shows it again.
-    client.find(Locator::Css(&format!("#orders tr[data-order-id=\"{order_id}\"]"))).await.expect("the order's row").click().await.expect("open");
+    click_live(&client, &format!("#orders tr[data-order-id=\"{order_id}\"]")).await;
     page_until(&client, "the opened order's id", "return document.getElementById('detail-order-id').textContent", |id| id == order_id.as_str()).await;
 
     let screenshot = test_dir("console").with_extension("png");
