@@ -304,7 +304,8 @@ impl Store {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            // Bounds the latency of every write (which waits for its record to come back).
+            // Bounds the latency of every write (which waits for its record to come back) while
+            // the tail fetches; a quiet topic is not fetched at all but probed (see `tail`).
             .set("fetch.wait.max.ms", "50")
             .create()?;
         let mut assignment = TopicPartitionList::new();
@@ -316,7 +317,7 @@ impl Store {
 
         let (applied_tx, applied) = watch::channel(0);
         let store = Arc::new(Store { state: RwLock::new(State::default()), applied, producer, topic: topic.to_string(), write_lock: Mutex::new(()) });
-        tokio::spawn(tail(Arc::downgrade(&store), consumer, applied_tx));
+        tokio::spawn(tail(Arc::downgrade(&store), Arc::new(consumer), applied_tx));
 
         store.wait_applied(end, STARTUP_TIMEOUT).await.map_err(|e| anyhow::anyhow!("could not catch up with {topic}: {e}"))?;
         tracing::info!(topic, end, "schemas topic replayed");
@@ -428,9 +429,15 @@ fn schema_key(subject: &str, version: u32) -> RecordKey {
 }
 
 /// Applies every record of the topic to the state, forever (until the store is dropped).
-async fn tail(store: std::sync::Weak<Store>, consumer: StreamConsumer, applied: watch::Sender<i64>) {
+///
+/// Schemas are written rarely, and a fetch kept open on a quiet topic is steady work for
+/// brokers that poll their storage for it (Nisshi). So after a quiet second the tail stops
+/// fetching and asks for the topic's end offset every 100 ms instead (the runtime's parking,
+/// at the saga's pace): a write then waits at most about that long for its record to come back.
+async fn tail(store: std::sync::Weak<Store>, consumer: Arc<StreamConsumer>, applied: watch::Sender<i64>) {
+    let mut parking = runtime::kafka::Parking::new(runtime::Pace::Saga);
     loop {
-        let message = match consumer.recv().await {
+        let message = match parking.next_record(&consumer).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "error reading the schemas topic, retrying");

@@ -140,14 +140,15 @@ impl DeliveryLoop {
         let mut attempts = Attempts::new();
         let mut keys_of_attempts: HashMap<tokio::task::Id, NotificationKey> = HashMap::new();
         let mut last_commit = Instant::now();
+        let mut parking = kafka::Parking::new(Pace::Background);
         loop {
             Service::wait_while_reactors_paused().await;
             self.follow_assignment(&clients, &mut scheduler, &mut owned).await?;
             self.start_due(&mut scheduler, &mut attempts, &mut keys_of_attempts);
             let wait = scheduler.next_due().map_or(IDLE_CHECK, |due_ms| until(due_ms).min(IDLE_CHECK));
             tokio::select! {
-                received = clients.consumer.recv() => {
-                    let message = received?.detach();
+                received = parking.next_record(&clients.consumer) => {
+                    let message = received?;
                     // The `recv` may have served a rebalance.
                     self.follow_assignment(&clients, &mut scheduler, &mut owned).await?;
                     if let Some(partition) = owned.get_mut(&message.partition())

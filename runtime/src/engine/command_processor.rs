@@ -39,9 +39,9 @@ use crate::snapshot::{SnapshotStore, digest};
 use crate::{
     decider::{Decider, Rejection},
     kafka::{
-        self, EventCodec, Pace,
+        self, EventCodec, Pace, Parking,
         codec::Read,
-        consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter, next_batch},
+        consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter},
         event_log::{DECISION_PART_HEADER, read_to_end},
         header, headers, headers_without,
     },
@@ -122,8 +122,9 @@ impl<D: Decider> CommandProcessor<D> {
         let mut owned: HashMap<i32, PartitionState<D>> = HashMap::new();
         let mut snapshots: HashMap<i32, Arc<Mutex<Snapshots>>> = HashMap::new();
         let snapshot_every = crate::snapshot::every_events();
+        let mut parking = Parking::new(Pace::Saga);
         loop {
-            let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            let batch = parking.next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
             wait_while_paused(LoopKind::Command).await;
             let started = Instant::now();

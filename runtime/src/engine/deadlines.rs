@@ -18,8 +18,8 @@ use crate::{
     decider::Decider,
     history::HistoryTip,
     kafka::{
-        self, EventCodec, Pace, Read,
-        consume::{GroupConsumer, Outbox, Outgoing, by_partition, commit_batch, dead_letter},
+        self, EventCodec, Pace, Parking, Read,
+        consume::{GroupConsumer, Outbox, Outgoing, batch_after, by_partition, commit_batch, dead_letter},
         event_log::{RawRecord, read_records, read_to_end},
         headers, partition_for,
     },
@@ -258,9 +258,10 @@ impl<T: Deadlines> DeadlineWatch<T> {
         let mut schedule = Schedule::new(self.deadlines.clone());
         // Per owned partition, the offset its rebuild read up to: earlier records are folded in.
         let mut owned: HashMap<i32, i64> = HashMap::new();
+        let mut parking = Parking::new(Pace::Background);
         loop {
             self.follow_assignment(&consumer, &reader, &mut schedule, &mut owned).await?;
-            let batch = next_events(&consumer, schedule.next_due()).await?;
+            let batch = next_events(&consumer, &mut parking, schedule.next_due()).await?;
             // A pause holds what arrives, and no deadline fires meanwhile.
             wait_while_paused(LoopKind::Policy).await;
             let started = Instant::now();
@@ -436,26 +437,17 @@ impl<T: Deadlines> DeadlineWatch<T> {
 }
 
 /// The next events of the stream, waiting no longer than until the soonest deadline (or
-/// [`ASSIGNMENT_CHECK`]); empty when that came first. `recv` is cancellation-safe, so a wait cut
-/// short by the timer loses no record.
-async fn next_events(consumer: &GroupConsumer, next_due_ms: Option<i64>) -> Result<Vec<OwnedMessage>, LoopError> {
+/// [`ASSIGNMENT_CHECK`]); empty when that came first. Waiting for the first record is
+/// cancellation-safe (parked or not), so a wait cut short by the timer loses no record.
+async fn next_events(consumer: &Arc<GroupConsumer>, parking: &mut Parking, next_due_ms: Option<i64>) -> Result<Vec<OwnedMessage>, LoopError> {
     let wait = next_due_ms
         .map(|due_ms| Duration::from_millis(u64::try_from(due_ms.saturating_sub(now_millis())).unwrap_or(0)))
         .map_or(ASSIGNMENT_CHECK, |until_due| until_due.min(ASSIGNMENT_CHECK));
     let first = tokio::select! {
-        received = consumer.recv() => received?.detach(),
+        received = parking.next_record(consumer) => received?,
         () = tokio::time::sleep(wait) => return Ok(Vec::new()),
     };
-    let mut batch = vec![first];
-    let linger_until = tokio::time::Instant::now() + BATCH_LINGER;
-    while batch.len() < MAX_BATCH {
-        match tokio::time::timeout_at(linger_until, consumer.recv()).await {
-            Ok(Ok(message)) => batch.push(message.detach()),
-            Ok(Err(error)) => return Err(error.into()),
-            Err(_) => break,
-        }
-    }
-    Ok(batch)
+    Ok(batch_after(consumer, first, MAX_BATCH, BATCH_LINGER).await?)
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use super::{BATCH_LINGER, LoopError, MAX_BATCH, pause::wait_while_paused};
 use crate::{
     history::HistoryGuard,
     kafka::{
-        self, EventCodec, Pace,
+        self, EventCodec, Pace, Parking,
         codec::Read,
-        consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter, next_batch},
+        consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter},
         event_log::read_records,
         headers, partition_for,
     },
@@ -84,8 +84,9 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
         consumer.subscribe(&[S::EVENTS_TOPIC])?;
         tracing::info!(topic = S::EVENTS_TOPIC, group = %self.group_id, "subscription started");
         let mut guards: HashMap<i32, HistoryGuard> = HashMap::new();
+        let mut parking = Parking::new(self.pace);
         loop {
-            let batch = next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            let batch = parking.next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
             wait_while_paused(LoopKind::Policy).await;
             let started = Instant::now();

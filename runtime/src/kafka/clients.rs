@@ -36,12 +36,43 @@ pub enum Pace {
 impl Pace {
     /// `fetch.wait.max.ms` for a loop of this pace.
     pub fn fetch_wait(self) -> Duration {
-        let (variable, default_millis) = match self {
-            Pace::Saga => ("KAFKA_FETCH_WAIT_MS", 250),
-            Pace::Background => ("KAFKA_BACKGROUND_FETCH_WAIT_MS", 1_000),
-        };
-        Duration::from_millis(std::env::var(variable).ok().and_then(|v| v.parse().ok()).unwrap_or(default_millis))
+        match self {
+            Pace::Saga => millis_from_env("KAFKA_FETCH_WAIT_MS", 250),
+            Pace::Background => millis_from_env("KAFKA_BACKGROUND_FETCH_WAIT_MS", 1_000),
+        }
     }
+
+    /// How long a loop goes without a record before it stops fetching and probes the end
+    /// offsets instead (see [`super::parking`]): `KAFKA_PARK_AFTER_MS`, 1 s for either pace;
+    /// `0` never parks (every loop fetches all the time, as before parking existed).
+    pub fn park_after(self) -> Duration {
+        match millis_from_env(PARK_AFTER_ENV, 1_000) {
+            Duration::ZERO => Duration::MAX / 4,
+            after => after,
+        }
+    }
+
+    /// How often a parked loop asks for its partitions' end offsets, which bounds how long a
+    /// new record waits for it: 100 ms on the saga's path (`KAFKA_IDLE_PROBE_MS`), 1 s for the
+    /// rest (`KAFKA_BACKGROUND_IDLE_PROBE_MS`).
+    pub fn idle_probe(self) -> Duration {
+        let probe = match self {
+            Pace::Saga => millis_from_env(IDLE_PROBE_ENV, 100),
+            Pace::Background => millis_from_env(BACKGROUND_IDLE_PROBE_ENV, 1_000),
+        };
+        probe.max(Duration::from_millis(1))
+    }
+}
+
+/// Turns parking off with `0` (see [`Pace::park_after`]).
+pub const PARK_AFTER_ENV: &str = "KAFKA_PARK_AFTER_MS";
+/// A parked saga loop's probe interval in milliseconds (see [`Pace::idle_probe`]).
+pub const IDLE_PROBE_ENV: &str = "KAFKA_IDLE_PROBE_MS";
+/// A parked background loop's probe interval in milliseconds (see [`Pace::idle_probe`]).
+pub const BACKGROUND_IDLE_PROBE_ENV: &str = "KAFKA_BACKGROUND_IDLE_PROBE_MS";
+
+fn millis_from_env(variable: &str, default_millis: u64) -> Duration {
+    Duration::from_millis(std::env::var(variable).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default_millis))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +97,16 @@ pub enum KafkaSetupError {
 fn base(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers).set("client.id", client_id());
+    // librdkafka's own debug contexts (e.g. `fetch,topic,cgrp`), logged through the service's log.
+    if let Some(contexts) = std::env::var(KAFKA_DEBUG_ENV).ok().filter(|value| !value.trim().is_empty()) {
+        config.set("debug", contexts);
+    }
     config
 }
+
+/// Names librdkafka debug contexts for every client of the process (its `debug` setting); they
+/// are logged under the target `librdkafka` (e.g. `RUST_LOG=info,librdkafka=debug`).
+pub const KAFKA_DEBUG_ENV: &str = "KAFKA_DEBUG";
 
 fn client_id() -> String {
     std::env::var("SERVICE_NAME").unwrap_or_else(|_| "orderflow".into())
@@ -343,6 +382,19 @@ pub fn read_range(
     }
     reader.unassign()?;
     Ok(())
+}
+
+/// The low and high watermark librdkafka last saw in a fetch response for the partition, or
+/// `None` before the first one. rust-rdkafka wraps only the variant that asks the broker, so
+/// this calls librdkafka's own `rd_kafka_get_watermark_offsets` through the bindings it ships.
+pub(crate) fn cached_watermarks<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client pointer is valid for the borrow of `client`; librdkafka only reads the
+    // NUL-terminated topic name and writes the two offsets it is given.
+    let error = unsafe { rdkafka::bindings::rd_kafka_get_watermark_offsets(client.native_ptr(), topic.as_ptr(), partition, &mut low, &mut high) };
+    // Offsets below 0 are librdkafka's "not known yet" (RD_KAFKA_OFFSET_INVALID).
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0).then_some((low, high))
 }
 
 /// Header value as UTF-8, if present.

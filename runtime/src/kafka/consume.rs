@@ -154,6 +154,16 @@ pub async fn next_batch<C: ConsumerContext + 'static>(
     linger: Duration,
 ) -> Result<Vec<OwnedMessage>, KafkaError> {
     let first = consumer.recv().await?.detach();
+    batch_after(consumer, first, max, linger).await
+}
+
+/// A batch that starts with `first`: whatever else arrives within `linger`, up to `max`.
+pub async fn batch_after<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    first: OwnedMessage,
+    max: usize,
+    linger: Duration,
+) -> Result<Vec<OwnedMessage>, KafkaError> {
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + linger;
     while batch.len() < max {

@@ -9,12 +9,13 @@ mod clients;
 pub(crate) mod codec;
 pub(crate) mod consume;
 pub(crate) mod event_log;
+mod parking;
 mod partitioner;
 mod topology;
 
 pub use clients::{
-    KafkaSetupError, METADATA_TIMEOUT, Pace, admin, group_consumer, group_lag, headers, partition_count, partitions_of, producer, read_range, reader,
-    watermarks,
+    KafkaSetupError, METADATA_TIMEOUT, PARK_AFTER_ENV, Pace, admin, group_consumer, group_lag, headers, partition_count, partitions_of, producer,
+    read_range, reader, watermarks,
 };
 pub use codec::{
     CodecError, EventCodec, MAX_AVRO_ALLOCATION_BYTES, Read, limit_avro_allocation, payload_branches, read_with_writer_schema, registry_settings,
@@ -28,5 +29,6 @@ pub use topology::{
 // For a service's own loop (notify-svc's delivery): a consumer-group member that follows the
 // assignment, and the outbox that dead-letters a record the way the runtime's loops do.
 pub use consume::{DeliveryError, GroupConsumer, Outbox, Outgoing, RebalanceTracker, dead_letter};
+pub use parking::Parking;
 
-pub(crate) use clients::{assigned_consumer, header, headers_without};
+pub(crate) use clients::{assigned_consumer, cached_watermarks, header, headers_without};

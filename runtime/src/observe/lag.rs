@@ -5,10 +5,15 @@
 //! asked for: two ListOffsets per partition, loop and second kept a broker busy while the
 //! system was idle (and timed out under load). librdkafka's fetcher keeps fetching into its
 //! local queue while the loop is paused, so the cached watermark still moves then and the lag
-//! still grows. Only a partition with no fetch response yet is asked of the broker.
+//! still grows. Only a partition with no fetch response yet is asked of the broker. A parked
+//! loop (`kafka::parking`) sends no fetches, so its cached watermark stands still: a record that
+//! lands meanwhile shows as lag only once the loop's next probe (100 ms or 1 s) resumed it.
 //! Positions are local; the group's committed offsets (for partitions the loop has consumed
 //! nothing from) are asked once per assignment and then every `COMMITTED_MAX_AGE`.
-use crate::shared::{LoopKind, now_millis};
+use crate::{
+    kafka::cached_watermarks,
+    shared::{LoopKind, now_millis},
+};
 use metrics::gauge;
 use rdkafka::{
     Offset, TopicPartitionList,
@@ -163,17 +168,4 @@ impl Measurer {
         };
         Ok(&committed.offsets)
     }
-}
-
-/// The low and high watermark librdkafka last saw in a fetch response for the partition, or
-/// `None` before the first one. rust-rdkafka wraps only the variant that asks the broker, so
-/// this calls librdkafka's own `rd_kafka_get_watermark_offsets` through the bindings it ships.
-fn cached_watermarks<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>, topic: &str, partition: i32) -> Option<(i64, i64)> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1_i64, -1_i64);
-    // SAFETY: the client pointer is valid for the borrow of `client`; librdkafka only reads the
-    // NUL-terminated topic name and writes the two offsets it is given.
-    let error = unsafe { rdkafka::bindings::rd_kafka_get_watermark_offsets(client.native_ptr(), topic.as_ptr(), partition, &mut low, &mut high) };
-    // Offsets below 0 are librdkafka's "not known yet" (RD_KAFKA_OFFSET_INVALID).
-    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0).then_some((low, high))
 }

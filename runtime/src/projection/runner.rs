@@ -6,7 +6,7 @@ use super::{renames::TableRenames, store::Backend};
 use crate::{
     engine::{LoopError, pause::wait_while_paused},
     history::HistoryTip,
-    kafka::{self, CodecError, EventCodec, Pace, assigned_consumer, codec::Read},
+    kafka::{self, CodecError, EventCodec, Pace, Parking, assigned_consumer, codec::Read},
     observe::{
         lag::{LagReporter, Seed},
         metrics as m, telemetry,
@@ -196,8 +196,9 @@ impl ProjectionRunner {
         let _lag = LagReporter::spawn(LoopKind::Projection, name.to_string(), consumer.clone(), seed, Some(last_commit_ms.clone()));
         tracing::info!(projection = name, generation, topics = ?self.projection.topics(), "projection started");
         let mut writer = BatchWriter::new(&self.projection, Target::live(&self.projection), false);
+        let mut parking = Parking::new(self.projection.pace);
         loop {
-            let batch = kafka::consume::next_batch(&consumer, MAX_BATCH, LINGER).await?;
+            let batch = parking.next_batch(&consumer, MAX_BATCH, LINGER).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
             wait_while_paused(LoopKind::Projection).await;
             let started = Instant::now();

@@ -1,0 +1,267 @@
+//! Idle loops stop fetching and ask for the partitions' end offsets instead.
+//!
+//! A consumer that is caught up keeps a fetch open at the broker all the time. Apache Kafka
+//! parks such a fetch until a record arrives, so it costs nothing. Nisshi 0.8.1 instead polls
+//! its storage for every partition of the fetch, at sleeps of half the time left, and never
+//! wakes on produce: a fetch with `fetch.wait.max.ms` = 250 ms costs it about ten rounds of a
+//! metadata lookup and an offset lookup per topic, whether or not records come. With the
+//! system's thirty-odd consumers that was most of a core while nothing happened.
+//!
+//! So a loop that has seen no record for [`Pace::park_after`] pauses its partitions (no more
+//! fetches) and asks the broker for their end offsets every [`Pace::idle_probe`], one
+//! ListOffsets request for all of them: one storage lookup per partition. As soon as an end
+//! moved, a partition came or went, or the question failed, it resumes them all and fetches
+//! as before. A record therefore waits at most about one probe interval longer than it would
+//! behind a fetch, which is less than half of a 250 ms fetch wait already costs on Nisshi.
+//!
+//! A loop parks only when it is caught up: each partition's position (the record after the last
+//! one handed to the loop) is the high watermark librdkafka cached from the last fetch response.
+//! That end is what a probe compares with, so whatever landed after that response counts as new
+//! and no record is left behind. A partition with no position yet (nothing handed over since the
+//! assignment) parks at its cached end unless a probe saw it move and no record came since:
+//! a fetch result that was in flight at the pause is dropped by librdkafka but moves its cached
+//! end, so only a delivered record proves such a partition caught up. Pausing keeps
+//! librdkafka's position at the last record handed to the loop.
+use super::clients::cached_watermarks;
+use crate::kafka::Pace;
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{Consumer, ConsumerContext, StreamConsumer},
+    error::KafkaError,
+    message::OwnedMessage,
+};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::time::Instant;
+
+/// How long the end-offset question may take; an answer that does not come in time resumes
+/// fetching (the safe side).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Partition = (String, i32);
+
+/// One loop's fetching state: fetching while records come, parked while none do.
+pub struct Parking {
+    pace: Pace,
+    last_record: Instant,
+    parked: Option<Parked>,
+    /// Partitions a probe saw move that have handed over no record since.
+    moved: HashSet<Partition>,
+}
+
+/// What a parked loop paused, and the end offset each partition had then.
+struct Parked {
+    paused: TopicPartitionList,
+    ends: HashMap<Partition, i64>,
+    /// When to ask next; kept here so that a caller's own timer cutting the wait short does
+    /// not put the question off.
+    next_probe: Instant,
+}
+
+impl Parking {
+    pub fn new(pace: Pace) -> Self {
+        Parking { pace, last_record: Instant::now(), parked: None, moved: HashSet::new() }
+    }
+
+    /// Waits for one record, then takes whatever else arrives within `linger`, up to `max`.
+    /// Not cancellation-safe once the first record is in: a caller with a timer of its own
+    /// selects on [`Self::next_record`] and calls [`super::consume::batch_after`] itself.
+    pub async fn next_batch<C: ConsumerContext + 'static>(
+        &mut self,
+        consumer: &Arc<StreamConsumer<C>>,
+        max: usize,
+        linger: Duration,
+    ) -> Result<Vec<OwnedMessage>, KafkaError> {
+        let first = self.next_record(consumer).await?;
+        let batch = super::consume::batch_after(consumer, first, max, linger).await?;
+        for message in &batch[1..] {
+            self.moved.remove(&(message.topic().to_string(), message.partition()));
+        }
+        self.last_record = Instant::now();
+        Ok(batch)
+    }
+
+    /// The next record, parking and probing while none comes. Cancellation-safe: a wait cut
+    /// short loses no record, and a parked loop stays parked until its next call.
+    pub async fn next_record<C: ConsumerContext + 'static>(&mut self, consumer: &Arc<StreamConsumer<C>>) -> Result<OwnedMessage, KafkaError> {
+        loop {
+            let Some(next_probe) = self.parked.as_ref().map(|parked| parked.next_probe) else {
+                match tokio::time::timeout_at(self.last_record + self.pace.park_after(), consumer.recv()).await {
+                    Ok(received) => return self.received(consumer, received.map(|m| m.detach())),
+                    Err(_) => self.park(consumer)?,
+                }
+                continue;
+            };
+            // Rebalances are served inside `recv`, so it keeps running while parked: a
+            // partition assigned meanwhile is not paused and its records come in here.
+            tokio::select! {
+                received = consumer.recv() => return self.received(consumer, received.map(|m| m.detach())),
+                () = tokio::time::sleep_until(next_probe) => self.probe(consumer).await?,
+            }
+        }
+    }
+
+    fn received<C: ConsumerContext>(
+        &mut self,
+        consumer: &StreamConsumer<C>,
+        received: Result<OwnedMessage, KafkaError>,
+    ) -> Result<OwnedMessage, KafkaError> {
+        let message = received?;
+        if let Some(parked) = self.parked.take() {
+            // The fetcher is awake (this record came from a partition it did not pause).
+            consumer.resume(&with_assignment(consumer, parked.paused)?)?;
+            tracing::debug!("a record came: fetching resumed");
+        }
+        self.moved.remove(&(message.topic().to_string(), message.partition()));
+        self.last_record = Instant::now();
+        Ok(message)
+    }
+
+    /// Pauses every assigned partition if the loop is caught up (see the module's comment),
+    /// remembering each one's end. Otherwise it keeps fetching for another quiet period.
+    fn park<C: ConsumerContext>(&mut self, consumer: &StreamConsumer<C>) -> Result<(), KafkaError> {
+        self.last_record = Instant::now();
+        let assignment = consumer.assignment()?;
+        let positions = consumer.position()?;
+        let mut ends = HashMap::new();
+        for element in assignment.elements() {
+            let partition = (element.topic().to_string(), element.partition());
+            let Some((_, end)) = cached_watermarks(consumer.client(), &partition.0, partition.1) else { return Ok(()) };
+            let caught_up = match positions.find_partition(&partition.0, partition.1).map(|p| p.offset()) {
+                Some(Offset::Offset(position)) => position == end,
+                _ => !self.moved.contains(&partition),
+            };
+            if !caught_up {
+                return Ok(());
+            }
+            ends.insert(partition, end);
+        }
+        if ends.is_empty() {
+            // Nothing assigned (yet): nothing to fetch either. Looked at again after a quiet period.
+            return Ok(());
+        }
+        consumer.pause(&assignment)?;
+        tracing::debug!(partitions = ends.len(), "no records for a while: fetching paused, end offsets probed");
+        self.moved.clear();
+        self.parked = Some(Parked { paused: assignment, ends, next_probe: Instant::now() + self.pace.idle_probe() });
+        Ok(())
+    }
+
+    /// Probes a parked loop's partitions and resumes fetching when an end offset differs from
+    /// the one it parked at, the assignment holds a partition it did not park, or the broker did
+    /// not answer.
+    ///
+    /// librdkafka notices a resumed partition only when its broker thread next wakes, which with
+    /// nothing else to do is up to a second later: a second ListOffsets request right after the
+    /// resume wakes it, so the fetch goes out at once.
+    async fn probe<C: ConsumerContext + 'static>(&mut self, consumer: &Arc<StreamConsumer<C>>) -> Result<(), KafkaError> {
+        let Some(parked) = &self.parked else { return Ok(()) };
+        let (client, ends, paused) = (consumer.clone(), parked.ends.clone(), parked.paused.clone());
+        let probed = tokio::task::spawn_blocking(move || -> Result<Vec<Partition>, KafkaError> {
+            let mut moved_now = match end_offsets(&client, &ends) {
+                Ok(now) => {
+                    moved(&ends, now.elements().iter().map(|e| ((e.topic().to_string(), e.partition()), e.error().ok().and(offset_of(e.offset())))))
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "end offsets not known; fetching again");
+                    ends.keys().cloned().collect()
+                }
+            };
+            moved_now.extend(
+                client
+                    .assignment()?
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .filter(|partition| !ends.contains_key(partition)),
+            );
+            if !moved_now.is_empty() {
+                client.resume(&with_assignment(&*client, paused)?)?;
+                let _ = end_offsets(&client, &ends);
+            }
+            Ok(moved_now)
+        })
+        .await;
+        match probed {
+            Ok(Ok(moved_now)) if !moved_now.is_empty() => {
+                tracing::debug!(partitions = ?moved_now, "a parked partition moved: fetching resumed");
+                self.parked = None;
+                self.moved.extend(moved_now);
+                self.last_record = Instant::now();
+            }
+            Ok(Err(error)) => return Err(error),
+            _ => {
+                if let Some(parked) = &mut self.parked {
+                    parked.next_probe = Instant::now() + self.pace.idle_probe();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `paused` and whatever else is assigned now (a partition revoked and given back while parked
+/// keeps librdkafka's pause flag).
+fn with_assignment<C: ConsumerContext>(consumer: &StreamConsumer<C>, mut paused: TopicPartitionList) -> Result<TopicPartitionList, KafkaError> {
+    for element in consumer.assignment()?.elements() {
+        if paused.find_partition(element.topic(), element.partition()).is_none() {
+            paused.add_partition(element.topic(), element.partition());
+        }
+    }
+    Ok(paused)
+}
+
+/// A ListOffsets "latest" for every partition at once: what a produce moved.
+fn end_offsets<C: ConsumerContext>(consumer: &StreamConsumer<C>, ends: &HashMap<Partition, i64>) -> Result<TopicPartitionList, KafkaError> {
+    let mut latest = TopicPartitionList::new();
+    for (topic, partition) in ends.keys() {
+        latest.add_partition_offset(topic, *partition, Offset::End)?;
+    }
+    consumer.offsets_for_times(latest, PROBE_TIMEOUT)
+}
+
+fn offset_of(offset: Offset) -> Option<i64> {
+    match offset {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+/// The partitions whose probed end differs from the one parked at; a partition the answer lacks,
+/// or whose end is unknown, counts as moved.
+fn moved(parked_at: &HashMap<Partition, i64>, now: impl Iterator<Item = (Partition, Option<i64>)>) -> Vec<Partition> {
+    let mut answered = HashSet::new();
+    let mut moved = Vec::new();
+    for (partition, end) in now {
+        if end.is_none() || parked_at.get(&partition) != end.as_ref() {
+            moved.push(partition.clone());
+        }
+        answered.insert(partition);
+    }
+    moved.extend(parked_at.keys().filter(|partition| !answered.contains(*partition)).cloned());
+    moved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::moved;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_parked_loop_fetches_again_when_an_end_moved_or_is_not_known() {
+        let parked: HashMap<(String, i32), i64> = [(("order.events".to_string(), 0), 10), (("stock.events".to_string(), 0), 4)].into();
+        let probe = |list: &[(&str, Option<i64>)]| {
+            let mut moved = moved(&parked, list.iter().map(|(topic, end)| ((topic.to_string(), 0), *end)));
+            moved.sort();
+            moved.into_iter().map(|(topic, _)| topic).collect::<Vec<_>>()
+        };
+        assert!(probe(&[("order.events", Some(10)), ("stock.events", Some(4))]).is_empty(), "nothing new");
+        assert_eq!(probe(&[("order.events", Some(11)), ("stock.events", Some(4))]), ["order.events"], "a produce");
+        assert_eq!(probe(&[("order.events", Some(3)), ("stock.events", Some(4))]), ["order.events"], "a replaced log");
+        assert_eq!(probe(&[("order.events", None), ("stock.events", Some(5))]), ["order.events", "stock.events"], "unknown, and a produce");
+        assert_eq!(probe(&[("order.events", Some(10))]), ["stock.events"], "a partition not answered");
+    }
+}
