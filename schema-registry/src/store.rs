@@ -435,7 +435,7 @@ fn schema_key(subject: &str, version: u32) -> RecordKey {
 /// fetching and asks for the topic's end offset every 100 ms instead (the runtime's parking,
 /// at the saga's pace): a write then waits at most about that long for its record to come back.
 async fn tail(store: std::sync::Weak<Store>, consumer: Arc<StreamConsumer>, applied: watch::Sender<i64>) {
-    let mut parking = runtime::kafka::Parking::new(runtime::Pace::Saga);
+    let mut parking = runtime::kafka::Parking::new(runtime::Pace::Saga, "schemas-tail");
     loop {
         let message = match parking.next_record(&consumer).await {
             Ok(m) => m,

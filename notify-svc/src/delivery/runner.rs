@@ -140,7 +140,7 @@ impl DeliveryLoop {
         let mut attempts = Attempts::new();
         let mut keys_of_attempts: HashMap<tokio::task::Id, NotificationKey> = HashMap::new();
         let mut last_commit = Instant::now();
-        let mut parking = kafka::Parking::new(Pace::Background);
+        let mut parking = kafka::Parking::new(Pace::Background, &self.group_id);
         loop {
             Service::wait_while_reactors_paused().await;
             self.follow_assignment(&clients, &mut scheduler, &mut owned).await?;

@@ -122,7 +122,7 @@ impl<D: Decider> CommandProcessor<D> {
         let mut owned: HashMap<i32, PartitionState<D>> = HashMap::new();
         let mut snapshots: HashMap<i32, Arc<Mutex<Snapshots>>> = HashMap::new();
         let snapshot_every = crate::snapshot::every_events();
-        let mut parking = Parking::new(Pace::Saga);
+        let mut parking = Parking::new(Pace::Saga, &self.group_id);
         loop {
             let batch = parking.next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.

@@ -258,7 +258,7 @@ impl<T: Deadlines> DeadlineWatch<T> {
         let mut schedule = Schedule::new(self.deadlines.clone());
         // Per owned partition, the offset its rebuild read up to: earlier records are folded in.
         let mut owned: HashMap<i32, i64> = HashMap::new();
-        let mut parking = Parking::new(Pace::Background);
+        let mut parking = Parking::new(Pace::Background, &self.group_id);
         loop {
             self.follow_assignment(&consumer, &reader, &mut schedule, &mut owned).await?;
             let batch = next_events(&consumer, &mut parking, schedule.next_due()).await?;

@@ -84,7 +84,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
         consumer.subscribe(&[S::EVENTS_TOPIC])?;
         tracing::info!(topic = S::EVENTS_TOPIC, group = %self.group_id, "subscription started");
         let mut guards: HashMap<i32, HistoryGuard> = HashMap::new();
-        let mut parking = Parking::new(self.pace);
+        let mut parking = Parking::new(self.pace, &self.group_id);
         loop {
             let batch = parking.next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.

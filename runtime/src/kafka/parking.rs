@@ -43,9 +43,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type Partition = (String, i32);
 
+/// Gauge: 1 while the loop named by the `loop` label is parked, 0 while it fetches.
+pub const CONSUMER_PARKED: &str = "orderflow_consumer_parked";
+
 /// One loop's fetching state: fetching while records come, parked while none do.
 pub struct Parking {
     pace: Pace,
+    parked_gauge: metrics::Gauge,
     last_record: Instant,
     parked: Option<Parked>,
     /// Partitions a probe saw move that have handed over no record since.
@@ -62,8 +66,11 @@ struct Parked {
 }
 
 impl Parking {
-    pub fn new(pace: Pace) -> Self {
-        Parking { pace, last_record: Instant::now(), parked: None, moved: HashSet::new() }
+    /// `loop_name` labels the loop's [`CONSUMER_PARKED`] gauge.
+    pub fn new(pace: Pace, loop_name: &str) -> Self {
+        let parked_gauge = metrics::gauge!(CONSUMER_PARKED, "loop" => loop_name.to_string());
+        parked_gauge.set(0.0);
+        Parking { pace, parked_gauge, last_record: Instant::now(), parked: None, moved: HashSet::new() }
     }
 
     /// Waits for one record, then takes whatever else arrives within `linger`, up to `max`.
@@ -113,6 +120,7 @@ impl Parking {
         if let Some(parked) = self.parked.take() {
             // The fetcher is awake (this record came from a partition it did not pause).
             consumer.resume(&with_assignment(consumer, parked.paused)?)?;
+            self.parked_gauge.set(0.0);
             tracing::debug!("a record came: fetching resumed");
         }
         self.moved.remove(&(message.topic().to_string(), message.partition()));
@@ -146,6 +154,7 @@ impl Parking {
         consumer.pause(&assignment)?;
         tracing::debug!(partitions = ends.len(), "no records for a while: fetching paused, end offsets probed");
         self.moved.clear();
+        self.parked_gauge.set(1.0);
         self.parked = Some(Parked { paused: assignment, ends, next_probe: Instant::now() + self.pace.idle_probe() });
         Ok(())
     }
@@ -189,6 +198,7 @@ impl Parking {
             Ok(Ok(moved_now)) if !moved_now.is_empty() => {
                 tracing::debug!(partitions = ?moved_now, "a parked partition moved: fetching resumed");
                 self.parked = None;
+                self.parked_gauge.set(0.0);
                 self.moved.extend(moved_now);
                 self.last_record = Instant::now();
             }
@@ -200,6 +210,14 @@ impl Parking {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for Parking {
+    /// A loop that ends (to be restarted with a new consumer) fetches no more either way; its
+    /// gauge stops saying parked.
+    fn drop(&mut self) {
+        self.parked_gauge.set(0.0);
     }
 }
 

@@ -196,7 +196,7 @@ impl ProjectionRunner {
         let _lag = LagReporter::spawn(LoopKind::Projection, name.to_string(), consumer.clone(), seed, Some(last_commit_ms.clone()));
         tracing::info!(projection = name, generation, topics = ?self.projection.topics(), "projection started");
         let mut writer = BatchWriter::new(&self.projection, Target::live(&self.projection), false);
-        let mut parking = Parking::new(self.projection.pace);
+        let mut parking = Parking::new(self.projection.pace, name);
         loop {
             let batch = parking.next_batch(&consumer, MAX_BATCH, LINGER).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
