@@ -11,21 +11,22 @@
 //! fetches) and asks the broker for their end offsets every [`Pace::idle_probe`], one
 //! ListOffsets request for all of them: one storage lookup per partition. As soon as an end
 //! moved, a partition came or went, or the question failed, it resumes them all and fetches
-//! as before. A record therefore waits at most about one probe interval longer than it would
-//! behind a fetch, which is less than half of a 250 ms fetch wait already costs on Nisshi.
+//! as before. A record therefore waits up to about one probe interval for a parked loop: on the
+//! saga's path 100 ms, less than the 125 ms a 250 ms fetch wait can already cost on Nisshi.
 //!
-//! A loop parks only when it is caught up: each partition's position (the record after the last
-//! one handed to the loop) is the high watermark librdkafka cached from the last fetch response.
-//! That end is what a probe compares with, so whatever landed after that response counts as new
-//! and no record is left behind. A partition with no position yet (nothing handed over since the
-//! assignment) parks at its cached end unless a probe saw it move and no record came since:
-//! a fetch result that was in flight at the pause is dropped by librdkafka but moves its cached
-//! end, so only a delivered record proves such a partition caught up. Pausing keeps
-//! librdkafka's position at the last record handed to the loop.
+//! A loop parks only when it is caught up: each partition's position is the high watermark
+//! librdkafka cached from the last fetch response. The position is the record after the last one
+//! handed to the loop; for a partition that handed over nothing since the assignment, where the
+//! loop started (a projection's checkpoint, a group's committed offset, else the log start). A
+//! fetch answer can carry a higher watermark without the records (a broker out of time for the
+//! read, a result dropped by librdkafka because the partition was paused meanwhile), so the end
+//! alone proves nothing. The end is what a probe compares with: whatever landed after that
+//! response counts as new and no record is left behind. Pausing keeps librdkafka's position at
+//! the last record handed to the loop.
 use super::clients::cached_watermarks;
 use crate::kafka::Pace;
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
     consumer::{Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::OwnedMessage,
@@ -52,8 +53,8 @@ pub struct Parking {
     parked_gauge: metrics::Gauge,
     last_record: Instant,
     parked: Option<Parked>,
-    /// Partitions a probe saw move that have handed over no record since.
-    moved: HashSet<Partition>,
+    /// Where the loop started reading partitions it has had no record of yet, when it knows.
+    starts: HashMap<Partition, i64>,
 }
 
 /// What a parked loop paused, and the end offset each partition had then.
@@ -70,7 +71,13 @@ impl Parking {
     pub fn new(pace: Pace, loop_name: &str) -> Self {
         let parked_gauge = metrics::gauge!(CONSUMER_PARKED, "loop" => loop_name.to_string());
         parked_gauge.set(0.0);
-        Parking { pace, parked_gauge, last_record: Instant::now(), parked: None, moved: HashSet::new() }
+        Parking { pace, parked_gauge, last_record: Instant::now(), parked: None, starts: HashMap::new() }
+    }
+
+    /// The offsets a consumer of assigned partitions (no group, no committed offsets) started at.
+    pub fn starting_at(mut self, starts: HashMap<Partition, i64>) -> Self {
+        self.starts = starts;
+        self
     }
 
     /// Waits for one record, then takes whatever else arrives within `linger`, up to `max`.
@@ -84,9 +91,6 @@ impl Parking {
     ) -> Result<Vec<OwnedMessage>, KafkaError> {
         let first = self.next_record(consumer).await?;
         let batch = super::consume::batch_after(consumer, first, max, linger).await?;
-        for message in &batch[1..] {
-            self.moved.remove(&(message.topic().to_string(), message.partition()));
-        }
         self.last_record = Instant::now();
         Ok(batch)
     }
@@ -98,7 +102,7 @@ impl Parking {
             let Some(next_probe) = self.parked.as_ref().map(|parked| parked.next_probe) else {
                 match tokio::time::timeout_at(self.last_record + self.pace.park_after(), consumer.recv()).await {
                     Ok(received) => return self.received(consumer, received.map(|m| m.detach())),
-                    Err(_) => self.park(consumer)?,
+                    Err(_) => self.park(consumer).await?,
                 }
                 continue;
             };
@@ -123,37 +127,25 @@ impl Parking {
             self.parked_gauge.set(0.0);
             tracing::debug!("a record came: fetching resumed");
         }
-        self.moved.remove(&(message.topic().to_string(), message.partition()));
         self.last_record = Instant::now();
         Ok(message)
     }
 
     /// Pauses every assigned partition if the loop is caught up (see the module's comment),
     /// remembering each one's end. Otherwise it keeps fetching for another quiet period.
-    fn park<C: ConsumerContext>(&mut self, consumer: &StreamConsumer<C>) -> Result<(), KafkaError> {
+    async fn park<C: ConsumerContext + 'static>(&mut self, consumer: &Arc<StreamConsumer<C>>) -> Result<(), KafkaError> {
         self.last_record = Instant::now();
-        let assignment = consumer.assignment()?;
-        let positions = consumer.position()?;
-        let mut ends = HashMap::new();
-        for element in assignment.elements() {
-            let partition = (element.topic().to_string(), element.partition());
-            let Some((_, end)) = cached_watermarks(consumer.client(), &partition.0, partition.1) else { return Ok(()) };
-            let caught_up = match positions.find_partition(&partition.0, partition.1).map(|p| p.offset()) {
-                Some(Offset::Offset(position)) => position == end,
-                _ => !self.moved.contains(&partition),
-            };
-            if !caught_up {
+        let (client, starts) = (consumer.clone(), self.starts.clone());
+        let (assignment, ends) = match tokio::task::spawn_blocking(move || caught_up_ends(&client, &starts)).await {
+            Ok(Ok(Some(caught_up))) => caught_up,
+            Ok(Ok(None)) | Err(_) => return Ok(()),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "positions not known; fetching on");
                 return Ok(());
             }
-            ends.insert(partition, end);
-        }
-        if ends.is_empty() {
-            // Nothing assigned (yet): nothing to fetch either. Looked at again after a quiet period.
-            return Ok(());
-        }
+        };
         consumer.pause(&assignment)?;
         tracing::debug!(partitions = ends.len(), "no records for a while: fetching paused, end offsets probed");
-        self.moved.clear();
         self.parked_gauge.set(1.0);
         self.parked = Some(Parked { paused: assignment, ends, next_probe: Instant::now() + self.pace.idle_probe() });
         Ok(())
@@ -199,7 +191,6 @@ impl Parking {
                 tracing::debug!(partitions = ?moved_now, "a parked partition moved: fetching resumed");
                 self.parked = None;
                 self.parked_gauge.set(0.0);
-                self.moved.extend(moved_now);
                 self.last_record = Instant::now();
             }
             Ok(Err(error)) => return Err(error),
@@ -219,6 +210,47 @@ impl Drop for Parking {
     fn drop(&mut self) {
         self.parked_gauge.set(0.0);
     }
+}
+
+/// The assignment and each partition's end as of the last fetch response, when every assigned
+/// partition's position is that end; `None` when one is behind, has no known end, or nothing is
+/// assigned. Blocking: it may ask the group coordinator for committed offsets.
+fn caught_up_ends<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    starts: &HashMap<Partition, i64>,
+) -> Result<Option<(TopicPartitionList, HashMap<Partition, i64>)>, KafkaError> {
+    let assignment = consumer.assignment()?;
+    if assignment.count() == 0 {
+        return Ok(None);
+    }
+    let positions = consumer.position()?;
+    let mut committed: Option<TopicPartitionList> = None;
+    let mut ends = HashMap::new();
+    for element in assignment.elements() {
+        let partition = (element.topic().to_string(), element.partition());
+        let Some((low, end)) = cached_watermarks(consumer.client(), &partition.0, partition.1) else { return Ok(None) };
+        let position = match positions.find_partition(&partition.0, partition.1).map(|p| p.offset()) {
+            Some(Offset::Offset(position)) => position,
+            _ => match starts.get(&partition) {
+                Some(start) => *start,
+                None => {
+                    if committed.is_none() {
+                        committed = Some(consumer.committed_offsets(assignment.clone(), PROBE_TIMEOUT)?);
+                    }
+                    match committed.as_ref().and_then(|c| c.find_partition(&partition.0, partition.1)).map(|p| p.offset()) {
+                        Some(Offset::Offset(offset)) => offset,
+                        // Nothing committed: the group starts at the earliest record.
+                        _ => low,
+                    }
+                }
+            },
+        };
+        if position != end {
+            return Ok(None);
+        }
+        ends.insert(partition, end);
+    }
+    Ok(Some((assignment, ends)))
 }
 
 /// `paused` and whatever else is assigned now (a partition revoked and given back while parked

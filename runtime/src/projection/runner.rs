@@ -193,10 +193,11 @@ impl ProjectionRunner {
         }
         consumer.assign(&assignment)?;
         let last_commit_ms = Arc::new(AtomicI64::new(now_millis()));
+        let starts = seed.clone();
         let _lag = LagReporter::spawn(LoopKind::Projection, name.to_string(), consumer.clone(), seed, Some(last_commit_ms.clone()));
         tracing::info!(projection = name, generation, topics = ?self.projection.topics(), "projection started");
         let mut writer = BatchWriter::new(&self.projection, Target::live(&self.projection), false);
-        let mut parking = Parking::new(self.projection.pace, name);
+        let mut parking = Parking::new(self.projection.pace, name).starting_at(starts);
         loop {
             let batch = parking.next_batch(&consumer, MAX_BATCH, LINGER).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
