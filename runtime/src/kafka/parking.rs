@@ -44,6 +44,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type Partition = (String, i32);
 
+/// Each parked partition's end offset.
+type Ends = HashMap<Partition, i64>;
+
 /// Gauge: 1 while the loop named by the `loop` label is parked, 0 while it fetches.
 pub const CONSUMER_PARKED: &str = "orderflow_consumer_parked";
 
@@ -218,7 +221,7 @@ impl Drop for Parking {
 fn caught_up_ends<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     starts: &HashMap<Partition, i64>,
-) -> Result<Option<(TopicPartitionList, HashMap<Partition, i64>)>, KafkaError> {
+) -> Result<Option<(TopicPartitionList, Ends)>, KafkaError> {
     let assignment = consumer.assignment()?;
     if assignment.count() == 0 {
         return Ok(None);
