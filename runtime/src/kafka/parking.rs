@@ -63,7 +63,7 @@ pub struct Parking {
 /// What a parked loop paused, and the end offset each partition had then.
 struct Parked {
     paused: TopicPartitionList,
-    ends: HashMap<Partition, i64>,
+    ends: Ends,
     /// When to ask next; kept here so that a caller's own timer cutting the wait short does
     /// not put the question off.
     next_probe: Instant,
@@ -268,7 +268,7 @@ fn with_assignment<C: ConsumerContext>(consumer: &StreamConsumer<C>, mut paused:
 }
 
 /// A ListOffsets "latest" for every partition at once: what a produce moved.
-fn end_offsets<C: ConsumerContext>(consumer: &StreamConsumer<C>, ends: &HashMap<Partition, i64>) -> Result<TopicPartitionList, KafkaError> {
+fn end_offsets<C: ConsumerContext>(consumer: &StreamConsumer<C>, ends: &Ends) -> Result<TopicPartitionList, KafkaError> {
     let mut latest = TopicPartitionList::new();
     for (topic, partition) in ends.keys() {
         latest.add_partition_offset(topic, *partition, Offset::End)?;
@@ -285,7 +285,7 @@ fn offset_of(offset: Offset) -> Option<i64> {
 
 /// The partitions whose probed end differs from the one parked at; a partition the answer lacks,
 /// or whose end is unknown, counts as moved.
-fn moved(parked_at: &HashMap<Partition, i64>, now: impl Iterator<Item = (Partition, Option<i64>)>) -> Vec<Partition> {
+fn moved(parked_at: &Ends, now: impl Iterator<Item = (Partition, Option<i64>)>) -> Vec<Partition> {
     let mut answered = HashSet::new();
     let mut moved = Vec::new();
     for (partition, end) in now {
