@@ -54,6 +54,9 @@ PG_DIR="$TEST_RUN_DIR/postgres"
 
 test_rc=1
 tests_ran=0
+# One line per step (pass, load smoke, API fuzz, chaos), printed last of all, after the logs
+# of a failure: a CI that shows only the end of the output still shows what failed.
+summary=()
 cleanup() {
   local rc=$?
   set +e
@@ -66,6 +69,7 @@ cleanup() {
       fi
     done
   fi
+  for line in "${summary[@]}"; do log "[test] $line"; done
   stop_pidfile "$PID_DIR/schema-registry.pid" 10
   stop_pidfile "$PID_DIR/nisshi.pid" 10
   if [[ -e "$PG_DIR" ]]; then
@@ -146,7 +150,6 @@ fi
 # registry start, tests_ran=0: a failure there exits with its own code.)
 test_rc=0
 read -r -a passes <<<"$READ_MODEL_DBS"
-summary=()
 for i in "${!passes[@]}"; do
   db=${passes[$i]}
   label="pass $((i + 1))/${#passes[@]} READ_MODEL_DB=$db"
@@ -157,14 +160,17 @@ for i in "${!passes[@]}"; do
   start_broker_and_registry
   tests_ran=1
   set +e
-  READ_MODEL_DB=$db cargo test --workspace "$@"
-  rc=$?
+  # --no-fail-fast: one failing test binary does not hide the others' results.
+  pass_log="$TEST_RUN_DIR/pass-$((i + 1))-$db.log"
+  READ_MODEL_DB=$db cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$pass_log"
+  rc=${PIPESTATUS[0]}
   set -e
   took=$(($(now_s) - pass_start))
   if ((rc == 0)); then
     summary+=("$label: passed in ${took}s ($(fmt_duration "$took"))")
   else
-    summary+=("$label: FAILED (exit $rc) after ${took}s ($(fmt_duration "$took"))")
+    failed=$(grep -E '^test .* \.\.\. FAILED$' "$pass_log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/' | sort -u | paste -sd, - || true)
+    summary+=("$label: FAILED (exit $rc) after ${took}s ($(fmt_duration "$took")); failed: ${failed:-see $pass_log}")
     ((test_rc != 0)) || test_rc=$rc
   fi
   log "===== ${summary[-1]} ====="
@@ -241,6 +247,5 @@ chaos_short() {
 }
 if [[ "${CHAOS:-1}" == 1 ]]; then chaos_short; fi
 
-for line in "${summary[@]}"; do log "[test] $line"; done
 log "cargo test exit code: $test_rc"
 exit "$test_rc"
