@@ -4,7 +4,7 @@ use contracts::{
     EventEnvelope, Stream,
     order::{Address, Order, OrderEvent, OrderLine},
 };
-use rdkafka::{Message, producer::FutureRecord, util::Timeout};
+use rdkafka::{Message, producer::FutureRecord};
 use runtime::kafka::{self, EventCodec};
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ async fn event_round_trips_in_confluent_wire_format_and_console_shows_headers() 
     let producer = kafka::producer(&brokers).expect("producer");
     let headers = kafka::headers(&[("event_type", "OrderPlaced"), ("test_marker", &order_id)]);
     let (partition, offset) = producer
-        .send(FutureRecord::to(Order::EVENTS_TOPIC).key(&order_id).payload(&bytes).headers(headers), Timeout::After(Duration::from_secs(10)))
+        .send(FutureRecord::to(Order::EVENTS_TOPIC).key(&order_id).payload(&bytes).headers(headers), Duration::from_secs(10))
         .await
         .map(|d| (d.partition, d.offset))
         .expect("delivered");

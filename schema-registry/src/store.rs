@@ -22,7 +22,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+use runtime::kafka::KafkaProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
@@ -282,7 +283,7 @@ pub struct Store {
     state: RwLock<State>,
     /// Offset of the next record the tailing consumer will apply.
     applied: watch::Receiver<i64>,
-    producer: FutureProducer,
+    producer: KafkaProducer,
     topic: String,
     /// Serializes writers within this process so `max id + 1` is computed on current state.
     /// (Like Confluent with a single leader; running several writers on one topic is unsupported.)
@@ -294,8 +295,8 @@ impl Store {
     pub async fn open(brokers: &str, topic: &str) -> anyhow::Result<Arc<Store>> {
         ensure_topic(brokers, topic).await?;
 
-        let producer: FutureProducer =
-            ClientConfig::new().set("bootstrap.servers", brokers).set("enable.idempotence", "true").set("acks", "all").create()?;
+        let producer =
+            KafkaProducer::from_config(ClientConfig::new().set("bootstrap.servers", brokers).set("enable.idempotence", "true").set("acks", "all"))?;
 
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -410,7 +411,7 @@ impl Store {
         if let Some(value) = &value {
             record = record.payload(value);
         }
-        let delivery = self.producer.send(record, WRITE_TIMEOUT).await.map_err(|(e, _)| RegistryError::backend(e))?;
+        let delivery = self.producer.send(record, WRITE_TIMEOUT).await.map_err(RegistryError::backend)?;
         self.wait_applied(delivery.offset + 1, WRITE_TIMEOUT).await
     }
 

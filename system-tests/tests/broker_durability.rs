@@ -4,8 +4,9 @@
 //! offset its acknowledgement named, exactly once.
 use rdkafka::{
     Message,
-    producer::{DeliveryFuture, FutureRecord},
+    producer::FutureRecord,
 };
+use runtime::kafka::{Acknowledgement, KafkaProducer};
 use std::collections::HashMap;
 use system_tests::{infra::Broker, test_dir};
 
@@ -13,7 +14,7 @@ const TOPIC: &str = "durability.check";
 const BEFORE_KILL: usize = 300;
 const IN_FLIGHT: usize = 300;
 
-fn send(producer: &rdkafka::producer::FutureProducer, payload: &str) -> DeliveryFuture {
+fn send(producer: &KafkaProducer, payload: &str) -> Acknowledgement {
     let record = FutureRecord::to(TOPIC).partition(0).key(payload).payload(payload);
     producer.send_result(record).unwrap_or_else(|(error, _)| panic!("enqueue {payload}: {error}"))
 }
@@ -34,7 +35,7 @@ async fn a_broker_killed_with_records_in_flight_keeps_every_acknowledged_record(
         let delivery = send(&producer, &payload).await.expect("delivery").unwrap_or_else(|(error, _)| panic!("{payload}: {error}"));
         acknowledged.insert(payload, delivery.offset);
     }
-    let in_flight: Vec<(String, DeliveryFuture)> = (0..IN_FLIGHT)
+    let in_flight: Vec<(String, Acknowledgement)> = (0..IN_FLIGHT)
         .map(|i| {
             let payload = format!("in-flight-{i}");
             let delivery = send(&producer, &payload);

@@ -87,7 +87,6 @@ async fn append_by_hand(stack: &Stack, partition: i32, event: &EventEnvelope<Ord
             Duration::from_secs(10),
         )
         .await
-        .map_err(|(error, _)| error)
         .expect("event appended");
 }
 

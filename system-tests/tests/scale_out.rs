@@ -12,9 +12,9 @@
 //! `orderflow_commands_total{outcome="dead_lettered"}` rises (the shop's traffic dead-letters
 //! nothing). The consumer-lag gauges cannot tell: a gauge of a partition a member lost keeps
 //! its last value.
+use runtime::kafka::KafkaProducer;
 use rdkafka::{
-    producer::{FutureProducer, FutureRecord},
-    util::Timeout,
+    producer::FutureRecord,
 };
 use std::{
     collections::BTreeMap,
@@ -64,10 +64,10 @@ async fn dead_lettered(stack: &Stack, service: &str, stream: &str, instance: usi
     Some(total)
 }
 
-async fn send_probe(producer: &FutureProducer, stream: &str, partition: i32) {
+async fn send_probe(producer: &KafkaProducer, stream: &str, partition: i32) {
     let topic = format!("{stream}.commands");
     let record = FutureRecord::to(&topic).partition(partition).key("scale-out-probe").payload("scale-out probe: not a command");
-    producer.send(record, Timeout::After(Duration::from_secs(10))).await.map_err(|(error, _)| error).expect("probe produced");
+    producer.send(record, Duration::from_secs(10)).await.expect("probe produced");
 }
 
 /// Sends a probe onto `partition` of the service's command topic and returns the instances
@@ -75,7 +75,7 @@ async fn send_probe(producer: &FutureProducer, stream: &str, partition: i32) {
 /// dead-lettered meanwhile), with how long after sending the first rise was seen.
 async fn probe(
     stack: &Stack,
-    producer: &FutureProducer,
+    producer: &KafkaProducer,
     (service, stream): (&str, &str),
     partition: i32,
     instances: &[usize],
@@ -105,7 +105,7 @@ async fn probe(
 /// settled: probed partition by partition until two rounds in a row find the same owners and
 /// every instance owns some. One round may straddle a rebalance, and a fresh group may still
 /// hold members of an earlier test's processes until their session times out.
-async fn split(stack: &Stack, producer: &FutureProducer, service_stream: (&str, &str), partitions: i32) -> Vec<usize> {
+async fn split(stack: &Stack, producer: &KafkaProducer, service_stream: (&str, &str), partitions: i32) -> Vec<usize> {
     let instances: Vec<usize> = (0..INSTANCES).collect();
     let deadline = Instant::now() + WAIT;
     let mut previous: Option<Vec<usize>> = None;
@@ -140,7 +140,7 @@ fn shares(owners: &[usize]) -> BTreeMap<usize, Vec<i32>> {
 }
 
 /// Measures every service's split at once; asserts both instances own a share.
-async fn splits(stack: &Arc<Stack>, producer: &FutureProducer, partitions: i32) -> BTreeMap<&'static str, Vec<usize>> {
+async fn splits(stack: &Arc<Stack>, producer: &KafkaProducer, partitions: i32) -> BTreeMap<&'static str, Vec<usize>> {
     let mut measuring = tokio::task::JoinSet::new();
     for service_stream in STREAMS {
         let (stack, producer) = (stack.clone(), producer.clone());

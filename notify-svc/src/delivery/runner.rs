@@ -25,7 +25,6 @@ use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer},
     error::KafkaError,
     message::OwnedMessage,
-    producer::FutureProducer,
 };
 use runtime::kafka::{self, CodecError, DeliveryError, EventCodec, GroupConsumer, KafkaSetupError, Outbox, Outgoing, Pace, Read};
 use runtime::{HistoryGuard, Service, command_id_for_reaction};
@@ -88,7 +87,7 @@ struct Clients {
     /// A member of the earlier delivery's group that never subscribes: asked for its offsets.
     handed_over: Arc<GroupConsumer>,
     reader: Arc<BaseConsumer>,
-    producer: FutureProducer,
+    producer: kafka::KafkaProducer,
     command_partitions: i32,
 }
 

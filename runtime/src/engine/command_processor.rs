@@ -53,7 +53,8 @@ use crate::{
     shared::{LoopKind, now_millis},
 };
 use contracts::{CommandTarget, EventType, Stream, rejections_topic};
-use rdkafka::{Message, consumer::Consumer, message::OwnedMessage, producer::FutureProducer};
+use crate::kafka::KafkaProducer;
+use rdkafka::{Message, consumer::Consumer, message::OwnedMessage};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -212,7 +213,7 @@ impl<D: Decider> CommandProcessor<D> {
 
     /// Starts a snapshot of `state` in the background, unless one is being written: its bodies
     /// are cut now (the state as of this batch), the records go out while the loop goes on.
-    fn snapshot(&self, producer: &FutureProducer, partition: i32, state: &mut PartitionState<D>, slot: Arc<Mutex<Snapshots>>) {
+    fn snapshot(&self, producer: &KafkaProducer, partition: i32, state: &mut PartitionState<D>, slot: Arc<Mutex<Snapshots>>) {
         let superseded = {
             let mut known = slot.lock().unwrap_or_else(|p| p.into_inner());
             if known.writing {

@@ -11,12 +11,12 @@
 //! took a whole core's third at 3,000 orders/min. One group at a time never reaches that
 //! limit, and the groups grow with the load: one command alone at low rates, many per request
 //! under load.
-use crate::kafka::{self, partition_for};
+use crate::kafka::{self, KafkaProducer, partition_for};
 use contracts::{CommandEnvelope, CommandTarget, Stream};
 use rdkafka::{
     error::KafkaError,
     message::OwnedHeaders,
-    producer::{FutureProducer, FutureRecord, Producer},
+    producer::FutureRecord,
 };
 use std::{
     collections::HashMap,
@@ -43,7 +43,7 @@ pub enum SendCommandError {
 
 #[derive(Clone)]
 pub struct CommandBus {
-    producer: FutureProducer,
+    producer: KafkaProducer,
     queue: mpsc::UnboundedSender<Outgoing>,
     partitions: Arc<Mutex<HashMap<&'static str, i32>>>,
 }
@@ -60,7 +60,7 @@ struct Outgoing {
 
 /// Hands every queued command to librdkafka, waits until the broker acknowledged (or refused)
 /// each of them, tells their requests, and starts over; ends when every [`CommandBus`] is gone.
-async fn send_in_groups(producer: FutureProducer, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
+async fn send_in_groups(producer: KafkaProducer, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
     let mut group = Vec::new();
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let deliveries = group.drain(..).map(|outgoing| {

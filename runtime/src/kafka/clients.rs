@@ -1,5 +1,6 @@
 //! rdkafka clients configured the one way this system needs them, and small helpers for
 //! metadata, watermarks, bounded reads and headers.
+use super::producer::KafkaProducer;
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     admin::AdminClient,
@@ -7,7 +8,6 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Headers, OwnedHeaders},
-    producer::FutureProducer,
 };
 use std::time::Duration;
 
@@ -114,20 +114,21 @@ fn client_id() -> String {
 
 /// Idempotent, acks=all producer. Records with a key and no explicit partition use the Java
 /// client's murmur2 partitioner, so everything agrees on where a key lives.
-pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
-    base(brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "2")
-        .set("message.timeout.ms", "30000")
-        .create()
+pub fn producer(brokers: &str) -> Result<KafkaProducer, KafkaError> {
+    KafkaProducer::from_config(
+        base(brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000"),
+    )
 }
 
 /// An acks=all producer without idempotence, for records whose duplicates are harmless (the
 /// partition-count record): librdkafka retries without sequence numbers the broker may refuse.
-pub(crate) fn record_producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
-    base(brokers).set("enable.idempotence", "false").set("acks", "all").set("message.timeout.ms", "30000").create()
+pub(crate) fn record_producer(brokers: &str) -> Result<KafkaProducer, KafkaError> {
+    KafkaProducer::from_config(base(brokers).set("enable.idempotence", "false").set("acks", "all").set("message.timeout.ms", "30000"))
 }
 
 /// A consumer-group member that never commits on its own: offsets are committed only after the

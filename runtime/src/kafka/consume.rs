@@ -1,12 +1,13 @@
 //! Pieces every consuming loop shares: batches, rebalance tracking, the outbox of pending
 //! produces, and offset commits.
 use futures::future::join_all;
+use super::producer::{Acknowledgement, KafkaProducer};
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer},
     error::KafkaError,
     message::{OwnedHeaders, OwnedMessage},
-    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+    producer::FutureRecord,
 };
 use std::{
     collections::{BTreeMap, HashSet},
@@ -188,8 +189,8 @@ pub fn by_partition(batch: Vec<OwnedMessage>) -> BTreeMap<(String, i32), Vec<Own
 /// Records produced while handling a batch; the batch counts as done only when every one of
 /// them is acknowledged by the broker.
 pub struct Outbox<'p> {
-    producer: &'p FutureProducer,
-    pending: Vec<DeliveryFuture>,
+    producer: &'p KafkaProducer,
+    pending: Vec<Acknowledgement>,
 }
 
 /// A record to produce. `partition: None` lets the murmur2 partitioner place it by key.
@@ -219,7 +220,7 @@ pub struct Delivered {
 }
 
 impl<'p> Outbox<'p> {
-    pub fn new(producer: &'p FutureProducer) -> Self {
+    pub fn new(producer: &'p KafkaProducer) -> Self {
         Outbox { producer, pending: Vec::new() }
     }
 
@@ -255,7 +256,7 @@ impl<'p> Outbox<'p> {
                 Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), returned)) => {
                     // Back-pressure: let librdkafka drain its queue, then retry the same record.
                     future_record = returned;
-                    self.producer.poll(Duration::from_millis(50));
+                    self.producer.wait_for_room();
                 }
                 Err((error, _)) => return Err(DeliveryError::Enqueue { topic: topic.to_string(), error }),
             }

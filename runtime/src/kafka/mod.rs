@@ -11,6 +11,7 @@ pub(crate) mod consume;
 pub(crate) mod event_log;
 mod parking;
 mod partitioner;
+mod producer;
 mod topology;
 
 pub use clients::{
@@ -22,6 +23,7 @@ pub use codec::{
     split_wire_format,
 };
 pub use partitioner::{murmur2, partition_for};
+pub use producer::{Acknowledgement, Delivery, KafkaProducer};
 pub use topology::{
     DEFAULT_PARTITIONS, PARTITION_RECORD_TOPIC, TopicSpec, all_topics, ensure_all, ensure_topics, internal_topics, verify_partition_counts,
 };

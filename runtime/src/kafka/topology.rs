@@ -111,7 +111,7 @@ pub async fn verify_partition_counts(brokers: &str) -> Result<(), KafkaSetupErro
         for (topic, count) in unrecorded {
             let count = count.to_string();
             let record = rdkafka::producer::FutureRecord::to(PARTITION_RECORD_TOPIC).partition(0).key(&topic).payload(&count);
-            producer.send(record, rdkafka::util::Timeout::After(METADATA_TIMEOUT)).await.map_err(|(error, _)| error)?;
+            producer.send(record, METADATA_TIMEOUT).await?;
             tracing::info!(topic, partitions = %count, "recorded the partition count of a new log");
         }
     }

@@ -6,14 +6,13 @@
 //! compact, and Apache Kafka compacts only now and then. Superseded snapshots get tombstones
 //! (one per part key), so compaction can drop them.
 use super::format::{Contents, Covers, FORMAT, SnapshotPart, complete_snapshots, contents, digest};
-use crate::kafka::{codec::registry_settings, event_log::read_records};
+use crate::kafka::{KafkaProducer, codec::registry_settings, event_log::read_records};
 use apache_avro::from_value;
 use contracts::snapshots_topic;
 use rdkafka::{
     consumer::BaseConsumer,
     error::KafkaError,
-    producer::{FutureProducer, FutureRecord},
-    util::Timeout,
+    producer::FutureRecord,
 };
 use schema_registry_converter::{
     async_impl::avro::{AvroDecoder, AvroEncoder},
@@ -99,7 +98,7 @@ impl SnapshotStore {
     /// tombstones for the parts of `superseded`.
     pub async fn write(
         &self,
-        producer: &FutureProducer,
+        producer: &KafkaProducer,
         partition: i32,
         covers: &Covers,
         bodies: Vec<String>,
@@ -126,13 +125,13 @@ impl SnapshotStore {
             let bytes = self.encoder.encode_struct(&part, &self.strategy).await?;
             let key = part_key(partition, &snapshot_id, k as i32);
             let record = FutureRecord::<str, [u8]>::to(&self.topic).partition(partition).key(&key).payload(&bytes);
-            producer.send(record, Timeout::After(Duration::from_secs(30))).await.map_err(|(error, _)| error)?;
+            producer.send(record, Duration::from_secs(30)).await?;
         }
         if let Some((old_id, old_parts)) = superseded {
             for k in 0..old_parts {
                 let key = part_key(partition, &old_id, k);
                 let tombstone = FutureRecord::<str, [u8]>::to(&self.topic).partition(partition).key(&key);
-                producer.send(tombstone, Timeout::After(Duration::from_secs(30))).await.map_err(|(error, _)| error)?;
+                producer.send(tombstone, Duration::from_secs(30)).await?;
             }
         }
         Ok(snapshot_id)

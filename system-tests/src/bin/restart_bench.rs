@@ -10,7 +10,8 @@ use contracts::{
     EventEnvelope, Stream,
     order::{Address, Order, OrderEvent, OrderLine},
 };
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+use runtime::kafka::KafkaProducer;
 use serde_json::{Value, json};
 use std::{
     path::PathBuf,
@@ -59,7 +60,7 @@ async fn main() -> ExitCode {
     );
     stack.kill(SERVICE);
     let codec = runtime::kafka::EventCodec::<Order>::new(&registry.url).expect("codec");
-    let producer: FutureProducer = runtime::kafka::producer(&broker.address()).expect("producer");
+    let producer: KafkaProducer = runtime::kafka::producer(&broker.address()).expect("producer");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
     let base = format!("http://{port_env}");
     println!("[restart] order-svc alone on {} (durable sqlite storage), 1 partition; runs under {}", broker.address(), args.dir.display());
@@ -162,7 +163,7 @@ async fn main() -> ExitCode {
 /// Appends the histories of orders `first..first + count` to `order.events` (partition 0 of 1),
 /// as their writer would: one version after another, each naming its predecessor, every
 /// decision complete. Returns the log's end.
-async fn write_histories(codec: &runtime::kafka::EventCodec<Order>, producer: &FutureProducer, first: usize, count: usize, mut offset: i64) -> i64 {
+async fn write_histories(codec: &runtime::kafka::EventCodec<Order>, producer: &KafkaProducer, first: usize, count: usize, mut offset: i64) -> i64 {
     let mut pending = Vec::with_capacity(count * 5);
     let now = chrono_millis();
     for i in first..first + count {
