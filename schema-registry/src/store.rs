@@ -23,8 +23,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
-use runtime::kafka::KafkaProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use runtime::kafka::KafkaProducer;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 

@@ -2,10 +2,7 @@
 //! engine `scripts/up.sh` starts it with) is killed with SIGKILL while records are in flight,
 //! started again on the same storage, and every record it acknowledged is read back at the
 //! offset its acknowledgement named, exactly once.
-use rdkafka::{
-    Message,
-    producer::FutureRecord,
-};
+use rdkafka::{Message, producer::FutureRecord};
 use runtime::kafka::{Acknowledgement, KafkaProducer};
 use std::collections::HashMap;
 use system_tests::{infra::Broker, test_dir};

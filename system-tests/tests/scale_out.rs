@@ -12,10 +12,8 @@
 //! `orderflow_commands_total{outcome="dead_lettered"}` rises (the shop's traffic dead-letters
 //! nothing). The consumer-lag gauges cannot tell: a gauge of a partition a member lost keeps
 //! its last value.
+use rdkafka::producer::FutureRecord;
 use runtime::kafka::KafkaProducer;
-use rdkafka::{
-    producer::FutureRecord,
-};
 use std::{
     collections::BTreeMap,
     sync::Arc,

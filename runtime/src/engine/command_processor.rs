@@ -35,6 +35,7 @@ use super::{
     },
     pause::wait_while_paused,
 };
+use crate::kafka::KafkaProducer;
 use crate::snapshot::{SnapshotStore, digest};
 use crate::{
     decider::{Decider, Rejection},
@@ -53,7 +54,6 @@ use crate::{
     shared::{LoopKind, now_millis},
 };
 use contracts::{CommandTarget, EventType, Stream, rejections_topic};
-use crate::kafka::KafkaProducer;
 use rdkafka::{Message, consumer::Consumer, message::OwnedMessage};
 use std::{
     collections::HashMap,

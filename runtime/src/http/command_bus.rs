@@ -13,11 +13,7 @@
 //! under load.
 use crate::kafka::{self, KafkaProducer, partition_for};
 use contracts::{CommandEnvelope, CommandTarget, Stream};
-use rdkafka::{
-    error::KafkaError,
-    message::OwnedHeaders,
-    producer::FutureRecord,
-};
+use rdkafka::{error::KafkaError, message::OwnedHeaders, producer::FutureRecord};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},

@@ -1,7 +1,7 @@
 //! Pieces every consuming loop shares: batches, rebalance tracking, the outbox of pending
 //! produces, and offset commits.
-use futures::future::join_all;
 use super::producer::{Acknowledgement, KafkaProducer};
+use futures::future::join_all;
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer},

@@ -8,8 +8,7 @@
 //! when an event lands on the producer's main queue (the hook `StreamConsumer` uses for its
 //! messages), the thread wakes, serves the queue until it is empty and parks again.
 use rdkafka::{
-    ClientConfig, ClientContext, Message,
-    bindings as ffi,
+    ClientConfig, ClientContext, Message, bindings as ffi,
     client::Client,
     config::FromClientConfigAndContext,
     error::{KafkaError, RDKafkaErrorCode},

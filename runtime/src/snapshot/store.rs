@@ -9,11 +9,7 @@ use super::format::{Contents, Covers, FORMAT, SnapshotPart, complete_snapshots, 
 use crate::kafka::{KafkaProducer, codec::registry_settings, event_log::read_records};
 use apache_avro::from_value;
 use contracts::snapshots_topic;
-use rdkafka::{
-    consumer::BaseConsumer,
-    error::KafkaError,
-    producer::FutureRecord,
-};
+use rdkafka::{consumer::BaseConsumer, error::KafkaError, producer::FutureRecord};
 use schema_registry_converter::{
     async_impl::avro::{AvroDecoder, AvroEncoder},
     error::SRCError,
