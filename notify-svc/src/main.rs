@@ -25,7 +25,8 @@ async fn main() -> anyhow::Result<()> {
     let delivery_config = DeliveryConfig::from_env()?;
     let sender = sender_from_env(std::path::Path::new(&service.config.run_dir), delivery_config.timeout)?;
     let codec = Arc::new(EventCodec::<Notification>::new(&service.config.schema_registry_url)?);
-    let delivery = Arc::new(DeliveryLoop::new(delivery_config, sender, codec, &service.config.kafka_brokers, service.config.name));
+    let history = service.accepted_history::<Notification>()?;
+    let delivery = Arc::new(DeliveryLoop::new(delivery_config, sender, codec, history, &service.config.kafka_brokers, service.config.name));
     service
         .aggregate(NotificationDecider::new(templates))?
         .policy(policies::NotifyFromOrders)?

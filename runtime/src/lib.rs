@@ -34,7 +34,7 @@ mod snapshot;
 pub mod testing;
 
 pub use decider::{Decider, Rejection, fold, map_as_pairs};
-pub use engine::{CommandOut, Deadlines, EventHandler, HandlerError, LoopError, command_id_for_deadline};
+pub use engine::{AcceptedHistory, CommandOut, Deadlines, EventHandler, HandlerError, LoopError, command_id_for_deadline};
 pub use history::HistoryGuard;
 pub use kafka::{CodecError, Pace};
 pub use policy::Policy;

@@ -541,6 +541,33 @@ impl Stack {
         }
     }
 
+    /// The `fields` of every JSON log line of `service` whose message is `message`.
+    pub fn logged(&self, service: &str, message: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.dir.join("logs").join(format!("{service}.log"))).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["fields"]["message"] == message)
+            .map(|line| line["fields"].clone())
+            .collect()
+    }
+
+    /// Waits until `service` logged `message` with fields that satisfy `done`, the newest such
+    /// line first; returns its fields, or panics after `timeout`.
+    pub async fn logs(&self, timeout: Duration, service: &str, message: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(fields) = self.logged(service, message).into_iter().rev().find(|fields| done(fields)) {
+                return fields;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service} did not log {message:?} as expected within {timeout:?}; see {}",
+                self.dir.join("logs").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Polls `GET path` until `done(body)` holds (status 200), or panics after `timeout` with the
     /// last answer. Polling with a deadline, not sleeping: tests wait exactly as long as needed.
     pub async fn eventually(&self, service: &str, path: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {

@@ -7,12 +7,15 @@
 //!   still being retried, although both live on the same partition and the bad one came first.
 //! * The bad one ends FAILED in `GET /notifications` after `NOTIFY_MAX_ATTEMPTS` attempts, with
 //!   the last error, and its `NotificationSent` record is on `notification.events.dlq`.
+//! * Once nothing of their partition waits, the delivery's commit says its next rebuild starts
+//!   after them (not at offset 0), and the restarted notify-svc starts there.
 //! * After notify-svc is killed and started again, nothing delivered or parked is sent again.
 //! * Delivery outcome commands that are malformed or name no sent notification are rejected.
 //!
 //! One test function: the loop's consumer group is the same for every notify-svc, so two
 //! stacks of this binary at once would split the partitions between them.
 use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use rdkafka::{ClientConfig, TopicPartitionList, consumer::BaseConsumer, consumer::Consumer};
 use serde_json::{Value, json};
 use std::{
     sync::{Arc, Mutex},
@@ -114,6 +117,35 @@ async fn notifications_partitions(stack: &Stack) -> i32 {
     .expect("metadata task")
 }
 
+/// Polls the delivery group's commit of `partition` of `notification.events` until the start
+/// of its next rebuild (the commit's metadata) is at least `at_least`; returns that start.
+async fn delivery_rebuild_from(stack: &Stack, partition: i32, at_least: i64) -> i64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let brokers = stack.brokers.clone();
+        let metadata = tokio::task::spawn_blocking(move || {
+            // Never subscribes: it only asks the group for its offsets.
+            let consumer: BaseConsumer =
+                ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", format!("{SVC}.notify-delivery")).create().expect("consumer");
+            let mut wanted = TopicPartitionList::new();
+            wanted.add_partition("notification.events", partition);
+            let committed = consumer.committed_offsets(wanted, Duration::from_secs(10)).expect("committed offsets");
+            committed.find_partition("notification.events", partition).map(|element| element.metadata().to_string()).unwrap_or_default()
+        })
+        .await
+        .expect("offsets task");
+        let from = metadata.strip_prefix("rebuild_from=").and_then(|from| from.parse::<i64>().ok());
+        if let Some(from) = from.filter(|from| *from >= at_least) {
+            return from;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delivery's commit of partition {partition} still says {metadata:?}, wanted rebuild_from >= {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_recipient_is_parked_without_holding_up_others_and_nothing_delivered_is_sent_again() {
     let webhook = Webhook::default();
@@ -179,8 +211,20 @@ async fn a_failing_recipient_is_parked_without_holding_up_others_and_nothing_del
     // out again. The new notifications are for the same customers, so each waits behind
     // whatever else its customer still had to deliver: when they arrive, a re-sent one would
     // have arrived before them.
+    // Both are settled: the next rebuild of their partition starts after every record of them.
+    let mut theirs = stack.records("notification.events", &bad).await;
+    theirs.extend(stack.records("notification.events", &good).await);
+    let after_them = theirs.iter().map(|record| record.offset).max().expect("their records") + 1;
+    let rebuild_from = delivery_rebuild_from(&stack, partition, after_them).await;
+
     stack.kill(SVC);
     stack.start_service(SVC);
+    // The restarted loop starts its rebuild there, not at offset 0.
+    stack
+        .logs(WAIT, SVC, "notification deliveries rebuilt from the log", |f| {
+            f["partition"] == partition && f["from"].as_i64().is_some_and(|from| from >= rebuild_from)
+        })
+        .await;
     let (bad_order_2, good_order_2) = (unique("order-bad"), unique("order-good"));
     stack.send("notification.commands", &bad, &send_notification(&bad, &bad_order_2)).await;
     stack.send("notification.commands", &good, &send_notification(&good, &good_order_2)).await;

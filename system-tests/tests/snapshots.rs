@@ -11,7 +11,7 @@
 //! a few orders make snapshots.
 use apache_avro::{Schema, types::Value as Avro, writer::datum::GenericDatumWriter};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use system_tests::{Stack, infra, services, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -20,28 +20,6 @@ const ORDERS: usize = 8;
 const WAITING: usize = 22;
 /// How long an order may wait for its stock here: long enough for a restart of order-svc.
 const STOCK_DEADLINE_MS: &str = "30000";
-
-/// The `fields` of every JSON log line of `service` whose message is `message`.
-fn logged(stack: &Stack, service: &str, message: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(stack.dir.join("logs").join(format!("{service}.log"))).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line["fields"]["message"] == message)
-        .map(|line| line["fields"].clone())
-        .collect()
-}
-
-/// Waits until `service` logged `message` with fields that satisfy `done`; returns those fields.
-async fn logs(stack: &Stack, service: &str, message: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(fields) = logged(stack, service, message).into_iter().rev().find(|fields| done(fields)) {
-            return fields;
-        }
-        assert!(Instant::now() < deadline, "{service} did not log {message:?} as expected within {WAIT:?}; see {}", stack.dir.join("logs").display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn order_body(order_id: &str, command_id: &str, customer: &str, sku: &str) -> Value {
     json!({
@@ -90,7 +68,7 @@ async fn writers_and_readers_start_from_snapshots_that_match_the_log() {
     for order_id in &orders {
         stack.order_reaches(order_id, "CONFIRMED").await;
     }
-    let written = logs(&stack, "order-svc", "snapshot written", |f| f["topic"] == "order.events").await;
+    let written = stack.logs(WAIT, "order-svc", "snapshot written", |f| f["topic"] == "order.events").await;
     let covers = written["covers"].as_i64().expect("covers");
     assert!(covers >= 20, "a snapshot of {covers} events: {written}");
 
@@ -108,7 +86,7 @@ async fn writers_and_readers_start_from_snapshots_that_match_the_log() {
     let refused = outcome(&stack, &again).await;
     assert_eq!(refused["status"], "REJECTED", "{refused}");
     assert!(refused["reason"].as_str().is_some_and(|reason| reason.contains("already exists")), "{refused}");
-    let rehydrated = logs(&stack, "order-svc", "rehydrated partition", |f| f["topic"] == "order.events" && f["snapshot"].is_string()).await;
+    let rehydrated = stack.logs(WAIT, "order-svc", "rehydrated partition", |f| f["topic"] == "order.events" && f["snapshot"].is_string()).await;
     assert!(rehydrated["from_snapshot"].as_u64().is_some_and(|n| n >= ORDERS as u64), "{rehydrated}");
     assert!(rehydrated["events"].as_i64().is_some_and(|tail| tail < covers), "read the whole log, not the tail after the snapshot: {rehydrated}");
     // Only now was the partition rebuilt, so the restarted process counted the duplicate.
@@ -128,7 +106,7 @@ async fn writers_and_readers_start_from_snapshots_that_match_the_log() {
     let after = unique("snap-after");
     place(&stack, &order_body(&after, &format!("{after}-place"), &customer, &sku)).await;
     stack.order_reaches(&after, "CONFIRMED").await;
-    let history = logs(&stack, "payment-svc", "accepted history rebuilt", |f| f["topic"] == "order.events").await;
+    let history = stack.logs(WAIT, "payment-svc", "accepted history rebuilt", |f| f["topic"] == "order.events").await;
     assert_eq!(history["from_snapshot"], true, "payment-svc's policy read order.events from its start: {history}");
 
     // A snapshot of the log's current end that does not match it (wrong digest), and whose
@@ -176,7 +154,8 @@ async fn writers_and_readers_start_from_snapshots_that_match_the_log() {
     place(&stack, &order_body(second, &once_more, &customer, &sku)).await;
     let refused = outcome(&stack, &once_more).await;
     assert_eq!(refused["status"], "REJECTED", "the forged snapshot was used: {refused}");
-    logs(&stack, "order-svc", "snapshot does not match the log (replaced or cut?); reading the log from its start", |f| f["snapshot"] == "forged")
+    stack
+        .logs(WAIT, "order-svc", "snapshot does not match the log (replaced or cut?); reading the log from its start", |f| f["snapshot"] == "forged")
         .await;
 
     // Orders waiting for their stock (inventory-svc is down) when a snapshot is taken still
@@ -191,7 +170,7 @@ async fn writers_and_readers_start_from_snapshots_that_match_the_log() {
     // events as the partition has aggregates).
     let placed = log_end(&stack.brokers, "order.events");
     let covered = |fields: &Value| fields["topic"] == "order.events" && fields["covers"].as_i64().is_some_and(|c| c >= placed);
-    while !logged(&stack, "order-svc", "snapshot written").iter().any(covered) {
+    while !stack.logged("order-svc", "snapshot written").iter().any(covered) {
         assert!(waiting.len() < 10 * WAITING, "no snapshot covers the waiting orders; see {}", stack.dir.join("logs").display());
         let order_id = unique("snap-waiting");
         place(&stack, &order_body(&order_id, &format!("{order_id}-place"), &customer, &sku)).await;
@@ -200,7 +179,7 @@ async fn writers_and_readers_start_from_snapshots_that_match_the_log() {
     }
     stack.kill("order-svc");
     stack.start_service("order-svc");
-    let restored = logs(&stack, "order-svc", "deadlines restored from a snapshot", |f| f["covers"].as_i64().is_some_and(|c| c >= placed)).await;
+    let restored = stack.logs(WAIT, "order-svc", "deadlines restored from a snapshot", |f| f["covers"].as_i64().is_some_and(|c| c >= placed)).await;
     // Not an exact count: in CI the snapshot covering them held 21 of the first 22 as waiting
     // (all 22 still PENDING) on one pass in two. What must hold is below: with inventory-svc
     // down only a deadline ends these orders, so every one of them, in the snapshot or in the

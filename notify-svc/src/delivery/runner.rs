@@ -3,8 +3,12 @@
 //! out, each in a task of its own with a timeout, and records every outcome as a command of the
 //! Notification aggregate on `notification.commands`.
 //!
-//! * On (re)assignment a partition is read from offset 0 to its end before anything of it is
-//!   sent, so its delivered and parked notifications are known (the checkpoint is the log).
+//! * On (re)assignment a partition is read to its end before anything of it is sent, so its
+//!   delivered and parked notifications are known (the checkpoint is the log). The read starts
+//!   at the oldest notification that was still waiting when the group last committed (kept in
+//!   the commit's metadata, [`REBUILD_FROM`]), not at offset 0: everything before it was
+//!   delivered or parked. The version rule's history before that point comes from the
+//!   writer's snapshots ([`AcceptedHistory`]), so a restart reads what is live, not all history.
 //! * A webhook failure is an outcome, never an error of the loop: the loop ends (and its
 //!   supervisor starts it again, rebuilding from the log) only when Kafka or the registry fails.
 //! * A parked notification's `NotificationSent` record goes to `notification.events.dlq`
@@ -27,7 +31,7 @@ use rdkafka::{
     message::OwnedMessage,
 };
 use runtime::kafka::{self, CodecError, DeliveryError, EventCodec, GroupConsumer, KafkaSetupError, Outbox, Outgoing, Pace, Read};
-use runtime::{HistoryGuard, Service, command_id_for_reaction};
+use runtime::{AcceptedHistory, HistoryGuard, LoopError, Service, command_id_for_reaction};
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -46,6 +50,9 @@ const REBUILD_CHUNK: i64 = 2_000;
 /// The consumer group of the service's delivery before outcomes were recorded (a subscription
 /// named `notify-deliver`): its committed offsets say how far it delivered.
 const HANDED_OVER_GROUP: &str = "notify-deliver";
+/// The key of the group's commit metadata that says where the next rebuild of a partition
+/// starts: `rebuild_from=<offset>`.
+const REBUILD_FROM: &str = "rebuild_from";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryLoopError {
@@ -61,24 +68,35 @@ pub enum DeliveryLoopError {
     Encode(#[from] serde_json::Error),
     #[error("blocking task: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("the accepted history: {0}")]
+    History(#[from] LoopError),
 }
 
 pub struct DeliveryLoop {
     config: DeliveryConfig,
     sender: Arc<dyn NotificationSender>,
     codec: Arc<EventCodec<Notification>>,
+    history: AcceptedHistory<Notification>,
     brokers: String,
     group_id: String,
     handed_over_group_id: String,
 }
 
 /// A partition this member owns: its accepted history (the version rule), where its rebuild
-/// stopped, and how far it was read since (the offset to commit).
+/// stopped, how far it was read since (the offset to commit), and what was last committed.
 struct Owned {
     guard: HistoryGuard,
     rebuilt_until: i64,
     read_until: i64,
-    committed_until: i64,
+    committed: Checkpoint,
+}
+
+/// A partition's commit: the records handled before `until`, and the oldest notification
+/// still waiting at `rebuild_from` (at most `until`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checkpoint {
+    until: i64,
+    rebuild_from: i64,
 }
 
 /// The Kafka clients of one run.
@@ -99,6 +117,7 @@ impl DeliveryLoop {
         config: DeliveryConfig,
         sender: Arc<dyn NotificationSender>,
         codec: Arc<EventCodec<Notification>>,
+        history: AcceptedHistory<Notification>,
         brokers: &str,
         service: &str,
     ) -> Self {
@@ -106,6 +125,7 @@ impl DeliveryLoop {
             config,
             sender,
             codec,
+            history,
             brokers: brokers.to_string(),
             group_id: format!("{service}.{NAME}"),
             handed_over_group_id: format!("{service}.{HANDED_OVER_GROUP}"),
@@ -175,7 +195,7 @@ impl DeliveryLoop {
             }
             gauge_state(&scheduler);
             if last_commit.elapsed() >= IDLE_CHECK {
-                commit(&clients.consumer, &mut owned)?;
+                commit(&clients.consumer, &mut owned, &scheduler)?;
                 last_commit = Instant::now();
             }
         }
@@ -225,21 +245,27 @@ impl DeliveryLoop {
         Ok(())
     }
 
-    /// Folds `partition` from offset 0 to its current end into the schedule. Records past the
-    /// group's committed offset were never handled: an undecodable one among them is
-    /// dead-lettered now. Notifications the earlier delivery got to are recorded as delivered.
+    /// Folds `partition` into the schedule, from the oldest notification that waited at the
+    /// group's last commit (offset 0 without one) to the current end. Records past the
+    /// committed offset were never handled: an undecodable one among them is dead-lettered now.
+    /// Notifications the earlier delivery got to are recorded as delivered.
     async fn rebuild(&self, clients: &Clients, partition: i32, scheduler: &mut Scheduler<OwnedMessage>) -> Result<Owned, DeliveryLoopError> {
         let started = Instant::now();
         let topic = Notification::EVENTS_TOPIC;
-        let (handled_until, handed_over_until, (low, high)) = {
+        let (checkpoint, handed_over_until, (low, high)) = {
             let (consumer, handed_over, reader) = (clients.consumer.clone(), clients.handed_over.clone(), clients.reader.clone());
             tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
-                Ok((committed(&consumer, partition)?, committed(&handed_over, partition)?, kafka::watermarks(&*reader, topic, partition)?))
+                Ok((committed(&consumer, partition)?, committed(&handed_over, partition)?.until, kafka::watermarks(&*reader, topic, partition)?))
             })
             .await??
         };
-        let mut owned = Owned { guard: HistoryGuard::default(), rebuilt_until: high, read_until: high, committed_until: handled_until };
-        let mut from = low;
+        let handled_until = checkpoint.until;
+        // A start outside what the log holds (records removed, a replaced log) is not trusted.
+        let start = if (low..=handled_until).contains(&checkpoint.rebuild_from) { checkpoint.rebuild_from } else { low };
+        let guard =
+            if start > low { self.history.before(clients.reader.clone(), partition, start, &self.group_id).await? } else { HistoryGuard::default() };
+        let mut owned = Owned { guard, rebuilt_until: high, read_until: high, committed: checkpoint };
+        let mut from = start;
         while from < high {
             let until = (from + REBUILD_CHUNK).min(high);
             let records = {
@@ -269,7 +295,8 @@ impl DeliveryLoop {
         tracing::info!(
             topic,
             partition,
-            records = high - low,
+            from = start,
+            records = high - start,
             pending = scheduler.pending_in(partition),
             took_ms = started.elapsed().as_millis() as u64,
             "notification deliveries rebuilt from the log"
@@ -462,30 +489,51 @@ fn shorten(text: &str) -> String {
     short
 }
 
-/// The offset `consumer`'s group committed for `partition` of `notification.events` (0: none).
-fn committed(consumer: &GroupConsumer, partition: i32) -> Result<i64, KafkaError> {
+/// What `consumer`'s group committed for `partition` of `notification.events`: nothing (or a
+/// commit without the metadata, from before it was written) starts the rebuild at offset 0.
+fn committed(consumer: &GroupConsumer, partition: i32) -> Result<Checkpoint, KafkaError> {
     let mut wanted = TopicPartitionList::new();
     wanted.add_partition(Notification::EVENTS_TOPIC, partition);
     let committed = consumer.committed_offsets(wanted, kafka::METADATA_TIMEOUT)?;
-    Ok(match committed.find_partition(Notification::EVENTS_TOPIC, partition).map(|element| element.offset()) {
-        Some(Offset::Offset(offset)) => offset,
+    let Some(element) = committed.find_partition(Notification::EVENTS_TOPIC, partition) else { return Ok(Checkpoint { until: 0, rebuild_from: 0 }) };
+    let until = match element.offset() {
+        Offset::Offset(offset) => offset,
         _ => 0,
-    })
+    };
+    let rebuild_from = parse_rebuild_from(element.metadata()).filter(|from| *from <= until).unwrap_or(0);
+    Ok(Checkpoint { until, rebuild_from })
 }
 
-/// Commits how far each owned partition was read (at most once per [`IDLE_CHECK`]), so the
-/// next member knows which records were handled.
-fn commit(consumer: &GroupConsumer, owned: &mut HashMap<i32, Owned>) -> Result<(), KafkaError> {
+fn parse_rebuild_from(metadata: &str) -> Option<i64> {
+    metadata.strip_prefix(REBUILD_FROM)?.strip_prefix('=')?.trim().parse().ok()
+}
+
+/// Commits how far each owned partition was read, and where its next rebuild starts (at most
+/// once per [`IDLE_CHECK`]), so the next member knows which records were handled and which
+/// notifications may still wait.
+fn commit(consumer: &GroupConsumer, owned: &mut HashMap<i32, Owned>, scheduler: &Scheduler<OwnedMessage>) -> Result<(), KafkaError> {
     let mut offsets = TopicPartitionList::new();
-    for (partition, state) in owned.iter().filter(|(_, state)| state.read_until > state.committed_until) {
-        offsets.add_partition_offset(Notification::EVENTS_TOPIC, *partition, Offset::Offset(state.read_until))?;
+    let mut committing = Vec::new();
+    for (partition, state) in owned.iter() {
+        let rebuild_from =
+            scheduler.oldest_waiting(*partition, |record| record.offset()).map_or(state.read_until, |oldest| oldest.min(state.read_until));
+        let checkpoint = Checkpoint { until: state.read_until, rebuild_from };
+        if checkpoint == state.committed {
+            continue;
+        }
+        let mut element = offsets.add_partition(Notification::EVENTS_TOPIC, *partition);
+        element.set_offset(Offset::Offset(checkpoint.until))?;
+        element.set_metadata(format!("{REBUILD_FROM}={}", checkpoint.rebuild_from));
+        committing.push((*partition, checkpoint));
     }
-    if offsets.count() == 0 {
+    if committing.is_empty() {
         return Ok(());
     }
     consumer.commit(&offsets, CommitMode::Async)?;
-    for state in owned.values_mut() {
-        state.committed_until = state.read_until;
+    for (partition, checkpoint) in committing {
+        if let Some(state) = owned.get_mut(&partition) {
+            state.committed = checkpoint;
+        }
     }
     Ok(())
 }

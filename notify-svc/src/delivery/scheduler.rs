@@ -314,6 +314,18 @@ impl<R> Scheduler<R> {
             .min()
     }
 
+    /// Where a rebuild of `partition` must start so it misses no notification still waiting:
+    /// the oldest record, by `offset_of`, of those neither delivered nor parked (an attempt
+    /// under way included); `None` when none waits.
+    pub fn oldest_waiting(&self, partition: i32, offset_of: impl Fn(&R) -> i64) -> Option<i64> {
+        self.queues
+            .values()
+            .filter(|queue| queue.partition == partition)
+            .flat_map(|queue| queue.waiting.iter())
+            .map(|pending| offset_of(&pending.record))
+            .min()
+    }
+
     /// Notifications waiting for delivery (those under way included).
     pub fn pending(&self) -> usize {
         self.queues.values().map(|queue| queue.waiting.len()).sum()
@@ -578,5 +590,28 @@ mod tests {
         assert_eq!(scheduler.start_due(26), Due::default(), "o-2 waits for the attempt under way to end");
         assert_eq!(scheduler.finish(&key("c-1", "o-1"), Ok(()), 30), None);
         assert_eq!(orders(&scheduler.start_due(30)), [attempt_of("c-1", "o-2", 1)]);
+    }
+
+    #[test]
+    fn a_rebuild_starts_at_the_oldest_notification_still_waiting_on_its_partition() {
+        // The records stand for their offsets.
+        let mut scheduler: Scheduler<i64> = Scheduler::new(retry(), breaker(), 10);
+        assert_eq!(scheduler.oldest_waiting(0, |offset| *offset), None, "nothing sent yet");
+        scheduler.apply(0, &sent("c-1", 1, "o-1", 10), || 3);
+        scheduler.apply(0, &sent("c-2", 1, "o-2", 11), || 5);
+        scheduler.apply(1, &sent("c-3", 1, "o-3", 12), || 1);
+        scheduler.go_live(0);
+        let due = scheduler.start_due(20);
+        assert_eq!(due.attempts.len(), 2);
+        assert_eq!(scheduler.oldest_waiting(0, |offset| *offset), Some(3), "an attempt under way still waits");
+        assert_eq!(scheduler.oldest_waiting(1, |offset| *offset), Some(1), "partitions apart");
+        scheduler.apply(0, &event("c-1", 2, 30, NotificationEvent::NotificationDelivered { order_id: "o-1".into(), kind: KIND, attempts: 1 }), || 7);
+        assert_eq!(scheduler.oldest_waiting(0, |offset| *offset), Some(5), "the delivered one no longer holds the start back");
+        scheduler.apply(
+            0,
+            &event("c-2", 2, 31, NotificationEvent::NotificationParked { order_id: "o-2".into(), kind: KIND, attempts: 3, reason: "gone".into() }),
+            || 8,
+        );
+        assert_eq!(scheduler.oldest_waiting(0, |offset| *offset), None, "parked: nothing waits");
     }
 }

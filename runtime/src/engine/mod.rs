@@ -2,6 +2,7 @@
 //! aggregate stream, with its pure core in `command_core`), subscriptions (policies and other
 //! reactors), deadlines (an aggregate's waits that ran out), the operator pause and the
 //! supervisor that restarts a failed loop.
+mod accepted_history;
 pub(crate) mod command_core;
 pub(crate) mod command_processor;
 pub(crate) mod deadlines;
@@ -10,6 +11,7 @@ pub(crate) mod pause;
 pub(crate) mod subscription;
 pub(crate) mod supervise;
 
+pub use accepted_history::AcceptedHistory;
 pub use deadlines::{Deadlines, command_id_for_deadline};
 pub use error::LoopError;
 pub use subscription::{CommandOut, EventHandler, HandlerError};

@@ -3,21 +3,20 @@
 //! acknowledgements, then commit the source offsets. Redelivered events are stopped by the
 //! version rule; what slips through (a crash before the commit) yields commands with the same
 //! derived ids, which the command processor ignores.
-use super::{BATCH_LINGER, LoopError, MAX_BATCH, pause::wait_while_paused};
+use super::{BATCH_LINGER, LoopError, MAX_BATCH, accepted_history::AcceptedHistory, pause::wait_while_paused};
+use crate::snapshot::SnapshotStore;
 use crate::{
     history::HistoryGuard,
     kafka::{
         self, EventCodec, Pace, Parking,
         codec::Read,
         consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter},
-        event_log::read_records,
         headers, partition_for,
     },
     observe::{lag::LagReporter, metrics as m, telemetry},
     policy::Policy,
     shared::{LoopKind, command_id_for_reaction},
 };
-use crate::{history::HistoryTip, snapshot::SnapshotStore};
 use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, EventType, Stream};
 use rdkafka::{Message, consumer::Consumer};
 use std::{collections::HashMap, future::Future, sync::Arc, time::Instant};
@@ -63,7 +62,7 @@ impl<P: Policy> EventHandler<P::Source> for PolicyHandler<P> {
 pub struct Subscription<S: Stream, H: EventHandler<S>> {
     handler: H,
     codec: Arc<EventCodec<S>>,
-    snapshots: Arc<SnapshotStore>,
+    history: AcceptedHistory<S>,
     brokers: String,
     group_id: String,
     pace: Pace,
@@ -72,7 +71,8 @@ pub struct Subscription<S: Stream, H: EventHandler<S>> {
 impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
     pub fn new(handler: H, codec: Arc<EventCodec<S>>, snapshots: Arc<SnapshotStore>, brokers: &str, service: &str, pace: Pace) -> Self {
         let group_id = format!("{service}.{}", handler.name());
-        Subscription { handler, codec, snapshots, brokers: brokers.to_string(), group_id, pace }
+        let history = AcceptedHistory::new(codec.clone(), snapshots);
+        Subscription { handler, codec, history, brokers: brokers.to_string(), group_id, pace }
     }
 
     pub async fn run(&self) -> Result<(), LoopError> {
@@ -102,7 +102,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
             for ((_, partition), messages) in &groups {
                 if !guards.contains_key(partition) {
                     let first = messages.first().map_or(0, |m| m.offset());
-                    guards.insert(*partition, self.history_before(reader.clone(), *partition, first).await?);
+                    guards.insert(*partition, self.history.before(reader.clone(), *partition, first, &self.group_id).await?);
                 }
                 let Some(guard) = guards.get_mut(partition) else { continue };
                 for message in messages {
@@ -177,43 +177,5 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
             commit_batch(&consumer, &groups)?;
             m::batch_took(LoopKind::Policy, &self.group_id, started.elapsed());
         }
-    }
-
-    /// The accepted history of a partition up to `offset`, so the version rule holds from the
-    /// first event this member handles: the tips of the writer's newest snapshot that covers
-    /// no more than that (when it matches the log), and the events after it.
-    async fn history_before(&self, reader: Arc<rdkafka::consumer::BaseConsumer>, partition: i32, offset: i64) -> Result<HistoryGuard, LoopError> {
-        let started = Instant::now();
-        let mut guard = HistoryGuard::default();
-        if offset == 0 {
-            return Ok(guard);
-        }
-        let from = match self.snapshots.usable::<serde::de::IgnoredAny>(reader.clone(), S::EVENTS_TOPIC, partition, Some(offset)).await {
-            Some((covers, tips, _)) => {
-                for entry in tips.aggregates {
-                    guard.restore(entry.id, HistoryTip { version: entry.version, event_id: entry.event_id });
-                }
-                covers.offset
-            }
-            None => 0,
-        };
-        let (records, _) = read_records(reader, S::EVENTS_TOPIC.to_string(), partition, from, Some(offset)).await?;
-        tracing::info!(
-            topic = S::EVENTS_TOPIC, partition, group = %self.group_id, from_snapshot = from > 0, from, until = offset,
-            events = records.len(), took_ms = started.elapsed().as_millis() as u64, "accepted history rebuilt"
-        );
-        for record in &records {
-            let Some(bytes) = &record.value else { continue };
-            match self.codec.read(bytes).await? {
-                Read::Event(event) => {
-                    guard.accept(&event.metadata());
-                }
-                Read::Undecodable { envelope: Some(metadata), .. } => {
-                    guard.accept(&metadata);
-                }
-                Read::Undecodable { envelope: None, .. } => {}
-            }
-        }
-        Ok(guard)
     }
 }

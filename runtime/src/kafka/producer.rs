@@ -132,6 +132,8 @@ impl KafkaProducer {
     /// Hands the record to librdkafka; the future resolves when the broker has acknowledged
     /// (or refused) it. A full local queue is an error here (`QueueFull`), with the record
     /// back for another try.
+    // The record comes back by value for another try, as in rust-rdkafka's own `send_result`.
+    #[allow(clippy::result_large_err)]
     pub fn send_result<'a, K, P>(&self, record: FutureRecord<'a, K, P>) -> Result<Acknowledgement, (KafkaError, FutureRecord<'a, K, P>)>
     where
         K: ToBytes + ?Sized,

@@ -10,6 +10,7 @@ pub use list::{ServiceEntry, service, services};
 use crate::{
     decider::Decider,
     engine::{
+        AcceptedHistory,
         command_processor::CommandProcessor,
         deadlines::{DeadlineWatch, Deadlines},
         pause::wait_while_paused,
@@ -155,6 +156,13 @@ impl Service {
     /// every subscription to the stream.
     fn snapshot_store(&self, stream: &'static str) -> Result<Arc<SnapshotStore>, ServiceError> {
         Ok(Arc::new(SnapshotStore::new(stream, &self.config.schema_registry_url).map_err(CodecError::from)?))
+    }
+
+    /// The accepted history of `S`'s partitions, for a loop of the service's own that reads the
+    /// stream from somewhere in the middle (from the writer's snapshots and the log after them).
+    pub fn accepted_history<S: Stream>(&self) -> Result<AcceptedHistory<S>, ServiceError> {
+        let codec = Arc::new(EventCodec::<S>::new(&self.config.schema_registry_url)?);
+        Ok(AcceptedHistory::new(codec, self.snapshot_store(S::NAME)?))
     }
 
     /// A policy: another stream's events become commands for this service's aggregate. A step
