@@ -398,6 +398,34 @@ pub(crate) fn cached_watermarks<C: rdkafka::ClientContext>(client: &rdkafka::cli
     (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0).then_some((low, high))
 }
 
+/// Where a loop stands in `partition`: after the last record librdkafka handed it (its
+/// position), else where the loop started the partition itself (`starts`), else the group's
+/// committed offset (`committed` is asked only then), else the log's start `low`, where a group
+/// with nothing committed begins.
+pub(crate) fn loop_position<E>(
+    positions: &TopicPartitionList,
+    starts: &std::collections::HashMap<(String, i32), i64>,
+    (topic, partition): (&str, i32),
+    low: i64,
+    committed: impl FnOnce() -> Result<Option<i64>, E>,
+) -> Result<i64, E> {
+    if let Some(Offset::Offset(position)) = positions.find_partition(topic, partition).map(|p| p.offset()) {
+        return Ok(position);
+    }
+    if let Some(start) = starts.get(&(topic.to_string(), partition)) {
+        return Ok(*start);
+    }
+    Ok(committed()?.unwrap_or(low))
+}
+
+/// The offset `committed` holds for the partition, if one was committed.
+pub(crate) fn committed_offset(committed: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    match committed.find_partition(topic, partition).map(|p| p.offset()) {
+        Some(Offset::Offset(offset)) => Some(offset),
+        _ => None,
+    }
+}
+
 /// Header value as UTF-8, if present.
 pub fn header<M: Message>(message: &M, name: &str) -> Option<String> {
     message

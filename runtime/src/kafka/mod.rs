@@ -33,4 +33,4 @@ pub use topology::{
 pub use consume::{DeliveryError, GroupConsumer, Outbox, Outgoing, RebalanceTracker, dead_letter};
 pub use parking::{CONSUMER_PARKED, Parking};
 
-pub(crate) use clients::{assigned_consumer, cached_watermarks, header, headers_without};
+pub(crate) use clients::{assigned_consumer, cached_watermarks, committed_offset, header, headers_without, loop_position};

@@ -23,7 +23,7 @@
 //! alone proves nothing. The end is what a probe compares with: whatever landed after that
 //! response counts as new and no record is left behind. Pausing keeps librdkafka's position at
 //! the last record handed to the loop.
-use super::clients::cached_watermarks;
+use super::clients::{cached_watermarks, committed_offset, loop_position};
 use crate::kafka::Pace;
 use rdkafka::{
     Offset, TopicPartitionList,
@@ -232,22 +232,13 @@ fn caught_up_ends<C: ConsumerContext>(
     for element in assignment.elements() {
         let partition = (element.topic().to_string(), element.partition());
         let Some((low, end)) = cached_watermarks(consumer.client(), &partition.0, partition.1) else { return Ok(None) };
-        let position = match positions.find_partition(&partition.0, partition.1).map(|p| p.offset()) {
-            Some(Offset::Offset(position)) => position,
-            _ => match starts.get(&partition) {
-                Some(start) => *start,
-                None => {
-                    if committed.is_none() {
-                        committed = Some(consumer.committed_offsets(assignment.clone(), PROBE_TIMEOUT)?);
-                    }
-                    match committed.as_ref().and_then(|c| c.find_partition(&partition.0, partition.1)).map(|p| p.offset()) {
-                        Some(Offset::Offset(offset)) => offset,
-                        // Nothing committed: the group starts at the earliest record.
-                        _ => low,
-                    }
-                }
-            },
-        };
+        let position = loop_position(&positions, starts, (&partition.0, partition.1), low, || {
+            let committed = match &committed {
+                Some(committed) => committed,
+                None => committed.insert(consumer.committed_offsets(assignment.clone(), PROBE_TIMEOUT)?),
+            };
+            Ok::<_, KafkaError>(committed_offset(committed, &partition.0, partition.1))
+        })?;
         if position != end {
             return Ok(None);
         }

@@ -11,12 +11,12 @@
 //! Positions are local; the group's committed offsets (for partitions the loop has consumed
 //! nothing from) are asked once per assignment and then every `COMMITTED_MAX_AGE`.
 use crate::{
-    kafka::cached_watermarks,
+    kafka::{cached_watermarks, committed_offset, loop_position},
     shared::{LoopKind, now_millis},
 };
 use metrics::gauge;
 use rdkafka::{
-    Offset, TopicPartitionList,
+    TopicPartitionList,
     consumer::{Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
 };
@@ -126,6 +126,26 @@ struct Committed {
     asked_at: Instant,
 }
 
+impl Committed {
+    /// The group's committed offsets from `cache`, asked again when the assignment changed or
+    /// the answer is older than `COMMITTED_MAX_AGE`.
+    fn fresh<'c, C: ConsumerContext, K: Consumer<C>>(
+        cache: &'c mut Option<Committed>,
+        consumer: &K,
+        assigned: &[(String, i32)],
+    ) -> Result<&'c TopicPartitionList, KafkaError> {
+        let stale = |c: &Committed| c.assignment != assigned || c.asked_at.elapsed() >= COMMITTED_MAX_AGE;
+        let committed = match cache.take() {
+            Some(committed) if !stale(&committed) => cache.insert(committed),
+            _ => {
+                let offsets = consumer.committed(WATERMARK_TIMEOUT)?;
+                cache.insert(Committed { assignment: assigned.to_vec(), offsets, asked_at: Instant::now() })
+            }
+        };
+        Ok(&committed.offsets)
+    }
+}
+
 impl Measurer {
     /// High watermark − position for every partition assigned to `consumer`. Blocking (it may
     /// ask the broker).
@@ -139,33 +159,12 @@ impl Measurer {
                 Some(watermarks) => watermarks,
                 None => consumer.fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT)?,
             };
-            let position = match positions.find_partition(topic, *partition).map(|p| p.offset()) {
-                Some(Offset::Offset(offset)) => offset,
-                _ => match self.seed.get(&(topic.clone(), *partition)) {
-                    Some(seed) => *seed,
-                    None => match self.committed(consumer, &assigned)?.find_partition(topic, *partition).map(|p| p.offset()) {
-                        Some(Offset::Offset(offset)) => offset,
-                        // Nothing committed: the group starts at the earliest record.
-                        _ => low,
-                    },
-                },
-            };
+            let Measurer { seed, committed } = self;
+            let position = loop_position(&positions, seed, (topic, *partition), low, || {
+                Ok::<_, KafkaError>(committed_offset(Committed::fresh(committed, consumer, &assigned)?, topic, *partition))
+            })?;
             lags.insert((topic.clone(), *partition), (high - position).max(0));
         }
         Ok(lags)
-    }
-
-    /// The group's committed offsets, asked again when the assignment changed or the answer
-    /// is older than `COMMITTED_MAX_AGE`.
-    fn committed<C: ConsumerContext, K: Consumer<C>>(&mut self, consumer: &K, assigned: &[(String, i32)]) -> Result<&TopicPartitionList, KafkaError> {
-        let stale = |c: &Committed| c.assignment != assigned || c.asked_at.elapsed() >= COMMITTED_MAX_AGE;
-        let committed = match self.committed.take() {
-            Some(committed) if !stale(&committed) => self.committed.insert(committed),
-            _ => {
-                let offsets = consumer.committed(WATERMARK_TIMEOUT)?;
-                self.committed.insert(Committed { assignment: assigned.to_vec(), offsets, asked_at: Instant::now() })
-            }
-        };
-        Ok(&committed.offsets)
     }
 }
