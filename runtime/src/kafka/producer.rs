@@ -5,8 +5,9 @@
 //! That call hands librdkafka the time left in whole milliseconds (`Timeout::as_millis`
 //! truncates) and so spins through the last fraction of every step: about 1 % of a core per
 //! producer, loaded or idle, and a system runs some twenty of them. Here librdkafka calls back
-//! when an event lands on the producer's main queue (the hook `StreamConsumer` uses for its
-//! messages), the thread wakes, serves the queue until it is empty and parks again.
+//! when the producer's main queue goes from empty to holding an event (the hook
+//! `StreamConsumer` uses for its messages); the thread wakes, serves the queue until it is empty
+//! and parks again.
 use rdkafka::{
     ClientConfig, ClientContext, Message, bindings as ffi,
     client::Client,
