@@ -7,7 +7,7 @@
 //!   still being retried, although both live on the same partition and the bad one came first.
 //! * The bad one ends FAILED in `GET /notifications` after `NOTIFY_MAX_ATTEMPTS` attempts, with
 //!   the last error, and its `NotificationSent` record is on `notification.events.dlq`.
-//! * Once nothing of their partition waits, the delivery's commit says its next rebuild starts
+//! * Once nothing of their partition waits, the delivery's mark says its next rebuild starts
 //!   after them (not at offset 0), and the restarted notify-svc starts there.
 //! * After notify-svc is killed and started again, nothing delivered or parked is sent again.
 //! * Delivery outcome commands that are malformed or name no sent notification are rejected.
@@ -15,7 +15,7 @@
 //! One test function: the loop's consumer group is the same for every notify-svc, so two
 //! stacks of this binary at once would split the partitions between them.
 use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
-use rdkafka::{ClientConfig, TopicPartitionList, consumer::BaseConsumer, consumer::Consumer};
+use rdkafka::{Offset, TopicPartitionList, consumer::Consumer};
 use serde_json::{Value, json};
 use std::{
     sync::{Arc, Mutex},
@@ -117,31 +117,29 @@ async fn notifications_partitions(stack: &Stack) -> i32 {
     .expect("metadata task")
 }
 
-/// Polls the delivery group's commit of `partition` of `notification.events` until the start
-/// of its next rebuild (the commit's metadata) is at least `at_least`; returns that start.
+/// Polls the delivery's mark of `partition` of `notification.events` (the committed offset of
+/// its group `notify-svc.notify-delivery.rebuild-from`) until it is at least `at_least`;
+/// returns it.
 async fn delivery_rebuild_from(stack: &Stack, partition: i32, at_least: i64) -> i64 {
     let deadline = Instant::now() + WAIT;
     loop {
         let brokers = stack.brokers.clone();
-        let metadata = tokio::task::spawn_blocking(move || {
-            // Never subscribes: it only asks the group for its offsets.
-            let consumer: BaseConsumer =
-                ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", format!("{SVC}.notify-delivery")).create().expect("consumer");
+        let mark = tokio::task::spawn_blocking(move || {
+            let keeper = runtime::kafka::offsets_keeper(&brokers, &format!("{SVC}.notify-delivery.rebuild-from")).expect("consumer");
             let mut wanted = TopicPartitionList::new();
             wanted.add_partition("notification.events", partition);
-            let committed = consumer.committed_offsets(wanted, Duration::from_secs(10)).expect("committed offsets");
-            committed.find_partition("notification.events", partition).map(|element| element.metadata().to_string()).unwrap_or_default()
+            let committed = keeper.committed_offsets(wanted, Duration::from_secs(10)).expect("committed offsets");
+            match committed.find_partition("notification.events", partition).map(|element| element.offset()) {
+                Some(Offset::Offset(offset)) => Some(offset),
+                _ => None,
+            }
         })
         .await
         .expect("offsets task");
-        let from = metadata.strip_prefix("rebuild_from=").and_then(|from| from.parse::<i64>().ok());
-        if let Some(from) = from.filter(|from| *from >= at_least) {
+        if let Some(from) = mark.filter(|from| *from >= at_least) {
             return from;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the delivery's commit of partition {partition} still says {metadata:?}, wanted rebuild_from >= {at_least}"
-        );
+        assert!(Instant::now() < deadline, "the delivery's rebuild start of partition {partition} is still {mark:?}, wanted >= {at_least}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

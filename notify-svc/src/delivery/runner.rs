@@ -5,9 +5,10 @@
 //!
 //! * On (re)assignment a partition is read to its end before anything of it is sent, so its
 //!   delivered and parked notifications are known (the checkpoint is the log). The read starts
-//!   at the oldest notification that was still waiting when the group last committed (kept in
-//!   the commit's metadata, [`REBUILD_FROM`]), not at offset 0: everything before it was
-//!   delivered or parked. The version rule's history before that point comes from the
+//!   at the oldest notification that was still waiting when the loop last committed, not at
+//!   offset 0: everything before it was delivered or parked. That offset is the committed
+//!   offset of a group of its own ([`REBUILD_FROM_GROUP`]; commit metadata would do, but Nisshi
+//!   0.8.1 does not return it). The version rule's history before that point comes from the
 //!   writer's snapshots ([`AcceptedHistory`]), so a restart reads what is live, not all history.
 //! * A webhook failure is an outcome, never an error of the loop: the loop ends (and its
 //!   supervisor starts it again, rebuilding from the log) only when Kafka or the registry fails.
@@ -26,7 +27,7 @@ use contracts::notification::{Notification, NotificationCommand};
 use contracts::{CommandEnvelope, Stream};
 use rdkafka::{
     Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, CommitMode, Consumer},
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
     error::KafkaError,
     message::OwnedMessage,
 };
@@ -50,9 +51,9 @@ const REBUILD_CHUNK: i64 = 2_000;
 /// The consumer group of the service's delivery before outcomes were recorded (a subscription
 /// named `notify-deliver`): its committed offsets say how far it delivered.
 const HANDED_OVER_GROUP: &str = "notify-deliver";
-/// The key of the group's commit metadata that says where the next rebuild of a partition
-/// starts: `rebuild_from=<offset>`.
-const REBUILD_FROM: &str = "rebuild_from";
+/// The group (`<service>.<NAME>.<this>`) whose committed offset of a partition is where the
+/// next rebuild of it starts. Nobody joins it: the loop only commits and reads its offsets.
+const REBUILD_FROM_GROUP: &str = "rebuild-from";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryLoopError {
@@ -80,6 +81,7 @@ pub struct DeliveryLoop {
     brokers: String,
     group_id: String,
     handed_over_group_id: String,
+    rebuild_from_group_id: String,
 }
 
 /// A partition this member owns: its accepted history (the version rule), where its rebuild
@@ -104,6 +106,8 @@ struct Clients {
     consumer: Arc<GroupConsumer>,
     /// A member of the earlier delivery's group that never subscribes: asked for its offsets.
     handed_over: Arc<GroupConsumer>,
+    /// Keeps where each partition's next rebuild starts, as its group's committed offsets.
+    rebuild_from: Arc<BaseConsumer>,
     reader: Arc<BaseConsumer>,
     producer: kafka::KafkaProducer,
     command_partitions: i32,
@@ -129,6 +133,7 @@ impl DeliveryLoop {
             brokers: brokers.to_string(),
             group_id: format!("{service}.{NAME}"),
             handed_over_group_id: format!("{service}.{HANDED_OVER_GROUP}"),
+            rebuild_from_group_id: format!("{service}.{NAME}.{REBUILD_FROM_GROUP}"),
         }
     }
 
@@ -148,6 +153,7 @@ impl DeliveryLoop {
         let clients = Clients {
             consumer,
             handed_over: Arc::new(kafka::group_consumer(&self.brokers, &self.handed_over_group_id, Pace::Background).await?),
+            rebuild_from: Arc::new(kafka::offsets_keeper(&self.brokers, &self.rebuild_from_group_id)?),
             reader: Arc::new(kafka::reader(&self.brokers)?),
             producer: kafka::producer(&self.brokers)?,
             command_partitions,
@@ -195,7 +201,7 @@ impl DeliveryLoop {
             }
             gauge_state(&scheduler);
             if last_commit.elapsed() >= IDLE_CHECK {
-                commit(&clients.consumer, &mut owned, &scheduler)?;
+                commit(&clients, &mut owned, &scheduler)?;
                 last_commit = Instant::now();
             }
         }
@@ -253,9 +259,14 @@ impl DeliveryLoop {
         let started = Instant::now();
         let topic = Notification::EVENTS_TOPIC;
         let (checkpoint, handed_over_until, (low, high)) = {
-            let (consumer, handed_over, reader) = (clients.consumer.clone(), clients.handed_over.clone(), clients.reader.clone());
+            let (consumer, handed_over, rebuild_from, reader) =
+                (clients.consumer.clone(), clients.handed_over.clone(), clients.rebuild_from.clone(), clients.reader.clone());
             tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
-                Ok((committed(&consumer, partition)?, committed(&handed_over, partition)?.until, kafka::watermarks(&*reader, topic, partition)?))
+                let until = committed(&*consumer, partition)?;
+                // A start past what was handled is not one this loop wrote with it: ignored.
+                let checkpoint =
+                    Checkpoint { until, rebuild_from: Some(committed(&*rebuild_from, partition)?).filter(|from| *from <= until).unwrap_or(0) };
+                Ok((checkpoint, committed(&*handed_over, partition)?, kafka::watermarks(&*reader, topic, partition)?))
             })
             .await??
         };
@@ -489,47 +500,45 @@ fn shorten(text: &str) -> String {
     short
 }
 
-/// What `consumer`'s group committed for `partition` of `notification.events`: nothing (or a
-/// commit without the metadata, from before it was written) starts the rebuild at offset 0.
-fn committed(consumer: &GroupConsumer, partition: i32) -> Result<Checkpoint, KafkaError> {
+/// The offset `consumer`'s group committed for `partition` of `notification.events` (0: none).
+fn committed<X: ConsumerContext, C: Consumer<X>>(consumer: &C, partition: i32) -> Result<i64, KafkaError> {
     let mut wanted = TopicPartitionList::new();
     wanted.add_partition(Notification::EVENTS_TOPIC, partition);
     let committed = consumer.committed_offsets(wanted, kafka::METADATA_TIMEOUT)?;
-    let Some(element) = committed.find_partition(Notification::EVENTS_TOPIC, partition) else { return Ok(Checkpoint { until: 0, rebuild_from: 0 }) };
-    let until = match element.offset() {
-        Offset::Offset(offset) => offset,
+    Ok(match committed.find_partition(Notification::EVENTS_TOPIC, partition).map(|element| element.offset()) {
+        Some(Offset::Offset(offset)) => offset,
         _ => 0,
-    };
-    let rebuild_from = parse_rebuild_from(element.metadata()).filter(|from| *from <= until).unwrap_or(0);
-    Ok(Checkpoint { until, rebuild_from })
-}
-
-fn parse_rebuild_from(metadata: &str) -> Option<i64> {
-    metadata.strip_prefix(REBUILD_FROM)?.strip_prefix('=')?.trim().parse().ok()
+    })
 }
 
 /// Commits how far each owned partition was read, and where its next rebuild starts (at most
 /// once per [`IDLE_CHECK`]), so the next member knows which records were handled and which
-/// notifications may still wait.
-fn commit(consumer: &GroupConsumer, owned: &mut HashMap<i32, Owned>, scheduler: &Scheduler<OwnedMessage>) -> Result<(), KafkaError> {
-    let mut offsets = TopicPartitionList::new();
+/// notifications may still wait. Everything before a start is settled whatever was handled, so
+/// a crash between the two commits costs at most a longer rebuild (a start past the handled
+/// offset is ignored).
+fn commit(clients: &Clients, owned: &mut HashMap<i32, Owned>, scheduler: &Scheduler<OwnedMessage>) -> Result<(), KafkaError> {
+    let (mut handled, mut starts) = (TopicPartitionList::new(), TopicPartitionList::new());
     let mut committing = Vec::new();
     for (partition, state) in owned.iter() {
         let rebuild_from =
             scheduler.oldest_waiting(*partition, |record| record.offset()).map_or(state.read_until, |oldest| oldest.min(state.read_until));
         let checkpoint = Checkpoint { until: state.read_until, rebuild_from };
-        if checkpoint == state.committed {
-            continue;
+        if checkpoint.until != state.committed.until {
+            handled.add_partition_offset(Notification::EVENTS_TOPIC, *partition, Offset::Offset(checkpoint.until))?;
         }
-        let mut element = offsets.add_partition(Notification::EVENTS_TOPIC, *partition);
-        element.set_offset(Offset::Offset(checkpoint.until))?;
-        element.set_metadata(format!("{REBUILD_FROM}={}", checkpoint.rebuild_from));
-        committing.push((*partition, checkpoint));
+        if checkpoint.rebuild_from != state.committed.rebuild_from {
+            starts.add_partition_offset(Notification::EVENTS_TOPIC, *partition, Offset::Offset(checkpoint.rebuild_from))?;
+        }
+        if checkpoint != state.committed {
+            committing.push((*partition, checkpoint));
+        }
     }
-    if committing.is_empty() {
-        return Ok(());
+    if handled.count() > 0 {
+        clients.consumer.commit(&handled, CommitMode::Async)?;
     }
-    consumer.commit(&offsets, CommitMode::Async)?;
+    if starts.count() > 0 {
+        clients.rebuild_from.commit(&starts, CommitMode::Async)?;
+    }
     for (partition, checkpoint) in committing {
         if let Some(state) = owned.get_mut(&partition) {
             state.committed = checkpoint;

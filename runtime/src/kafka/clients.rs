@@ -259,6 +259,15 @@ fn static_member_id(group_id: &str) -> Result<Option<String>, KafkaError> {
     Ok(Some(id))
 }
 
+/// A client that reads and commits a consumer group's offsets without ever joining it: for a
+/// loop that keeps a second position per partition as the committed offsets of a group of its
+/// own. Never a static member, so its commits are the kind a group without members accepts
+/// (generation -1; Kafka and Nisshi both take them). Note that Kafka drops the offsets of a
+/// group without members `offsets.retention.minutes` (7 days) after its last commit.
+pub fn offsets_keeper(brokers: &str, group_id: &str) -> Result<BaseConsumer, KafkaError> {
+    base(brokers).set("group.id", group_id).set("enable.auto.commit", "false").set("enable.auto.offset.store", "false").create()
+}
+
 /// A consumer outside any group, for reading partitions by explicit assignment.
 pub fn reader(brokers: &str) -> Result<BaseConsumer, KafkaError> {
     base(brokers)
