@@ -29,10 +29,10 @@ async fn main() -> anyhow::Result<()> {
     let delivery = Arc::new(DeliveryLoop::new(delivery_config, sender, codec, history, &service.config.kafka_brokers, service.config.name));
     service
         .aggregate(NotificationDecider::new(templates))?
-        .policy(policies::NotifyFromOrders)?
-        .policy(policies::NotifyFromAccounts)?
-        .policy(policies::NotifyFromShipments)?
-        .policy(notify_from_stock)?
+        .background_policy(policies::NotifyFromOrders)?
+        .background_policy(policies::NotifyFromAccounts)?
+        .background_policy(policies::NotifyFromShipments)?
+        .background_policy(notify_from_stock)?
         .background_loop(&DeliveryLoop::label(), move || {
             let delivery = delivery.clone();
             async move { delivery.run().await }

@@ -171,6 +171,13 @@ impl Service {
         self.subscribe::<P::Source, _>(PolicyHandler(policy), Pace::Saga)
     }
 
+    /// A policy whose commands nothing in the saga waits for (notify-svc's: a notification is a
+    /// side effect of the saga, not a step of it): it follows its stream at [`Pace::Background`],
+    /// in fewer, longer fetches, which on Nisshi means fewer storage queries per order.
+    pub fn background_policy<P: Policy>(&mut self, policy: P) -> Result<&mut Self, ServiceError> {
+        self.subscribe::<P::Source, _>(PolicyHandler(policy), Pace::Background)
+    }
+
     /// A handler of a stream's events for side effects (sending notifications, metrics), which
     /// nothing in the saga waits on: it follows its stream at [`Pace::Background`].
     pub fn reactor<S: Stream, H: EventHandler<S>>(&mut self, handler: H) -> Result<&mut Self, ServiceError> {
