@@ -262,16 +262,14 @@ impl DeliveryLoop {
             let (consumer, handed_over, rebuild_from, reader) =
                 (clients.consumer.clone(), clients.handed_over.clone(), clients.rebuild_from.clone(), clients.reader.clone());
             tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
-                let until = committed(&*consumer, partition)?;
-                // A start past what was handled is not one this loop wrote with it: ignored.
-                let checkpoint =
-                    Checkpoint { until, rebuild_from: Some(committed(&*rebuild_from, partition)?).filter(|from| *from <= until).unwrap_or(0) };
+                let checkpoint = Checkpoint { until: committed(&*consumer, partition)?, rebuild_from: committed(&*rebuild_from, partition)? };
                 Ok((checkpoint, committed(&*handed_over, partition)?, kafka::watermarks(&*reader, topic, partition)?))
             })
             .await??
         };
         let handled_until = checkpoint.until;
-        // A start outside what the log holds (records removed, a replaced log) is not trusted.
+        // A start outside what the log holds (records removed, a replaced log) or past what was
+        // handled (a commit of the start that landed without its handled offset) is not trusted.
         let start = if (low..=handled_until).contains(&checkpoint.rebuild_from) { checkpoint.rebuild_from } else { low };
         let guard =
             if start > low { self.history.before(clients.reader.clone(), partition, start, &self.group_id).await? } else { HistoryGuard::default() };

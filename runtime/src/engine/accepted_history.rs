@@ -23,8 +23,8 @@ impl<S: Stream> AcceptedHistory<S> {
     }
 
     /// The tips of the writer's newest snapshot that covers no more than `offset` (when it
-    /// matches the log), then the events after it up to `offset`; `reader` names who asks, in
-    /// the log line.
+    /// matches the log), then the events after it up to `offset`; `for_reader` names who asks,
+    /// in the log line.
     pub async fn before(&self, reader: Arc<BaseConsumer>, partition: i32, offset: i64, for_reader: &str) -> Result<HistoryGuard, LoopError> {
         let started = Instant::now();
         let mut guard = HistoryGuard::default();
