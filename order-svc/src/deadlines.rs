@@ -26,6 +26,16 @@ pub fn waiting_on(status: OrderStatus) -> Option<SagaStep> {
     }
 }
 
+/// Whether an order in `status` is past every step of its saga: no later event brings it back
+/// into one (a cancellation from here on is shipping's to answer, and the order waits on no
+/// service for it).
+pub fn past_every_step(status: OrderStatus) -> bool {
+    match status {
+        OrderStatus::Pending | OrderStatus::StockReserved | OrderStatus::Paid => false,
+        OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::Cancelled => true,
+    }
+}
+
 /// What the order waits for in `step`, as the cancellation's detail says it.
 pub fn awaited(step: SagaStep) -> &'static str {
     match step {
@@ -111,6 +121,10 @@ impl runtime::Deadlines for OrderDeadlines {
     fn waiting(&self, state: &OrderState) -> Option<(SagaStep, Duration)> {
         let OrderState::Placed(order) = state else { return None };
         order.waiting_on().map(|step| (step, self.0.limit(step)))
+    }
+
+    fn finished(&self, state: &OrderState) -> bool {
+        matches!(state, OrderState::Placed(order) if past_every_step(order.status))
     }
 
     fn timed_out(&self, order_id: &str, step: SagaStep, limit: Duration) -> OrderCommand {

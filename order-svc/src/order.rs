@@ -278,6 +278,30 @@ impl PlacedOrder {
     }
 
     fn apply(&mut self, event: &OrderEvent) {
+        self.record_event(event);
+        self.forget_what_no_decision_needs();
+    }
+
+    /// Its writer holds every order it may still be told about, so an order keeps only what its
+    /// decisions from its status on still read: the reserved lines only while pending, the
+    /// address and currency until it is paid (`OrderPaid` carries them on), the lines until it
+    /// can no longer be cancelled (`OrderCancelled` carries them, for the stock to be released).
+    fn forget_what_no_decision_needs(&mut self) {
+        use OrderStatus::*;
+        if self.status != Pending {
+            self.reserved_skus = BTreeSet::new();
+        }
+        if matches!(self.status, Paid | Confirmed | Shipped | Delivered | Cancelled) {
+            self.currency = String::new();
+            self.shipping_address =
+                Address { name: String::new(), street: String::new(), city: String::new(), postal_code: String::new(), country: String::new() };
+        }
+        if matches!(self.status, Shipped | Delivered | Cancelled) {
+            self.lines = Vec::new();
+        }
+    }
+
+    fn record_event(&mut self, event: &OrderEvent) {
         match event {
             // Only the first OrderPlaced of a history counts.
             OrderEvent::OrderPlaced { .. } => {}
@@ -473,6 +497,64 @@ mod tests {
     }
     fn confirmed_requested() -> Vec<OrderEvent> {
         with(confirmed(), [cancellation_requested("changed my mind")])
+    }
+
+    /// Every decision from each status on is tested above on states folded this way; this
+    /// pins down what the writer stops holding, status by status.
+    #[test]
+    fn an_order_holds_only_what_its_later_decisions_read() {
+        let held = |history: Vec<OrderEvent>| {
+            let OrderState::Placed(order) = runtime::fold::<OrderDecider>(&history) else { panic!("placed") };
+            (order.reserved_skus.len(), order.currency.is_empty(), order.shipping_address.street.is_empty(), order.lines.len())
+        };
+        assert_eq!(held(partly_reserved()), (1, false, false, 2), "pending: counts its reserved lines");
+        assert_eq!(held(stock_reserved_history()), (0, false, false, 2), "payment still needs address and currency");
+        assert_eq!(held(confirmed()), (0, true, true, 2), "a cancellation still releases the lines");
+        assert_eq!(held(delivered()), (0, true, true, 0));
+        assert_eq!(held(cancelled_history()), (0, true, true, 0));
+    }
+
+    /// What the deadlines forget (`OrderDeadlines::finished`) must stay forgettable: from a
+    /// status past every step, whatever command comes and whatever the decider makes of it,
+    /// the order waits on no step again.
+    #[test]
+    fn an_order_past_every_step_never_waits_again_whatever_it_is_told() {
+        let commands = || {
+            [
+                place(),
+                cancel(Some("changed my mind")),
+                record_stock_reserved("SKU-A", 2),
+                record_stock_rejected(),
+                record_payment_captured(),
+                record_payment_declined(),
+                record_shipment_scheduled(),
+                record_shipment_rejected(),
+                record_shipment_dispatched(),
+                record_shipment_delivered(),
+                record_shipment_cancelled(),
+                record_cancellation_refused(),
+                TimeOutOrder { order_id: ORDER.into(), step: SagaStep::Shipment, deadline_ms: None },
+            ]
+        };
+        let histories = [confirmed(), confirmed_requested(), shipped(), delivered(), cancelled_history()];
+        let mut finished = 0;
+        for history in histories {
+            // Two commands in a row, each decided on the state the one before left.
+            for first in commands() {
+                for second in commands() {
+                    let mut state = runtime::fold::<OrderDecider>(&history);
+                    for command in [first.clone(), second] {
+                        let events = OrderDecider.decide(&state, &command).unwrap_or_default();
+                        state = events.iter().fold(state, OrderDecider::evolve);
+                        let OrderState::Placed(order) = &state else { panic!("an order that was placed stays placed") };
+                        assert!(crate::deadlines::past_every_step(order.status), "{:?} after {command:?}", order.status);
+                        assert_eq!(order.waiting_on(), None, "after {command:?}");
+                    }
+                    finished += 1;
+                }
+            }
+        }
+        assert_eq!(finished, 5 * 13 * 13);
     }
     /// Dispatched while the request was on its way to shipping.
     fn shipped_requested() -> Vec<OrderEvent> {

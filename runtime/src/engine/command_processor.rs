@@ -125,13 +125,25 @@ impl<D: Decider> CommandProcessor<D> {
         let snapshot_every = crate::snapshot::every_events();
         let mut parking = Parking::new(Pace::Saga, &self.group_id);
         loop {
-            let batch = parking.next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
+            let batch = parking.next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, consumer.context().assignment_grew()).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
             wait_while_paused(LoopKind::Command).await;
             let started = Instant::now();
             for (_, partition) in consumer.context().take_changed() {
                 owned.remove(&partition);
                 snapshots.remove(&partition);
+            }
+            // A partition is rebuilt as soon as it is assigned, not when its first command comes:
+            // after a restart or a takeover, the writer has its state by the time commands do.
+            if batch.is_empty() {
+                for partition in consumer.context().owned_partitions(stream_commands) {
+                    if !owned.contains_key(&partition) {
+                        let (state, slot) = self.take_over(&producer, reader.clone(), partition, snapshot_every).await?;
+                        owned.insert(partition, state);
+                        snapshots.insert(partition, slot);
+                    }
+                }
+                continue;
             }
             let mut groups = by_partition(batch);
             let not_owned = consumer.context().retain_owned(&mut groups);
@@ -143,12 +155,7 @@ impl<D: Decider> CommandProcessor<D> {
             let mut appended: HashMap<i32, Appended> = HashMap::new();
             for ((_, partition), messages) in &groups {
                 if !owned.contains_key(partition) {
-                    let (mut state, snapshot) = self.rehydrate(reader.clone(), *partition).await?;
-                    let slot = Arc::new(Mutex::new(Snapshots { newest: snapshot, ..Default::default() }));
-                    // A writer that had to read a long log saves the next one from reading it.
-                    if state.snapshot_due(snapshot_every) {
-                        self.snapshot(&producer, *partition, &mut state, slot.clone());
-                    }
+                    let (state, slot) = self.take_over(&producer, reader.clone(), *partition, snapshot_every).await?;
                     owned.insert(*partition, state);
                     snapshots.insert(*partition, slot);
                 }
@@ -265,6 +272,23 @@ impl<D: Decider> CommandProcessor<D> {
     /// Rebuilds every aggregate of one partition from its newest snapshot and the event log
     /// after it (or the whole log), and learns which commands of the partition were refused
     /// from its rejections. Returns the state and the snapshot it started from.
+    /// Rebuilds `partition` for a writer that has just been given it. A writer that had to read
+    /// a long log saves the next one from reading it.
+    async fn take_over(
+        &self,
+        producer: &KafkaProducer,
+        reader: Arc<rdkafka::consumer::BaseConsumer>,
+        partition: i32,
+        snapshot_every: u64,
+    ) -> Result<(PartitionState<D>, Arc<Mutex<Snapshots>>), LoopError> {
+        let (mut state, snapshot) = self.rehydrate(reader, partition).await?;
+        let slot = Arc::new(Mutex::new(Snapshots { newest: snapshot, ..Default::default() }));
+        if state.snapshot_due(snapshot_every) {
+            self.snapshot(producer, partition, &mut state, slot.clone());
+        }
+        Ok((state, slot))
+    }
+
     async fn rehydrate(
         &self,
         reader: Arc<rdkafka::consumer::BaseConsumer>,

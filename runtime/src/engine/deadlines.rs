@@ -13,6 +13,10 @@
 //! * a fired deadline's command id is derived from the aggregate and the version of the event
 //!   that began the wait, so firing it again (after a restart, or by the former owner during a
 //!   rebalance) is a duplicate the command processor ignores.
+//!
+//! An aggregate that is [finished](Deadlines::finished) (past every wait for good) is kept as
+//! its id alone: the sagas that ended leave the loop's memory, and what still comes for them
+//! is not taken for a new aggregate's history.
 use super::{BATCH_LINGER, LoopError, MAX_BATCH, pause::wait_while_paused};
 use crate::{
     decider::Decider,
@@ -65,6 +69,13 @@ pub trait Deadlines: Send + Sync + 'static {
     /// The step an aggregate in `state` waits in and how long it may wait there, or `None`.
     fn waiting(&self, state: &StateOf<Self>) -> Option<(Self::Step, Duration)>;
 
+    /// Whether an aggregate in `state` is done with waiting for good: no later event can put it
+    /// in a step again. The loop then keeps only the tip of its history, not its state, so the
+    /// sagas that ended leave its memory. By default none is (every state is kept).
+    fn finished(&self, _state: &StateOf<Self>) -> bool {
+        false
+    }
+
     /// The command telling aggregate `aggregate_id` that its wait in `step`, which may last
     /// `limit`, has run out.
     fn timed_out(&self, aggregate_id: &str, step: Self::Step, limit: Duration) -> CommandOf<Self>;
@@ -90,11 +101,26 @@ struct Wait<Step> {
     due_ms: i64,
 }
 
-/// One aggregate as the deadlines see it: its accepted history, its state, its wait.
-struct Tracked<T: Deadlines> {
+/// One aggregate as the deadlines see it.
+enum Tracked<T: Deadlines> {
+    /// Boxed, so that the many finished aggregates cost little more than their key.
+    Live(Box<Live<T>>),
+    /// [Finished](Deadlines::finished): whatever comes, it waits for nothing again, so neither
+    /// its state nor its history is kept.
+    Finished,
+}
+
+/// An aggregate that may wait: its accepted history, its state, its wait.
+struct Live<T: Deadlines> {
     tip: HistoryTip,
     state: StateOf<T>,
     wait: Option<Wait<T::Step>>,
+}
+
+impl<T: Deadlines> Default for Tracked<T> {
+    fn default() -> Self {
+        Tracked::Live(Box::new(Live { tip: HistoryTip::default(), state: Default::default(), wait: None }))
+    }
 }
 
 /// A wait that ran out: the command to produce, and what caused it.
@@ -125,35 +151,38 @@ impl<T: Deadlines> Schedule<T> {
 
     /// Folds in one event, read at `offset` of `partition`. Only an event that extends its
     /// aggregate's accepted history counts (the version rule): duplicates and a fenced-off
-    /// writer's events change nothing. Returns whether it counted.
+    /// writer's events change nothing, and nothing changes a finished aggregate. Returns whether
+    /// it counted.
     pub fn apply(&mut self, partition: i32, offset: i64, event: &EventEnvelope<EventOf<T>>) -> bool {
         let metadata = event.metadata();
-        let key = (partition, event.aggregate_id.clone());
-        let tracked = self.aggregates.entry(key).or_insert_with(|| Tracked { tip: HistoryTip::default(), state: Default::default(), wait: None });
-        if !tracked.tip.accepts(&metadata) {
+        let tracked = self.aggregates.entry((partition, event.aggregate_id.clone())).or_default();
+        let Tracked::Live(live) = tracked else { return false };
+        if !live.tip.accepts(&metadata) {
             return false;
         }
-        tracked.tip.advance(&metadata);
-        tracked.state = <T::Decider as Decider>::evolve(std::mem::take(&mut tracked.state), &event.payload);
-        let waiting = self.deadlines.waiting(&tracked.state);
-        if tracked.wait.as_ref().map(|wait| wait.step) == waiting.map(|(step, _)| step) {
-            return true;
+        live.tip.advance(&metadata);
+        live.state = <T::Decider as Decider>::evolve(std::mem::take(&mut live.state), &event.payload);
+        let waiting = self.deadlines.waiting(&live.state);
+        if live.wait.as_ref().map(|wait| wait.step) != waiting.map(|(step, _)| step) {
+            if let Some(ended) = live.wait.take() {
+                self.pending.remove(&(ended.due_ms, partition, event.aggregate_id.clone()));
+            }
+            if let Some((step, limit)) = waiting {
+                let due_ms = event.occurred_at.saturating_add(i64::try_from(limit.as_millis()).unwrap_or(i64::MAX));
+                live.wait = Some(Wait {
+                    step,
+                    limit,
+                    began_at_version: event.version,
+                    began_with_event: event.event_id.clone(),
+                    began_at_offset: offset,
+                    correlation_id: event.correlation_id.clone(),
+                    due_ms,
+                });
+                self.pending.insert((due_ms, partition, event.aggregate_id.clone()));
+            }
         }
-        if let Some(ended) = tracked.wait.take() {
-            self.pending.remove(&(ended.due_ms, partition, event.aggregate_id.clone()));
-        }
-        if let Some((step, limit)) = waiting {
-            let due_ms = event.occurred_at.saturating_add(i64::try_from(limit.as_millis()).unwrap_or(i64::MAX));
-            tracked.wait = Some(Wait {
-                step,
-                limit,
-                began_at_version: event.version,
-                began_with_event: event.event_id.clone(),
-                began_at_offset: offset,
-                correlation_id: event.correlation_id.clone(),
-                due_ms,
-            });
-            self.pending.insert((due_ms, partition, event.aggregate_id.clone()));
+        if waiting.is_none() && self.deadlines.finished(&live.state) {
+            *tracked = Tracked::Finished;
         }
         true
     }
@@ -161,10 +190,11 @@ impl<T: Deadlines> Schedule<T> {
     /// Counts an event that does not decode (its envelope read alone) in its aggregate's
     /// history, without changing its state or its wait, so the aggregate's later events apply.
     pub fn skip(&mut self, partition: i32, metadata: &EventMetadata) {
-        let key = (partition, metadata.aggregate_id.clone());
-        let tracked = self.aggregates.entry(key).or_insert_with(|| Tracked { tip: HistoryTip::default(), state: Default::default(), wait: None });
-        if tracked.tip.accepts(metadata) {
-            tracked.tip.advance(metadata);
+        let tracked = self.aggregates.entry((partition, metadata.aggregate_id.clone())).or_default();
+        if let Tracked::Live(live) = tracked
+            && live.tip.accepts(metadata)
+        {
+            live.tip.advance(metadata);
         }
     }
 
@@ -176,7 +206,8 @@ impl<T: Deadlines> Schedule<T> {
             && *due_ms <= now_ms
         {
             let Some((due_ms, partition, aggregate_id)) = self.pending.pop_first() else { break };
-            let Some(wait) = self.aggregates.get(&(partition, aggregate_id.clone())).and_then(|tracked| tracked.wait.as_ref()) else { continue };
+            let Some(Tracked::Live(live)) = self.aggregates.get(&(partition, aggregate_id.clone())) else { continue };
+            let Some(wait) = live.wait.as_ref() else { continue };
             expired.push(Expired {
                 partition,
                 command_id: command_id_for_deadline(&aggregate_id, T::NAME, wait.began_at_version),
@@ -211,8 +242,13 @@ impl<T: Deadlines> Schedule<T> {
                 waiting.insert(entry.id);
                 continue;
             }
-            let tip = HistoryTip { version: entry.version, event_id: entry.event_id };
-            self.aggregates.insert((partition, entry.id), Tracked { tip, state: entry.state, wait: None });
+            let tracked = if self.deadlines.finished(&entry.state) {
+                Tracked::Finished
+            } else {
+                let tip = HistoryTip { version: entry.version, event_id: entry.event_id };
+                Tracked::Live(Box::new(Live { tip, state: entry.state, wait: None }))
+            };
+            self.aggregates.insert((partition, entry.id), tracked);
         }
         (waiting, from)
     }
@@ -456,7 +492,8 @@ mod tests {
     use crate::decider::Rejection;
     use contracts::stock::{Stock, StockCommand, StockEvent};
 
-    /// A stock item that waits to be released once reserved, and for nothing otherwise.
+    /// A stock item that waits to be released once reserved, and for nothing otherwise; once
+    /// shipped it is gone and waits for nothing ever again.
     struct Shelf;
 
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -464,6 +501,7 @@ mod tests {
         #[default]
         Free,
         Reserved(String),
+        Gone,
     }
 
     impl Decider for Shelf {
@@ -474,8 +512,10 @@ mod tests {
         }
         fn evolve(state: Held, event: &StockEvent) -> Held {
             match event {
+                _ if state == Held::Gone => Held::Gone,
                 StockEvent::StockReserved { order_id, .. } => Held::Reserved(order_id.clone()),
-                StockEvent::StockReleased { .. } | StockEvent::StockShipped { .. } => Held::Free,
+                StockEvent::StockReleased { .. } => Held::Free,
+                StockEvent::StockShipped { .. } => Held::Gone,
                 _ => state,
             }
         }
@@ -495,6 +535,9 @@ mod tests {
         }
         fn timed_out(&self, sku: &str, _: Release, _: Duration) -> StockCommand {
             StockCommand::ReleaseStock { sku: sku.into(), order_id: "timed-out".into() }
+        }
+        fn finished(&self, state: &Held) -> bool {
+            *state == Held::Gone
         }
     }
 
@@ -528,6 +571,35 @@ mod tests {
     }
     fn released() -> StockEvent {
         StockEvent::StockReleased { order_id: "o-1".into(), quantity: 1 }
+    }
+    fn shipped() -> StockEvent {
+        StockEvent::StockShipped { order_id: "o-1".into(), quantity: 1 }
+    }
+
+    fn holds_state(schedule: &Schedule<ReleaseDeadline>, sku: &str) -> bool {
+        matches!(schedule.aggregates.get(&(0, sku.to_string())), Some(Tracked::Live(_)))
+    }
+
+    #[test]
+    fn a_finished_aggregate_keeps_neither_its_state_nor_its_history() {
+        let mut watched = schedule();
+        watched.apply(0, 0, &event("sku-1", 1, 0, reserved()));
+        assert!(holds_state(&watched, "sku-1"));
+        assert!(watched.apply(0, 1, &event("sku-1", 2, SECOND, shipped())));
+        assert!(!holds_state(&watched, "sku-1"), "shipped: gone for good, its state is dropped");
+        assert_eq!(watched.next_due(), None, "the wait ended with it");
+        assert!(!watched.apply(0, 2, &event("sku-1", 3, 2 * SECOND, reserved())), "nothing counts for it any more");
+        assert_eq!(watched.next_due(), None, "it never waits again");
+        assert!(!holds_state(&watched, "sku-1"));
+        let entry = |id: &str, state: Held| Entry { id: id.into(), version: 2, event_id: Some(format!("{id}-e2")), first_offset: Some(0), state };
+        let mut restored = schedule();
+        restored.restore(0, vec![entry("sku-1", Held::Gone), entry("sku-2", Held::Free)]);
+        assert!(!holds_state(&restored, "sku-1"), "a finished aggregate of a snapshot leaves no state either");
+        assert!(holds_state(&restored, "sku-2"));
+        assert!(!restored.apply(0, 9, &event("sku-1", 3, 2 * SECOND, reserved())));
+        assert_eq!(restored.next_due(), None);
+        assert!(restored.apply(0, 9, &event("sku-2", 3, 2 * SECOND, reserved())), "sku-2's tip came from the snapshot");
+        assert_eq!(restored.next_due(), Some(12 * SECOND));
     }
 
     #[test]

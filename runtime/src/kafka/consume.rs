@@ -41,11 +41,24 @@ pub struct RebalanceTracker {
     /// A static member's id, held as long as the consumer lives: the context is dropped only
     /// after the consumer has closed (see [`super::group_consumer`]).
     pub(super) static_member: Option<super::clients::StaticMemberLease>,
+    /// Told whenever partitions are assigned (a permit waits if nobody listens yet).
+    assignment_grew: tokio::sync::Notify,
 }
 
 impl RebalanceTracker {
     pub(super) fn for_group(group_id: &str) -> Self {
         RebalanceTracker { group_id: group_id.to_string(), ..Default::default() }
+    }
+
+    /// Completes once partitions have been assigned since the last time it completed.
+    pub async fn assignment_grew(&self) {
+        self.assignment_grew.notified().await
+    }
+
+    /// The partitions of `topic` this member owns now.
+    pub fn owned_partitions(&self, topic: &str) -> Vec<i32> {
+        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        owned.iter().filter(|(t, _)| t == topic).map(|(_, partition)| *partition).collect()
     }
 
     pub fn take_changed(&self) -> HashSet<(String, i32)> {
@@ -75,6 +88,9 @@ impl RebalanceTracker {
         for element in list.elements() {
             owned.insert((element.topic().to_string(), element.partition()));
             changed.insert((element.topic().to_string(), element.partition()));
+        }
+        if list.count() > 0 {
+            self.assignment_grew.notify_one();
         }
     }
 

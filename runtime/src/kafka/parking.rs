@@ -98,6 +98,25 @@ impl Parking {
         Ok(batch)
     }
 
+    /// [`Parking::next_batch`], or an empty batch as soon as `interrupt` completes while no
+    /// record has come yet (a record already taken is always handed over in a batch).
+    pub async fn next_batch_or<C: ConsumerContext + 'static>(
+        &mut self,
+        consumer: &Arc<StreamConsumer<C>>,
+        max: usize,
+        linger: Duration,
+        interrupt: impl Future<Output = ()>,
+    ) -> Result<Vec<OwnedMessage>, KafkaError> {
+        // `next_record` is cancellation-safe, so giving it up for `interrupt` loses no record.
+        let first = tokio::select! {
+            first = self.next_record(consumer) => first?,
+            () = interrupt => return Ok(Vec::new()),
+        };
+        let batch = super::consume::batch_after(consumer, first, max, linger).await?;
+        self.last_record = Instant::now();
+        Ok(batch)
+    }
+
     /// The next record, parking and probing while none comes. Cancellation-safe: a wait cut
     /// short loses no record, and a parked loop stays parked until its next call.
     pub async fn next_record<C: ConsumerContext + 'static>(&mut self, consumer: &Arc<StreamConsumer<C>>) -> Result<OwnedMessage, KafkaError> {

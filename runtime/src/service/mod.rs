@@ -105,6 +105,9 @@ pub struct Service {
     /// Every supervised loop's state, for `/ready`.
     loops: Loops,
     access: AccessPolicy,
+    /// One per stream, shared by every loop of the service that reads its snapshots, so that
+    /// loops starting together share one read of a partition's snapshot.
+    snapshot_stores: std::sync::Mutex<HashMap<&'static str, Arc<SnapshotStore>>>,
 }
 
 impl Service {
@@ -133,6 +136,7 @@ impl Service {
             projections: Vec::new(),
             loops: Loops::default(),
             access,
+            snapshot_stores: Default::default(),
         })
     }
 
@@ -155,7 +159,13 @@ impl Service {
     /// The snapshots of `stream`'s writer: written by its command processor, read by it and by
     /// every subscription to the stream.
     fn snapshot_store(&self, stream: &'static str) -> Result<Arc<SnapshotStore>, ServiceError> {
-        Ok(Arc::new(SnapshotStore::new(stream, &self.config.schema_registry_url).map_err(CodecError::from)?))
+        let mut stores = self.snapshot_stores.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(store) = stores.get(stream) {
+            return Ok(store.clone());
+        }
+        let store = Arc::new(SnapshotStore::new(stream, &self.config.schema_registry_url).map_err(CodecError::from)?);
+        stores.insert(stream, store.clone());
+        Ok(store)
     }
 
     /// The accepted history of `S`'s partitions, for a loop of the service's own that reads the

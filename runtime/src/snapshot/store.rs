@@ -16,7 +16,11 @@ use schema_registry_converter::{
     schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema},
 };
 use serde::de::DeserializeOwned;
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError, Weak},
+    time::Duration,
+};
 
 /// The Avro schema of one part.
 pub const SNAPSHOT_SCHEMA: &str = include_str!("../../../schemas/snapshot.avsc");
@@ -53,6 +57,19 @@ pub struct SnapshotStore {
     encoder: AvroEncoder,
     decoder: AvroDecoder,
     strategy: SubjectNameStrategy,
+    /// Per partition, the newest snapshot last found, while a reader still holds it. A service's
+    /// loops that start together (its writer, its deadlines, its subscriptions to the stream)
+    /// then read a partition's snapshot once, not once each: at 100,000 orders a snapshot is
+    /// 50 MB, and three copies read at once made most of a restarted order-svc's memory.
+    recent: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<Recent>>>>,
+}
+
+/// The newest snapshot of a partition as last found: valid while the snapshot topic's end is
+/// still `high` (no snapshot written since) and a reader holds it.
+#[derive(Default)]
+struct Recent {
+    high: i64,
+    found: Weak<Found>,
 }
 
 /// A complete snapshot, read back.
@@ -86,6 +103,7 @@ impl SnapshotStore {
             topic,
             encoder: AvroEncoder::new(registry_settings(registry_url)?),
             decoder: AvroDecoder::new(registry_settings(registry_url)?),
+            recent: Mutex::default(),
         })
     }
 
@@ -135,15 +153,25 @@ impl SnapshotStore {
 
     /// The newest complete snapshot of `partition` that covers at most `at_most` events (any,
     /// when `None`), among the newest few; `None` when there is none, or snapshots are off.
-    async fn newest(&self, reader: Arc<BaseConsumer>, partition: i32, at_most: Option<i64>) -> Result<Option<Found>, SnapshotError> {
+    /// Readers of one partition take turns, and a reader that comes while the newest snapshot
+    /// is still held by another shares it.
+    async fn newest(&self, reader: Arc<BaseConsumer>, partition: i32, at_most: Option<i64>) -> Result<Option<Arc<Found>>, SnapshotError> {
         // Snapshots off: neither written nor read (the whole log is, as without them).
         if super::every_events() == 0 {
             return Ok(None);
         }
+        let turn = self.recent.lock().unwrap_or_else(PoisonError::into_inner).entry(partition).or_default().clone();
+        let mut recent = turn.lock().await;
         let (low, high) = {
             let (reader, topic) = (reader.clone(), self.topic.clone());
             tokio::task::spawn_blocking(move || crate::kafka::watermarks(&*reader, &topic, partition)).await.map_err(|_| KafkaError::Canceled)??
         };
+        if recent.high == high
+            && let Some(found) = recent.found.upgrade()
+            && at_most.is_none_or(|bound| found.parts[0].covers_offset <= bound)
+        {
+            return Ok(Some(found));
+        }
         // Newest first as read; `window` holds the decoded parts in offset order.
         let mut window: Vec<SnapshotPart> = Vec::new();
         let mut until = high;
@@ -176,8 +204,15 @@ impl SnapshotStore {
             until = from;
             let complete = complete_snapshots(&window);
             looked_at = complete.len();
-            if let Some(range) = complete.into_iter().find(|range| at_most.is_none_or(|bound| window[range.start].covers_offset <= bound)) {
-                return Ok(Some(Found { parts: window[range].to_vec() }));
+            if let Some((k, range)) =
+                complete.into_iter().enumerate().find(|(_, range)| at_most.is_none_or(|bound| window[range.start].covers_offset <= bound))
+            {
+                let found = Arc::new(Found { parts: window.drain(range).collect() });
+                // Only the partition's newest snapshot is worth sharing: most readers want it.
+                if k == 0 {
+                    *recent = Recent { high, found: Arc::downgrade(&found) };
+                }
+                return Ok(Some(found));
             }
         }
         Ok(None)
