@@ -137,9 +137,9 @@ impl<D: Decider> CommandProcessor<D> {
             // after a restart or a takeover, the writer has its state by the time commands do.
             if batch.is_empty() {
                 for partition in consumer.context().owned_partitions(stream_commands) {
-                    if !owned.contains_key(&partition) {
+                    if let std::collections::hash_map::Entry::Vacant(vacant) = owned.entry(partition) {
                         let (state, slot) = self.take_over(&producer, reader.clone(), partition, snapshot_every).await?;
-                        owned.insert(partition, state);
+                        vacant.insert(state);
                         snapshots.insert(partition, slot);
                     }
                 }
