@@ -482,6 +482,21 @@ mod tests {
     fn record_cancellation_refused() -> OrderCommand {
         RecordShipmentCancellationRefused { order_id: ORDER.into(), reason: "shipment already dispatched".into() }
     }
+    /// One of each command by which another service reports back.
+    fn every_record_command() -> Vec<OrderCommand> {
+        vec![
+            record_stock_reserved("SKU-A", 2),
+            record_stock_rejected(),
+            record_payment_captured(),
+            record_payment_declined(),
+            record_shipment_scheduled(),
+            record_shipment_rejected(),
+            record_shipment_dispatched(),
+            record_shipment_delivered(),
+            record_shipment_cancelled(),
+            record_cancellation_refused(),
+        ]
+    }
     fn cancel(reason: Option<&str>) -> OrderCommand {
         CancelOrder { order_id: ORDER.into(), reason: reason.map(Into::into) }
     }
@@ -520,21 +535,10 @@ mod tests {
     #[test]
     fn an_order_past_every_step_never_waits_again_whatever_it_is_told() {
         let commands = || {
-            [
-                place(),
-                cancel(Some("changed my mind")),
-                record_stock_reserved("SKU-A", 2),
-                record_stock_rejected(),
-                record_payment_captured(),
-                record_payment_declined(),
-                record_shipment_scheduled(),
-                record_shipment_rejected(),
-                record_shipment_dispatched(),
-                record_shipment_delivered(),
-                record_shipment_cancelled(),
-                record_cancellation_refused(),
-                TimeOutOrder { order_id: ORDER.into(), step: SagaStep::Shipment, deadline_ms: None },
-            ]
+            let mut all = vec![place(), cancel(Some("changed my mind"))];
+            all.extend(every_record_command());
+            all.push(TimeOutOrder { order_id: ORDER.into(), step: SagaStep::Shipment, deadline_ms: None });
+            all
         };
         let histories = [confirmed(), confirmed_requested(), shipped(), delivered(), cancelled_history()];
         let mut finished = 0;
@@ -811,18 +815,7 @@ mod tests {
 
     #[test]
     fn every_record_command_for_an_unknown_order_is_a_no_op() {
-        for command in [
-            record_stock_reserved("SKU-A", 2),
-            record_stock_rejected(),
-            record_payment_captured(),
-            record_payment_declined(),
-            record_shipment_scheduled(),
-            record_shipment_rejected(),
-            record_shipment_dispatched(),
-            record_shipment_delivered(),
-            record_shipment_cancelled(),
-            record_cancellation_refused(),
-        ] {
+        for command in every_record_command() {
             given(&OrderDecider, vec![]).when(command).then_nothing();
         }
     }
