@@ -7,8 +7,9 @@ use hashlink::LruCache;
 
 /// How many aggregates a [`HistoryGuard`] keeps the tips of: the most recently extended ones.
 /// What fails the version rule comes soon after the history it forks (a writer that lost its
-/// partition writes only until it learns so), so this bounds a reader's memory without letting
-/// such an event through; an aggregate quiet for longer starts over at its next event.
+/// partition writes only until it learns so), so this bounds a reader's memory at little cost
+/// to the rule; an aggregate quiet for longer starts over at its next event. Tips restored from
+/// a snapshot come in no order of recency: beyond this many, which of them stay is arbitrary.
 pub const TIPS_REMEMBERED: usize = 100_000;
 
 /// Tip of one aggregate's accepted history.

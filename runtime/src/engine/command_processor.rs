@@ -269,9 +269,6 @@ impl<D: Decider> CommandProcessor<D> {
         });
     }
 
-    /// Rebuilds every aggregate of one partition from its newest snapshot and the event log
-    /// after it (or the whole log), and learns which commands of the partition were refused
-    /// from its rejections. Returns the state and the snapshot it started from.
     /// Rebuilds `partition` for a writer that has just been given it. A writer that had to read
     /// a long log saves the next one from reading it.
     async fn take_over(
@@ -289,6 +286,9 @@ impl<D: Decider> CommandProcessor<D> {
         Ok((state, slot))
     }
 
+    /// Rebuilds every aggregate of one partition from its newest snapshot and the event log
+    /// after it (or the whole log), and learns which commands of the partition were refused
+    /// from its rejections. Returns the state and the snapshot it started from.
     async fn rehydrate(
         &self,
         reader: Arc<rdkafka::consumer::BaseConsumer>,

@@ -70,8 +70,8 @@ pub trait Deadlines: Send + Sync + 'static {
     fn waiting(&self, state: &StateOf<Self>) -> Option<(Self::Step, Duration)>;
 
     /// Whether an aggregate in `state` is done with waiting for good: no later event can put it
-    /// in a step again. The loop then keeps only the tip of its history, not its state, so the
-    /// sagas that ended leave its memory. By default none is (every state is kept).
+    /// in a step again. The loop then keeps only its id, neither its state nor its history, so
+    /// the sagas that ended leave its memory. By default none is (every state is kept).
     fn finished(&self, _state: &StateOf<Self>) -> bool {
         false
     }

@@ -26,10 +26,10 @@ pub enum Pace {
     /// A step of the order saga (command processors, policies, the order view that
     /// `wait_for` watches): 250 ms, or `KAFKA_FETCH_WAIT_MS`.
     Saga,
-    /// Nothing waits on it (other read models, command outcomes, side effects such as
-    /// notify-svc's policies and notification delivery): 1 s, or `KAFKA_BACKGROUND_FETCH_WAIT_MS`. Over half of the
-    /// partitions the services read are these; polling them four times less often is what
-    /// the idle broker saves.
+    /// Nothing waits on it (other read models, command outcomes, notify-svc's policies, side
+    /// effects such as notification delivery): 1 s, or `KAFKA_BACKGROUND_FETCH_WAIT_MS`. Over
+    /// half of the partitions the services read are these; polling them four times less often
+    /// is what the idle broker saves.
     Background,
 }
 
