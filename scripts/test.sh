@@ -242,6 +242,9 @@ chaos_short() {
     summary+=("chaos (45 s at 300 orders/min, faults of every kind): passed in $(fmt_duration $(($(now_s) - start)))")
   else
     summary+=("chaos (45 s at 300 orders/min): FAILED (summary and logs under $TEST_RUN_DIR/chaos)")
+    local line
+    while IFS= read -r line; do summary+=("  chaos: $line"); done \
+      < <(python3 "$REPO_ROOT/scripts/lib/chaos_failures.py" "$TEST_RUN_DIR/chaos/summary.json")
     ((test_rc != 0)) || test_rc=1
   fi
 }

@@ -9,7 +9,8 @@ use hashlink::LruCache;
 /// What fails the version rule comes soon after the history it forks (a writer that lost its
 /// partition writes only until it learns so), so this bounds a reader's memory at little cost
 /// to the rule; an aggregate quiet for longer starts over at its next event. Tips restored from
-/// a snapshot come in no order of recency: beyond this many, which of them stay is arbitrary.
+/// a snapshot come oldest aggregate first (by its first event's offset), the nearest to recency
+/// a snapshot knows: beyond this many, the oldest aggregates' tips are let go.
 pub const TIPS_REMEMBERED: usize = 100_000;
 
 /// Tip of one aggregate's accepted history.

@@ -32,7 +32,10 @@ impl<S: Stream> AcceptedHistory<S> {
             return Ok(guard);
         }
         let from = match self.snapshots.usable::<serde::de::IgnoredAny>(reader.clone(), S::EVENTS_TOPIC, partition, Some(offset)).await {
-            Some((covers, tips, _)) => {
+            Some((covers, mut tips, _)) => {
+                // Oldest aggregate first, so the guard's recency order starts close to the log's:
+                // beyond its capacity, the tips let go are those of the oldest aggregates.
+                tips.aggregates.sort_unstable_by_key(|entry| entry.first_offset);
                 for entry in tips.aggregates {
                     guard.restore(entry.id, HistoryTip { version: entry.version, event_id: entry.event_id });
                 }
@@ -57,6 +60,7 @@ impl<S: Stream> AcceptedHistory<S> {
                 Read::Undecodable { envelope: None, .. } => {}
             }
         }
+        super::heap::rebuilt();
         Ok(guard)
     }
 }

@@ -283,6 +283,7 @@ impl<D: Decider> CommandProcessor<D> {
         if state.snapshot_due(snapshot_every) {
             self.snapshot(producer, partition, &mut state, slot.clone());
         }
+        super::heap::rebuilt();
         Ok((state, slot))
     }
 

@@ -392,6 +392,7 @@ impl<T: Deadlines> DeadlineWatch<T> {
             deadlines = T::NAME,
             "deadlines rebuilt from the log"
         );
+        super::heap::rebuilt();
         Ok(end)
     }
 

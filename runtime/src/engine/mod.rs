@@ -1,12 +1,13 @@
 //! The consuming loops that move the system: the command processor (the single writer of an
 //! aggregate stream, with its pure core in `command_core`), subscriptions (policies and other
-//! reactors), deadlines (an aggregate's waits that ran out), the operator pause and the
-//! supervisor that restarts a failed loop.
+//! reactors), deadlines (an aggregate's waits that ran out), the operator pause, the
+//! supervisor that restarts a failed loop, and the heap trim after rebuilds.
 mod accepted_history;
 pub(crate) mod command_core;
 pub(crate) mod command_processor;
 pub(crate) mod deadlines;
 mod error;
+mod heap;
 pub(crate) mod pause;
 pub(crate) mod subscription;
 pub(crate) mod supervise;

@@ -4,7 +4,8 @@
 //! CONFIRMED, as its writer appends them), then order-svc is killed (-9) and started again, with
 //! snapshots off (`SNAPSHOT_EVERY_EVENTS=0`: the whole log is read) and on. Each restart is timed
 //! to `/ready` and to a new order's first decision being visible; the table and summary.json
-//! give those with the resident memory of the process.
+//! give those with the resident memory of the process at that decision and once every loop
+//! has rebuilt and the rebuilds' garbage was given back ([`RSS_SETTLE`] later).
 use clap::Parser;
 use contracts::{
     EventEnvelope, Stream,
@@ -40,6 +41,11 @@ const SERVICE: &str = "order-svc";
 const PROBE_DEADLINE_MS: &str = "1000";
 /// Longest any one step may take before the run gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(900);
+/// The settled resident memory is read this long after every loop rebuilt: past the service's
+/// heap trim, which comes two seconds after the last rebuild.
+const RSS_SETTLE: Duration = Duration::from_secs(4);
+/// How long after the deadlines the saga metrics' rebuild may come; the run goes on without it.
+const ACCEPTED_HISTORY_WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
@@ -91,7 +97,7 @@ async fn main() -> ExitCode {
         for (setting, every) in [("snapshots off", Some("0")), ("snapshots on", None)] {
             let mut ready = Vec::new();
             let mut first = Vec::new();
-            let mut rss = Vec::new();
+            let (mut rss, mut rss_settled) = (Vec::new(), Vec::new());
             let (mut rehydrate, mut deadlines, mut settled) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..args.restarts {
                 let log_from = std::fs::metadata(stack.dir.join("logs").join("order-svc.log")).map_or(0, |m| m.len());
@@ -110,8 +116,19 @@ async fn main() -> ExitCode {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 settled.push(restarted.elapsed().as_secs_f64());
+                // The saga metrics' accepted history, rebuilt once its group assigned it the
+                // partition, is the last rebuild of all; the heap is trimmed after it.
+                let history_wait = tokio::time::Instant::now() + ACCEPTED_HISTORY_WAIT;
+                while !log_since(&stack, log_from).iter().any(|line| line["fields"]["message"] == "accepted history rebuilt")
+                    && tokio::time::Instant::now() < history_wait
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let all_rebuilt = tokio::time::Instant::now();
                 let logged = log_since(&stack, log_from);
                 wait_cancelled(&http, &base, &probe).await;
+                tokio::time::sleep_until(all_rebuilt + RSS_SETTLE).await;
+                rss_settled.push(resident_mib(child.id()));
                 rehydrate.push(logged_ms(&logged, "rehydrated partition", "elapsed_ms"));
                 deadlines.push(logged_ms(&logged, "deadlines rebuilt from the log", "took_ms"));
                 kill(&mut child);
@@ -119,28 +136,30 @@ async fn main() -> ExitCode {
             let row = json!({
                 "orders": orders, "events": next_offset, "setting": setting,
                 "ready_s": median(&mut ready), "first_decision_s": median(&mut first), "rss_mib": median(&mut rss),
+                "rss_settled_mib": median(&mut rss_settled),
                 "rehydrate_s": median(&mut rehydrate), "deadlines_s": median(&mut deadlines), "all_rebuilt_s": median(&mut settled),
             });
             println!(
-                "[restart] {orders:>7} orders, {setting:<13}: ready {:.2} s, first decision {:.2} s, every loop rebuilt {:.2} s (writer {:.2} s, deadlines {:.2} s), RSS {:.0} MiB (medians of {})",
+                "[restart] {orders:>7} orders, {setting:<13}: ready {:.2} s, first decision {:.2} s, every loop rebuilt {:.2} s (writer {:.2} s, deadlines {:.2} s), RSS {:.0} MiB, {:.0} MiB settled (medians of {})",
                 row["ready_s"].as_f64().unwrap_or_default(),
                 row["first_decision_s"].as_f64().unwrap_or_default(),
                 row["all_rebuilt_s"].as_f64().unwrap_or_default(),
                 row["rehydrate_s"].as_f64().unwrap_or_default(),
                 row["deadlines_s"].as_f64().unwrap_or_default(),
                 row["rss_mib"].as_f64().unwrap_or_default(),
+                row["rss_settled_mib"].as_f64().unwrap_or_default(),
                 args.restarts
             );
             rows.push(row);
         }
     }
     println!(
-        "\n| orders | events | setting | restart to /ready | to a new order's first decision | to every loop rebuilt | writer's rebuild | deadlines' rebuild | RSS |"
+        "\n| orders | events | setting | restart to /ready | to a new order's first decision | to every loop rebuilt | writer's rebuild | deadlines' rebuild | RSS at that decision | RSS settled |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         println!(
-            "| {} | {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.0} MiB |",
+            "| {} | {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {:.0} MiB | {:.0} MiB |",
             row["orders"],
             row["events"],
             row["setting"].as_str().unwrap_or_default(),
@@ -149,7 +168,8 @@ async fn main() -> ExitCode {
             row["all_rebuilt_s"].as_f64().unwrap_or_default(),
             row["rehydrate_s"].as_f64().unwrap_or_default(),
             row["deadlines_s"].as_f64().unwrap_or_default(),
-            row["rss_mib"].as_f64().unwrap_or_default()
+            row["rss_mib"].as_f64().unwrap_or_default(),
+            row["rss_settled_mib"].as_f64().unwrap_or_default()
         );
     }
     let summary = json!({ "rows": rows, "partitions": 1, "storage": "sqlite" });
