@@ -238,13 +238,16 @@ chaos_short() {
   local start seed_args=()
   start=$(now_s)
   [[ -n "${CHAOS_SEED:-}" ]] && seed_args=(--seed "$CHAOS_SEED")
-  if CHAOS_DIR="$TEST_RUN_DIR/chaos" PROFILE=debug "$REPO_ROOT/scripts/chaos.sh" --no-build --duration 45s --rate 300 "${seed_args[@]}"; then
+  mkdir -p "$TEST_RUN_DIR/chaos"
+  # Its output is kept too: a run that ends before its summary is explained by its last lines.
+  if CHAOS_DIR="$TEST_RUN_DIR/chaos" PROFILE=debug "$REPO_ROOT/scripts/chaos.sh" --no-build --duration 45s --rate 300 "${seed_args[@]}" \
+    2>&1 | tee "$TEST_RUN_DIR/chaos/chaos.out"; then
     summary+=("chaos (45 s at 300 orders/min, faults of every kind): passed in $(fmt_duration $(($(now_s) - start)))")
   else
     summary+=("chaos (45 s at 300 orders/min): FAILED (summary and logs under $TEST_RUN_DIR/chaos)")
     local line
     while IFS= read -r line; do summary+=("  chaos: $line"); done \
-      < <(python3 "$REPO_ROOT/scripts/lib/chaos_failures.py" "$TEST_RUN_DIR/chaos/summary.json")
+      < <(python3 "$REPO_ROOT/scripts/lib/chaos_failures.py" "$TEST_RUN_DIR/chaos")
     ((test_rc != 0)) || test_rc=1
   fi
 }
