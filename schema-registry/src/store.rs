@@ -412,6 +412,8 @@ impl Store {
             record = record.payload(value);
         }
         let delivery = self.producer.send(record, WRITE_TIMEOUT).await.map_err(RegistryError::backend)?;
+        // The tail may be parked at its quiet pace: it looks now.
+        runtime::kafka::wake_parked_loops();
         self.wait_applied(delivery.offset + 1, WRITE_TIMEOUT).await
     }
 
@@ -433,8 +435,9 @@ fn schema_key(subject: &str, version: u32) -> RecordKey {
 ///
 /// Schemas are written rarely, and a fetch kept open on a quiet topic is steady work for
 /// brokers that poll their storage for it (Nisshi). So after a quiet second the tail stops
-/// fetching and asks for the topic's end offset every 100 ms instead (the runtime's parking,
-/// at the saga's pace): a write then waits at most about that long for its record to come back.
+/// fetching and asks for the topic's end offset instead (the runtime's parking, at the saga's
+/// pace, slowing down when nothing comes for long). A write here wakes it, so it waits at most
+/// a quick probe for its record to come back; another registry's write, a quiet probe.
 async fn tail(store: std::sync::Weak<Store>, consumer: Arc<StreamConsumer>, applied: watch::Sender<i64>) {
     let mut parking = runtime::kafka::Parking::new(runtime::Pace::Saga, "schemas-tail");
     loop {

@@ -163,6 +163,7 @@ async fn a_failing_recipient_is_parked_without_holding_up_others_and_nothing_del
             ("NOTIFY_TIMEOUT_MS", "5000"),
             ("KAFKA_BACKGROUND_FETCH_WAIT_MS", "100"),
             ("KAFKA_BACKGROUND_IDLE_PROBE_MS", "100"),
+            ("KAFKA_QUIET_PROBE_MS", "100"),
         ],
     );
     // Both customers on one partition, the bad one's notification first in it: a delivery that

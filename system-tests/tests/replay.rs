@@ -247,12 +247,12 @@ async fn wait_until_equal(stack: &Stack, expected: &Digests, when: &str) {
 
 /// The digests once the live read models have stopped changing: the last order's command
 /// outcomes and other read models off the saga's path follow their topics with a longer fetch
-/// wait (`Pace::Background`, 1 s) and, once parked, probe them as seldom (1 s, after a probe
-/// that can wait behind the fetch still open at the pause), so they may still be a step behind
-/// when the order view is done. Two snapshots further apart than that, and equal, are the
-/// settled state.
+/// wait (`Pace::Background`, 1 s) and, once parked, probe them as seldom (1 s, up to 3 s for a
+/// loop that was parked long, after a probe that can wait behind the fetch still open at the
+/// pause), so they may still be a step behind when the order view is done. Two snapshots
+/// further apart than that, and equal, are the settled state.
 async fn quiet_digests(stack: &Stack) -> Digests {
-    let quiet_for = (runtime::Pace::Background.fetch_wait() + runtime::Pace::Background.idle_probe()) * 2;
+    let quiet_for = (runtime::Pace::Background.fetch_wait() + runtime::Pace::Background.quiet_probe()) * 2;
     let deadline = Instant::now() + SETTLE;
     let mut last = digests(stack).await;
     loop {

@@ -125,6 +125,8 @@ impl CommandBus {
         let outgoing = Outgoing { topic: S::COMMANDS_TOPIC, partition, key: aggregate_id, payload: json, headers, acknowledged };
         self.queue.send(outgoing).map_err(|_| SendCommandError::SenderStopped)?;
         acknowledgement.await.map_err(|_| SendCommandError::SenderStopped)??;
+        // The service's own command loop may be parked at its quiet pace: it looks now.
+        kafka::wake_parked_loops();
         Ok(command_id)
     }
 

@@ -52,15 +52,24 @@ impl Pace {
         }
     }
 
-    /// How often a parked loop asks for its partitions' end offsets, which bounds how long a
-    /// new record waits for it: 100 ms on the saga's path (`KAFKA_IDLE_PROBE_MS`), 1 s for the
-    /// rest (`KAFKA_BACKGROUND_IDLE_PROBE_MS`).
+    /// How often a loop that has just parked asks for its partitions' end offsets, which bounds
+    /// how long a new record waits for it: 100 ms on the saga's path (`KAFKA_IDLE_PROBE_MS`), 1 s
+    /// for the rest (`KAFKA_BACKGROUND_IDLE_PROBE_MS`). It asks less often the longer it stays
+    /// parked, up to [`Pace::quiet_probe`].
     pub fn idle_probe(self) -> Duration {
         let probe = match self {
             Pace::Saga => millis_from_env(IDLE_PROBE_ENV, 100),
             Pace::Background => millis_from_env(BACKGROUND_IDLE_PROBE_ENV, 1_000),
         };
         probe.max(Duration::from_millis(1))
+    }
+
+    /// The longest a loop that stays parked goes without a probe (its probes slow down with the
+    /// time it has been parked, see [`super::parking`]): 3 s, or `KAFKA_QUIET_PROBE_MS`, and
+    /// never less than [`Pace::idle_probe`]. The default is the longest that kept an order
+    /// after a quiet minute within a few seconds (README, "Quiet loops probe less").
+    pub fn quiet_probe(self) -> Duration {
+        millis_from_env(QUIET_PROBE_ENV, 3_000).max(self.idle_probe())
     }
 }
 
@@ -70,6 +79,8 @@ pub const PARK_AFTER_ENV: &str = "KAFKA_PARK_AFTER_MS";
 pub const IDLE_PROBE_ENV: &str = "KAFKA_IDLE_PROBE_MS";
 /// A parked background loop's probe interval in milliseconds (see [`Pace::idle_probe`]).
 pub const BACKGROUND_IDLE_PROBE_ENV: &str = "KAFKA_BACKGROUND_IDLE_PROBE_MS";
+/// The longest probe interval of a loop that stays parked, in milliseconds (see [`Pace::quiet_probe`]).
+pub const QUIET_PROBE_ENV: &str = "KAFKA_QUIET_PROBE_MS";
 
 fn millis_from_env(variable: &str, default_millis: u64) -> Duration {
     Duration::from_millis(std::env::var(variable).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default_millis))

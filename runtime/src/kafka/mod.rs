@@ -31,6 +31,6 @@ pub use topology::{
 // For a service's own loop (notify-svc's delivery): a consumer-group member that follows the
 // assignment, and the outbox that dead-letters a record the way the runtime's loops do.
 pub use consume::{DeliveryError, GroupConsumer, Outbox, Outgoing, RebalanceTracker, dead_letter};
-pub use parking::{CONSUMER_PARKED, Parking};
+pub use parking::{CONSUMER_PARKED, Parking, wake_parked_loops};
 
 pub(crate) use clients::{assigned_consumer, cached_watermarks, committed_offset, header, headers_without, loop_position};

@@ -23,6 +23,14 @@
 //! alone proves nothing. The end is what a probe compares with: whatever landed after that
 //! response counts as new and no record is left behind. Pausing keeps librdkafka's position at
 //! the last record handed to the loop.
+//!
+//! The longer a loop stays parked, the less often it asks: after a tenth of the time it has
+//! been parked, never more often than [`Pace::idle_probe`] and at least every
+//! [`Pace::quiet_probe`] (3 s). A record after a quiet minute waits up to a few seconds; a
+//! system nobody uses costs the broker a few lookups a second in all. What wakes a quiet
+//! system is a command or a record, and the process that sees it first tells its other parked
+//! loops ([`wake_parked_loops`]): they probe at once and count as just parked, so the saga's
+//! steps inside one service pay nothing, and each service it crosses pays one slow probe, once.
 use super::clients::{cached_watermarks, committed_offset, loop_position};
 use crate::kafka::Pace;
 use rdkafka::{
@@ -33,10 +41,10 @@ use rdkafka::{
 };
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{Arc, LazyLock},
     time::Duration,
 };
-use tokio::time::Instant;
+use tokio::{sync::watch, time::Instant};
 
 /// How long the end-offset question may take; an answer that does not come in time resumes
 /// fetching (the safe side).
@@ -50,6 +58,17 @@ type Ends = HashMap<Partition, i64>;
 /// Gauge: 1 while the loop named by the `loop` label is parked, 0 while it fetches.
 pub const CONSUMER_PARKED: &str = "orderflow_consumer_parked";
 
+/// Bumped whenever something in this process says records are coming; every [`Parking`]
+/// watches it.
+static WAKE: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+
+/// Tells every parked loop of this process to probe now and quickly again: records
+/// are coming (a loop found some after a quiet spell, or this process has just sent a
+/// command). Cheap; a loop that is fetching ignores it.
+pub fn wake_parked_loops() {
+    WAKE.send_modify(|generation| *generation = generation.wrapping_add(1));
+}
+
 /// One loop's fetching state: fetching while records come, parked while none do.
 pub struct Parking {
     pace: Pace,
@@ -58,6 +77,8 @@ pub struct Parking {
     parked: Option<Parked>,
     /// Where the loop started reading partitions it has had no record of yet, when it knows.
     starts: HashMap<Partition, i64>,
+    /// Wake-ups from this process ([`wake_parked_loops`]).
+    woken: watch::Receiver<u64>,
 }
 
 /// What a parked loop paused, and the end offset each partition had then.
@@ -67,6 +88,24 @@ struct Parked {
     /// When to ask next; kept here so that a caller's own timer cutting the wait short does
     /// not put the question off.
     next_probe: Instant,
+    /// Since when the loop has been parked, or was last woken: the probes slow down with it.
+    since: Instant,
+}
+
+/// How much of the time a loop has been parked it waits for its next probe.
+const QUIET_BACKOFF_DIVISOR: u32 = 10;
+
+impl Parked {
+    /// A tenth of the time parked, between the pace's quick and quiet probe intervals.
+    fn probe_interval(&self, pace: Pace, now: Instant) -> Duration {
+        (now.saturating_duration_since(self.since) / QUIET_BACKOFF_DIVISOR).clamp(pace.idle_probe(), pace.quiet_probe())
+    }
+
+    /// Probe now, and count as just parked.
+    fn wake(&mut self, now: Instant) {
+        self.next_probe = now;
+        self.since = now;
+    }
 }
 
 impl Parking {
@@ -74,7 +113,7 @@ impl Parking {
     pub fn new(pace: Pace, loop_name: &str) -> Self {
         let parked_gauge = metrics::gauge!(CONSUMER_PARKED, "loop" => loop_name.to_string());
         parked_gauge.set(0.0);
-        Parking { pace, parked_gauge, last_record: Instant::now(), parked: None, starts: HashMap::new() }
+        Parking { pace, parked_gauge, last_record: Instant::now(), parked: None, starts: HashMap::new(), woken: WAKE.subscribe() }
     }
 
     /// The offsets a consumer of assigned partitions (no group, no committed offsets) started at.
@@ -133,6 +172,11 @@ impl Parking {
             tokio::select! {
                 received = consumer.recv() => return self.received(consumer, received.map(|m| m.detach())),
                 () = tokio::time::sleep_until(next_probe) => self.probe(consumer).await?,
+                Ok(()) = self.woken.changed() => {
+                    if let Some(parked) = &mut self.parked {
+                        parked.wake(Instant::now());
+                    }
+                }
             }
         }
     }
@@ -148,6 +192,7 @@ impl Parking {
             consumer.resume(&with_assignment(consumer, parked.paused)?)?;
             self.parked_gauge.set(0.0);
             tracing::debug!("a record came: fetching resumed");
+            self.wake_the_others();
         }
         self.last_record = Instant::now();
         Ok(message)
@@ -169,7 +214,10 @@ impl Parking {
         consumer.pause(&assignment)?;
         tracing::debug!(partitions = ends.len(), "no records for a while: fetching paused, end offsets probed");
         self.parked_gauge.set(1.0);
-        self.parked = Some(Parked { paused: assignment, ends, next_probe: Instant::now() + self.pace.idle_probe() });
+        // Wake-ups from before the loop parked are for a loop that was fetching anyway.
+        self.woken.borrow_and_update();
+        let now = Instant::now();
+        self.parked = Some(Parked { paused: assignment, ends, next_probe: now + self.pace.idle_probe(), since: now });
         Ok(())
     }
 
@@ -214,15 +262,23 @@ impl Parking {
                 self.parked = None;
                 self.parked_gauge.set(0.0);
                 self.last_record = Instant::now();
+                self.wake_the_others();
             }
             Ok(Err(error)) => return Err(error),
             _ => {
                 if let Some(parked) = &mut self.parked {
-                    parked.next_probe = Instant::now() + self.pace.idle_probe();
+                    let now = Instant::now();
+                    parked.next_probe = now + parked.probe_interval(self.pace, now);
                 }
             }
         }
         Ok(())
+    }
+
+    /// [`wake_parked_loops`], but for the others: this loop is awake already.
+    fn wake_the_others(&mut self) {
+        wake_parked_loops();
+        self.woken.borrow_and_update();
     }
 }
 
@@ -310,8 +366,25 @@ fn moved(parked_at: &Ends, now: impl Iterator<Item = (Partition, Option<i64>)>) 
 
 #[cfg(test)]
 mod tests {
-    use super::moved;
-    use std::collections::HashMap;
+    use super::{Parked, moved};
+    use crate::kafka::Pace;
+    use rdkafka::TopicPartitionList;
+    use std::{collections::HashMap, time::Duration};
+    use tokio::time::Instant;
+
+    #[test]
+    fn a_parked_loop_probes_less_the_longer_it_is_quiet_and_a_wake_up_makes_it_quick_again() {
+        let parked_at = Instant::now();
+        let mut parked = Parked { paused: TopicPartitionList::new(), ends: HashMap::new(), next_probe: parked_at, since: parked_at };
+        let after = |secs: u64| parked_at + Duration::from_secs(secs);
+        assert_eq!(parked.probe_interval(Pace::Saga, parked_at), Pace::Saga.idle_probe(), "quick while just parked");
+        assert_eq!(parked.probe_interval(Pace::Saga, after(20)), Duration::from_secs(2), "a tenth of the time parked");
+        assert_eq!(parked.probe_interval(Pace::Saga, after(3_600)), Pace::Saga.quiet_probe(), "at least every quiet probe");
+        assert_eq!(parked.probe_interval(Pace::Background, after(5)), Pace::Background.idle_probe(), "never quicker than the pace's own");
+        parked.wake(after(3_600));
+        assert_eq!(parked.next_probe, after(3_600), "a wake-up probes at once");
+        assert_eq!(parked.probe_interval(Pace::Saga, after(3_600)), Pace::Saga.idle_probe(), "and quickly again");
+    }
 
     #[test]
     fn a_parked_loop_fetches_again_when_an_end_moved_or_is_not_known() {
