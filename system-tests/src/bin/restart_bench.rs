@@ -111,19 +111,15 @@ async fn main() -> ExitCode {
                 // Every loop that folds order.events has rebuilt what it keeps: the deadlines
                 // are the last (nothing waits for them to answer a request).
                 let log = stack.dir.join("logs").join("order-svc.log");
-                while !log_since(&stack, log_from).iter().any(|line| line["fields"]["message"] == "deadlines rebuilt from the log") {
-                    assert!(restarted.elapsed() < STEP_TIMEOUT, "the deadlines were not rebuilt in {STEP_TIMEOUT:?}; see {}", log.display());
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                assert!(
+                    logged_by(&stack, log_from, "deadlines rebuilt from the log", restarted + STEP_TIMEOUT).await,
+                    "the deadlines were not rebuilt in {STEP_TIMEOUT:?}; see {}",
+                    log.display()
+                );
                 settled.push(restarted.elapsed().as_secs_f64());
                 // The saga metrics' accepted history, rebuilt once its group assigned it the
                 // partition, is the last rebuild of all; the heap is trimmed after it.
-                let history_wait = tokio::time::Instant::now() + ACCEPTED_HISTORY_WAIT;
-                while !log_since(&stack, log_from).iter().any(|line| line["fields"]["message"] == "accepted history rebuilt")
-                    && tokio::time::Instant::now() < history_wait
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                logged_by(&stack, log_from, "accepted history rebuilt", Instant::now() + ACCEPTED_HISTORY_WAIT).await;
                 let all_rebuilt = tokio::time::Instant::now();
                 let logged = log_since(&stack, log_from);
                 wait_cancelled(&http, &base, &probe).await;
@@ -349,6 +345,19 @@ fn log_since(stack: &Stack, from: u64) -> Vec<Value> {
     let text = std::fs::read(stack.dir.join("logs").join("order-svc.log")).unwrap_or_default();
     let tail = text.get(from as usize..).unwrap_or_default();
     String::from_utf8_lossy(tail).lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+}
+
+/// Whether order-svc logged `message` after byte `from` of its log by `deadline` (polled).
+async fn logged_by(stack: &Stack, from: u64, message: &str, deadline: Instant) -> bool {
+    loop {
+        if log_since(stack, from).iter().any(|line| line["fields"]["message"] == message) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Seconds in field `field` of the first line of `order.events` saying `message` (0 if none).
