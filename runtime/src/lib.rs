@@ -38,7 +38,7 @@ pub use engine::{AcceptedHistory, CommandOut, Deadlines, EventHandler, HandlerEr
 pub use history::HistoryGuard;
 pub use kafka::{CodecError, Pace};
 pub use policy::Policy;
-pub use projection::{Backend, DbError, Projection, connect as connect_read_model_db};
+pub use projection::{Backend, DbError, KeyProgress, Progress, Projection, connect as connect_read_model_db};
 pub use projector::{Projector, RawProjector, RawRecord, SqlValue, SqlWrite};
 pub use service::{Service, ServiceConfig, ServiceEntry, ServiceError, UnknownService, service, services};
 pub use shared::{command_id_for_reaction, command_id_for_record, now_millis};

@@ -229,6 +229,16 @@ async fn metrics_show_the_pipeline_and_lag_rises_while_paused_and_drains_after()
             && total(text, "orderflow_http_requests_total", "route=\"/orders\",status=\"202\"") > 0.0
     })
     .await;
+    // Once the writer and the order view have caught up with the shared log (the first order
+    // is in the view), an order's own commands and events skip their fetch: the writer and the
+    // view take them from the delivery reports.
+    let second = place_over_http(stack, &customer, &sku).await;
+    stack.order_reaches(&second, "CONFIRMED").await;
+    metrics_until(stack, "order-svc", "records handled ahead of their fetch", |text| {
+        total(text, "orderflow_records_ahead_of_fetch_total", "kind=\"command\"") > 0.0
+            && total(text, "orderflow_records_ahead_of_fetch_total", "kind=\"projection\",loop=\"orders\"") > 0.0
+    })
+    .await;
 
     // Pause inventory-svc's command processor and order-svc's projections, then give both work.
     admin(stack, "inventory-svc", "pause", "command").await;

@@ -6,7 +6,11 @@ use axum::{
     extract::{Path, Query, State, rejection::QueryRejection},
     response::{IntoResponse, Response},
 };
-use runtime::http::{ApiError, ProjectionProgress, ReadDb};
+use contracts::{Stream, order::Order};
+use runtime::{
+    KeyProgress,
+    http::{ApiError, ProjectionProgress, ReadDb},
+};
 use serde::Deserialize;
 use sqlx::AnyPool;
 use sqlx::Row;
@@ -67,12 +71,10 @@ pub async fn get_order(
         return Err(ApiError::bad_request(format!("timeout_ms must be at most {MAX_WAIT_MS}")));
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
-    // Re-read the row only when the projection has committed a batch: no polling.
-    let mut changes = progress.0.get(PROJECTION).cloned();
+    // Re-read the row only when the projection has committed one of the order's own events:
+    // no polling. The status comes from those alone (`project_order_view`).
+    let mut changes = progress.0.get(PROJECTION).cloned().map(|commits| KeyProgress::new(commits, Order::EVENTS_TOPIC, &order_id));
     loop {
-        if let Some(changes) = changes.as_mut() {
-            changes.borrow_and_update();
-        }
         let view = load_order(&pool, &order_id).await?;
         if let Some(view) = &view
             && wanted.contains(&view.status)

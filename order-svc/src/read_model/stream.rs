@@ -20,7 +20,10 @@ use axum::{
     },
 };
 use futures::{Stream, StreamExt, stream};
-use runtime::http::{ApiError, ProjectionProgress, ReadDb};
+use runtime::{
+    Progress,
+    http::{ApiError, ProjectionProgress, ReadDb},
+};
 use serde::Deserialize;
 use sqlx::AnyPool;
 use tokio::sync::watch;
@@ -30,9 +33,6 @@ use super::PROJECTION;
 use super::queries::{load_customer_orders, load_order, load_recent_orders, load_timeline};
 use super::view::{OrderView, TimelineEntry};
 use crate::order::OrderStatus;
-
-/// A projection's committed progress, as [`ProjectionProgress`] holds it.
-type Progress = watch::Receiver<u64>;
 
 /// Often enough for proxies that close idle connections after 30 s or more.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);

@@ -23,6 +23,11 @@
 //! log holds only the beginning of is decided again against the state before it, and the
 //! events that are missing are appended.
 //!
+//! Commands this process sends itself (its HTTP API, its policies, its forwards) are handled as
+//! soon as the broker acknowledges them, when they continue the partition where this writer
+//! stands (`kafka::loopback`); the fetch brings them again and they are passed over by offset.
+//! The rest come by fetch.
+//!
 //! Rebuilding starts from the partition's newest snapshot on `<stream>.snapshots` when it
 //! matches the log (see `crate::snapshot`), and reads only the log after it. The writer takes a
 //! new snapshot every [`crate::snapshot::every_events`] events, in the background: the loop
@@ -45,6 +50,7 @@ use crate::{
         consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter},
         event_log::{DECISION_PART_HEADER, read_to_end},
         header, headers, headers_without,
+        loopback::{Handled, Loopback},
     },
     observe::{
         lag::LagReporter,
@@ -124,15 +130,40 @@ impl<D: Decider> CommandProcessor<D> {
         let mut snapshots: HashMap<i32, Arc<Mutex<Snapshots>>> = HashMap::new();
         let snapshot_every = crate::snapshot::every_events();
         let mut parking = Parking::new(Pace::Saga, &self.group_id);
+        // Commands this process sends itself (its HTTP API, its policies, forwards) are handled
+        // as soon as they are acknowledged, without waiting for their fetch.
+        let mut loopback = Loopback::subscribe([stream_commands]);
+        let mut handled = Handled::default();
         loop {
-            let batch = parking.next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, consumer.context().assignment_grew()).await?;
+            let mut appended_here = None;
+            let fetched = parking
+                .next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, async {
+                    tokio::select! {
+                        () = consumer.context().assignment_grew() => {}
+                        record = loopback.recv() => appended_here = Some(record),
+                    }
+                })
+                .await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
             wait_while_paused(LoopKind::Command).await;
             let started = Instant::now();
-            for (_, partition) in consumer.context().take_changed() {
-                owned.remove(&partition);
-                snapshots.remove(&partition);
+            for partition in consumer.context().take_changed() {
+                owned.remove(&partition.1);
+                snapshots.remove(&partition.1);
+                handled.forget(&partition);
             }
+            let batch = match appended_here {
+                Some(first) => {
+                    let run = handled.take_run(first, &mut loopback, MAX_BATCH, BATCH_LINGER, |partition| owned.contains_key(&partition)).await;
+                    m::records_ahead_of_fetch(LoopKind::Command, &self.group_id, run.len());
+                    run
+                }
+                None => {
+                    let mut fetched = fetched;
+                    handled.drop_handled(&mut fetched);
+                    fetched
+                }
+            };
             // A partition is rebuilt as soon as it is assigned, not when its first command comes:
             // after a restart or a takeover, the writer has its state by the time commands do.
             if batch.is_empty() {
@@ -214,6 +245,7 @@ impl<D: Decider> CommandProcessor<D> {
                 }
             }
             commit_batch(&consumer, &groups)?;
+            handled.handled(groups.values().flatten());
             m::batch_took(LoopKind::Command, &self.group_id, started.elapsed());
         }
     }

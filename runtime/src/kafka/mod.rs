@@ -9,6 +9,7 @@ mod clients;
 pub(crate) mod codec;
 pub(crate) mod consume;
 pub(crate) mod event_log;
+pub(crate) mod loopback;
 mod parking;
 mod partitioner;
 mod producer;

@@ -50,7 +50,10 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, acknowledge: Self::DeliveryOpaque) {
         let owned = match result {
-            Ok(message) => Ok(Delivery { partition: message.partition(), offset: message.offset(), timestamp: message.timestamp() }),
+            Ok(message) => {
+                super::loopback::acknowledged(message);
+                Ok(Delivery { partition: message.partition(), offset: message.offset(), timestamp: message.timestamp() })
+            }
             Err((error, message)) => Err((error.clone(), message.detach())),
         };
         // The sender may have stopped waiting; the record is delivered all the same.

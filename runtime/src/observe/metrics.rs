@@ -13,6 +13,7 @@ pub const LOOP_RESTARTS_TOTAL: &str = "orderflow_loop_restarts_total";
 pub const PROJECTION_REBUILDS_TOTAL: &str = "orderflow_projection_rebuilds_total";
 pub const EVENTS_UNDECODABLE_TOTAL: &str = "orderflow_events_undecodable_total";
 pub const RECORDS_NOT_OWNED_TOTAL: &str = "orderflow_records_not_owned_total";
+pub const RECORDS_AHEAD_OF_FETCH_TOTAL: &str = "orderflow_records_ahead_of_fetch_total";
 pub const DEADLINES_FIRED_TOTAL: &str = "orderflow_deadlines_fired_total";
 pub const HTTP_REQUESTS_TOTAL: &str = "orderflow_http_requests_total";
 pub const HTTP_SECONDS: &str = "orderflow_http_request_duration_seconds";
@@ -111,6 +112,12 @@ pub fn event_undecodable(topic: &str, loop_name: &str, kind: &'static str) {
 /// the partition's new owner.
 pub fn records_not_owned(kind: LoopKind, loop_name: &str, records: usize) {
     counter!(RECORDS_NOT_OWNED_TOTAL, "kind" => kind.as_str(), "loop" => loop_name.to_string()).increment(records as u64);
+}
+
+/// A loop handled records this process appended as soon as they were acknowledged, ahead of
+/// their fetch (see `kafka::loopback`).
+pub fn records_ahead_of_fetch(kind: LoopKind, loop_name: &str, records: usize) {
+    counter!(RECORDS_AHEAD_OF_FETCH_TOTAL, "kind" => kind.as_str(), "loop" => loop_name.to_string()).increment(records as u64);
 }
 
 /// A deadline loop put a timeout command on its stream (a refire after a restart counts again;

@@ -2,11 +2,19 @@
 //! database (not consumer-group offsets), applies the version rule, and writes each batch of
 //! rows together with the new checkpoints and history tips in one transaction. Replaying a
 //! range twice changes nothing; a crash mid-batch loses the whole batch, never half of it.
-use super::{renames::TableRenames, store::Backend};
+use super::{
+    progress::{Committed, Progress},
+    renames::TableRenames,
+    store::Backend,
+};
 use crate::{
     engine::{LoopError, pause::wait_while_paused},
     history::HistoryTip,
-    kafka::{self, CodecError, EventCodec, Pace, Parking, assigned_consumer, codec::Read},
+    kafka::{
+        self, CodecError, EventCodec, Pace, Parking, assigned_consumer,
+        codec::Read,
+        loopback::{Handled, Loopback},
+    },
     observe::{
         lag::{LagReporter, Seed},
         metrics as m, telemetry,
@@ -115,22 +123,18 @@ impl Projection {
     }
 }
 
-/// Progress a projection has committed: bumped after every batch, so readers can wait for a
-/// change without polling the database.
-pub type Progress = watch::Receiver<u64>;
-
 /// The live run of a projection: its tables, under its own name, from its stored checkpoints.
 pub struct ProjectionRunner {
     projection: Projection,
     pool: AnyPool,
     backend: Backend,
     brokers: String,
-    progress: watch::Sender<u64>,
+    progress: watch::Sender<Committed>,
 }
 
 impl ProjectionRunner {
     pub fn new(projection: Projection, pool: AnyPool, backend: Backend, brokers: &str) -> Self {
-        ProjectionRunner { projection, pool, backend, brokers: brokers.to_string(), progress: watch::channel(0).0 }
+        ProjectionRunner { projection, pool, backend, brokers: brokers.to_string(), progress: watch::channel(Committed::default()).0 }
     }
 
     pub fn progress(&self) -> Progress {
@@ -152,7 +156,7 @@ impl ProjectionRunner {
         loop {
             self.run_generation().await?;
             tracing::info!(projection = self.projection.name, "tables were swapped by a replay; resuming from the rebuilt checkpoints");
-            self.progress.send_modify(|n| *n += 1);
+            self.progress.send_modify(|committed| committed.advance(None));
         }
     }
 
@@ -194,12 +198,30 @@ impl ProjectionRunner {
         consumer.assign(&assignment)?;
         let last_commit_ms = Arc::new(AtomicI64::new(now_millis()));
         let starts = seed.clone();
+        // A read model the saga waits on takes the records this process appends (the order
+        // view: its own writer's events) as soon as they are acknowledged. The others keep
+        // their fuller fetches: one transaction per append would cost more than it saves.
+        let (mut loopback, mut handled) = match self.projection.pace {
+            Pace::Saga => (Loopback::subscribe(self.projection.topics()), Handled::starting_at(seed.clone())),
+            Pace::Background => (Loopback::subscribe([]), Handled::default()),
+        };
         let _lag = LagReporter::spawn(LoopKind::Projection, name.to_string(), consumer.clone(), seed, Some(last_commit_ms.clone()));
         tracing::info!(projection = name, generation, topics = ?self.projection.topics(), "projection started");
         let mut writer = BatchWriter::new(&self.projection, Target::live(&self.projection), false);
         let mut parking = Parking::new(self.projection.pace, name).starting_at(starts);
         loop {
-            let batch = parking.next_batch(&consumer, MAX_BATCH, LINGER).await?;
+            let mut appended_here = None;
+            let mut batch = parking.next_batch_or(&consumer, MAX_BATCH, LINGER, async { appended_here = Some(loopback.recv().await) }).await?;
+            match appended_here {
+                Some(first) => {
+                    batch = handled.take_run(first, &mut loopback, MAX_BATCH, LINGER, |_| true).await;
+                    m::records_ahead_of_fetch(LoopKind::Projection, name, batch.len());
+                }
+                None => handled.drop_handled(&mut batch),
+            }
+            if batch.is_empty() {
+                continue;
+            }
             // A pause holds the batch that arrives: nothing received after the pause is handled.
             wait_while_paused(LoopKind::Projection).await;
             let started = Instant::now();
@@ -211,9 +233,12 @@ impl ProjectionRunner {
             let pending = writer.write(&mut tx, &batch, &HashMap::new()).await?;
             tx.commit().await?;
             writer.committed(pending);
+            handled.handled(&batch);
             last_commit_ms.store(now_millis(), Ordering::Relaxed);
             m::batch_took(LoopKind::Projection, name, started.elapsed());
-            self.progress.send_modify(|n| *n += 1);
+            let keys =
+                batch.iter().filter_map(|record| Some((record.topic().to_string(), String::from_utf8(record.key()?.to_vec()).ok()?))).collect();
+            self.progress.send_modify(|committed| committed.advance(Some(keys)));
         }
     }
 }
