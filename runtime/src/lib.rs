@@ -8,11 +8,11 @@
 //! |---|---|
 //! | [`decider`], [`policy`], [`projector`], `history` | the pure model a service implements: an aggregate decides and evolves, a policy reacts to another stream, a projector turns events into SQL writes; the version rule every reader applies |
 //! | `shared` | the leaf: clock, derived command ids, loop kinds |
-//! | [`kafka`] | clients, the partitioner, topics, loop plumbing (batches, outbox, commits), reads of an event partition, the Avro codec |
+//! | [`kafka`] | clients, the partitioner, topics, loop plumbing (batches, outbox, commits, parking, a process's own records handed to its loops), reads of an event partition, the Avro codec |
 //! | `observe` | Prometheus metrics, consumer lag, traces across Kafka |
 //! | `snapshot` | a writer's snapshots of its partitions on `<stream>.snapshots`: written, found, checked against the log |
 //! | `engine` | the consuming loops: the command processor (pure core in `command_core`), subscriptions, deadlines, pause, supervision |
-//! | `projection` | read models: the runner, the database and the runtime's tables, replay, command outcomes |
+//! | `projection` | read models: the runner and its commits that readers wait on, the database and the runtime's tables, replay, command outcomes |
 //! | [`http`] | route state, errors, the write path, OpenAPI, operational routes, middleware |
 //! | `service` | the builder that assembles a service from the parts above, and the list of services |
 //! | [`testing`] | (feature `testing`) the test kit for services |
