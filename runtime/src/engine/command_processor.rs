@@ -136,7 +136,7 @@ impl<D: Decider> CommandProcessor<D> {
         let mut handled = Handled::default();
         loop {
             let mut appended_here = None;
-            let fetched = parking
+            let mut fetched = parking
                 .next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, async {
                     tokio::select! {
                         () = consumer.context().assignment_grew() => {}
@@ -159,7 +159,6 @@ impl<D: Decider> CommandProcessor<D> {
                     run
                 }
                 None => {
-                    let mut fetched = fetched;
                     handled.drop_handled(&mut fetched);
                     fetched
                 }
