@@ -105,10 +105,10 @@ for i in range(n):
     off = i % 64
     out.write(f"{uuid.UUID(int=rnd.getrandbits(128))}\t{base[off:off + size]}\n")
 EOF
-# The services' producer settings (runtime/src/kafka.rs) and the headers every event carries.
+# The services' producer settings (runtime/src/kafka/clients.rs) and the headers an event
+# carries (a single-event decision's: its type and the trace context).
 PRODUCER=(-X enable.idempotence=true -X acks=all -X partitioner=murmur2_random -X linger.ms=2
-  -H "traceparent=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-  -H "correlation_id=3f1c2a1e-8f7d-4c2b-9a51-1d2e3f4a5b6c" -H "causation_id=9b8c7d6e-5f4a-3b2c-1d0e-f1e2d3c4b5a6")
+  -H "event_type=OrderStockReserved" -H "traceparent=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 t=$(now)
 "$KCAT" -b "$BROKERS" -P -t "$TOPIC" -K $'\t' -l "${PRODUCER[@]}" "$OUT/records" 2>"$OUT/produce.err" ||
   die "produce failed: $(tail -3 "$OUT/produce.err")"
@@ -179,7 +179,7 @@ ratio() { python3 -c "a, b = '$1', '$2'; print(f'{100 * float(a) / float(b):.2f}
   storage=$(tr '\0' '\n' <"/proc/$(cat "$RUN_DIR/pids/nisshi.pid" 2>/dev/null || echo 0)/environ" 2>/dev/null | sed -n 's/^STORAGE_ENGINE=//p' | sed 's/:[^:@/]*@/:***@/')
   echo "bench $STAMP, broker $BROKERS (storage ${storage:-unknown})"
   printf '%-46s %16s  %s\n' MEASURE VALUE NOTE
-  printf '%-46s %16s  %s\n' "record value size (bytes)" "$SIZE" "mean of $SAMPLED sampled *.events records; + 36 B key, 3 headers"
+  printf '%-46s %16s  %s\n' "record value size (bytes)" "$SIZE" "mean of $SAMPLED sampled *.events records; + 36 B key, 2 headers"
   printf '%-46s %16s  %s\n' "raw produce (records/s)" "$PRODUCE_RPS" "$RECORDS records, kcat/librdkafka 2.12.1, idempotent acks=all, $BENCH_PARTITIONS partitions"
   printf '%-46s %16s  %s\n' "raw consume (records/s)" "$CONSUME_RPS" "from the beginning to the end"
   printf '%-46s %16s  %s\n' "saga offered (orders/min)" "$SAGA_RATE" "scripts/load.sh --rate $SAGA_RATE --duration $SAGA_DURATION"

@@ -4,7 +4,9 @@
 usage: hops.py DUMP.jsonl...   (lines of `scripts/consume <topic>`)
 
 Every record's timestamp is when it was produced, and every record of an order's saga
-carries the order's `correlation_id` header. Per order that reached a final event, the
+names the order's correlation: an event in its envelope's `correlation_id`, a command a
+service derived in its `correlation_id` header, and the command that began the saga (HTTP,
+kcat) by being it, under its `command_id`. Per order that reached a final event, the
 records are put in time order and each step from one record to the next is a hop; the
 table gives, per kind of hop, how many orders took it and the median and 90th percentile.
 """
@@ -26,7 +28,8 @@ def records(paths):
                     continue
                 headers = record.get("headers") or {}
                 value = record.get("value")
-                correlation = headers.get("correlation_id")
+                fields = value if isinstance(value, dict) else {}
+                correlation = headers.get("correlation_id") or fields.get("correlation_id") or fields.get("command_id")
                 if not correlation or not isinstance(record.get("timestamp"), int):
                     continue
                 kind = headers.get("event_type") or (value.get("type") if isinstance(value, dict) else None) or "?"

@@ -137,7 +137,7 @@ impl<D: Decider> CommandProcessor<D> {
         loop {
             let mut appended_here = None;
             let mut fetched = parking
-                .next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, async {
+                .next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, &handled, async {
                     tokio::select! {
                         () = consumer.context().assignment_grew() => {}
                         record = loopback.recv() => appended_here = Some(record),
@@ -532,7 +532,7 @@ impl<D: Decider> CommandProcessor<D> {
                     command_offset: message.offset(),
                     occurred_at: now_millis(),
                 };
-                let parts: Vec<String> = (0..decision.events.len()).map(|i| decision.part(i).to_string()).collect();
+                let parts: Vec<Option<String>> = (0..decision.events.len()).map(|i| decision.part(i).header()).collect();
                 let events = stamp::<D>(state.aggregate_mut(aggregate_id), aggregate_id, decision.events, &causation, || Uuid::new_v4().to_string());
                 let mut appended = Vec::with_capacity(events.len());
                 for (event, part) in events.iter().zip(&parts) {
@@ -542,14 +542,14 @@ impl<D: Decider> CommandProcessor<D> {
                         partition: Some(message.partition()),
                         key: aggregate_id,
                         payload: &bytes,
+                        // The ids of the command, its correlation and causation are in the
+                        // event's Avro envelope; headers repeat only what a reader needs before
+                        // decoding it.
                         headers: telemetry::with_trace(
-                            headers(&[
-                                ("event_type", event.payload.event_type()),
-                                ("correlation_id", &causation.correlation_id),
-                                ("causation_id", &causation.causation_id),
-                                ("command_id", command_id),
-                                (DECISION_PART_HEADER, part),
-                            ]),
+                            match part {
+                                Some(part) => headers(&[("event_type", event.payload.event_type()), (DECISION_PART_HEADER, part.as_str())]),
+                                None => headers(&[("event_type", event.payload.event_type())]),
+                            },
                             span,
                         ),
                     })?;

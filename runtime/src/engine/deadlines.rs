@@ -454,11 +454,7 @@ impl<T: Deadlines> DeadlineWatch<T> {
                 partition: Some(partition_for(&timeout.aggregate_id, command_partitions)),
                 key: &timeout.aggregate_id,
                 payload: &json,
-                headers: headers(&[
-                    ("correlation_id", &timeout.correlation_id),
-                    ("causation_id", &timeout.causation_id),
-                    ("command_id", &timeout.command_id),
-                ]),
+                headers: headers(&[("correlation_id", &timeout.correlation_id), ("causation_id", &timeout.causation_id)]),
             })?;
             tracing::info!(
                 aggregate_id = %timeout.aggregate_id,

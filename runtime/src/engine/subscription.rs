@@ -161,11 +161,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
                             key: &command.aggregate_id,
                             payload: &command.json,
                             headers: telemetry::with_trace(
-                                headers(&[
-                                    ("correlation_id", &event.correlation_id),
-                                    ("causation_id", &event.event_id),
-                                    ("command_id", &command.command_id),
-                                ]),
+                                headers(&[("correlation_id", &event.correlation_id), ("causation_id", &event.event_id)]),
                                 &span,
                             ),
                         })?;

@@ -120,7 +120,9 @@ impl CommandBus {
     ) -> Result<String, SendCommandError> {
         let json = serde_json::to_vec(&CommandEnvelope { command_id: Some(command_id.clone()), command })?;
         let partition = partition_for(&aggregate_id, self.partition_count(S::COMMANDS_TOPIC).await?);
-        let headers = crate::observe::telemetry::with_trace(kafka::headers(&[("command_id", &command_id), ("correlation_id", &command_id)]), span);
+        // The command id is in the JSON, and a command without a `correlation_id` header starts
+        // its own correlation under its command id: the trace context is the only header.
+        let headers = crate::observe::telemetry::with_trace(OwnedHeaders::new(), span);
         let (acknowledged, acknowledgement) = oneshot::channel();
         let outgoing = Outgoing { topic: S::COMMANDS_TOPIC, partition, key: aggregate_id, payload: json, headers, acknowledged };
         self.queue.send(outgoing).map_err(|_| SendCommandError::SenderStopped)?;

@@ -45,6 +45,17 @@ impl Pace {
     /// How long a loop goes without a record before it stops fetching and probes the end
     /// offsets instead (see [`super::parking`]): `KAFKA_PARK_AFTER_MS`, 1 s for either pace;
     /// `0` never parks (every loop fetches all the time, as before parking existed).
+    /// The bytes a fetch waits for (up to [`Pace::fetch_wait`]) before the broker answers.
+    /// On the saga's path any record will do. What nothing waits on asks for fuller answers:
+    /// under load a consumer otherwise fetches again as soon as one record lands, and on Nisshi
+    /// every fetch costs storage lookups per partition besides the records' own reads.
+    pub fn fetch_min_bytes(self) -> u32 {
+        match self {
+            Pace::Saga => 1,
+            Pace::Background => std::env::var(BACKGROUND_FETCH_MIN_BYTES_ENV).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(16_384).max(1),
+        }
+    }
+
     pub fn park_after(self) -> Duration {
         match millis_from_env(PARK_AFTER_ENV, 1_000) {
             Duration::ZERO => Duration::MAX / 4,
@@ -75,6 +86,7 @@ impl Pace {
 
 /// Turns parking off with `0` (see [`Pace::park_after`]).
 pub const PARK_AFTER_ENV: &str = "KAFKA_PARK_AFTER_MS";
+pub const BACKGROUND_FETCH_MIN_BYTES_ENV: &str = "KAFKA_BACKGROUND_FETCH_MIN_BYTES";
 /// A parked saga loop's probe interval in milliseconds (see [`Pace::idle_probe`]).
 pub const IDLE_PROBE_ENV: &str = "KAFKA_IDLE_PROBE_MS";
 /// A parked background loop's probe interval in milliseconds (see [`Pace::idle_probe`]).
@@ -179,6 +191,7 @@ pub async fn group_consumer(brokers: &str, group_id: &str, pace: Pace) -> Result
         .set("heartbeat.interval.ms", "3000")
         .set("max.poll.interval.ms", "300000")
         .set("fetch.wait.max.ms", pace.fetch_wait().as_millis().to_string())
+        .set("fetch.min.bytes", pace.fetch_min_bytes().to_string())
         .create_with_context(context)
 }
 
@@ -313,15 +326,21 @@ pub fn reader(brokers: &str) -> Result<BaseConsumer, KafkaError> {
 }
 
 /// A consumer of assigned partitions only (projections), offsets never committed: checkpoints
-/// live in the read-model database. `fetch_wait` trades latency for throughput: brokers such as
-/// Nisshi size a fetch response by the time the client allows.
-pub fn assigned_consumer(brokers: &str, group: &str, fetch_wait: Duration) -> Result<rdkafka::consumer::StreamConsumer, KafkaError> {
+/// live in the read-model database. `fetch_wait` and `fetch_min_bytes` trade latency for
+/// throughput: brokers such as Nisshi size a fetch response by the time the client allows.
+pub fn assigned_consumer(
+    brokers: &str,
+    group: &str,
+    fetch_wait: Duration,
+    fetch_min_bytes: u32,
+) -> Result<rdkafka::consumer::StreamConsumer, KafkaError> {
     base(brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
+        .set("fetch.min.bytes", fetch_min_bytes.to_string())
         .create()
 }
 

@@ -17,7 +17,7 @@ use rdkafka::{
     message::{BorrowedMessage, OwnedMessage},
 };
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, LazyLock, RwLock},
     time::Duration,
 };
@@ -102,12 +102,20 @@ async fn next_of(receiver: &mut broadcast::Receiver<Arc<OwnedMessage>>) -> Arc<O
 #[derive(Default)]
 pub(crate) struct Handled {
     next: HashMap<(String, i32), i64>,
+    /// Appends that arrived ahead of one before them: several producers of this process write
+    /// one partition (the HTTP API, the policies), and their acknowledgements need not come in
+    /// offset order. Held until the gap closes; a gap another process's record fills closes
+    /// with the fetch.
+    ahead: HashMap<(String, i32), BTreeMap<i64, Arc<OwnedMessage>>>,
 }
+
+/// Appends held for a gap before them, at most (beyond, they are left to the fetch).
+const AHEAD_CAP: usize = 256;
 
 impl Handled {
     /// Starts from where an assigned reader begins each partition (its checkpoints).
     pub fn starting_at(next: HashMap<(String, i32), i64>) -> Handled {
-        Handled { next }
+        Handled { next, ahead: HashMap::new() }
     }
 
     /// Drops from a fetched batch the records handled already (they came here first).
@@ -123,19 +131,48 @@ impl Handled {
         for record in records {
             self.next.insert((record.topic().to_string(), record.partition()), record.offset() + 1);
         }
+        let next = &self.next;
+        self.ahead.retain(|partition, held| {
+            if let Some(next) = next.get(partition) {
+                held.retain(|offset, _| offset >= next);
+            }
+            !held.is_empty()
+        });
+    }
+
+    /// Whether `record` was handled already (it came here ahead of its fetch).
+    pub fn has(&self, record: &OwnedMessage) -> bool {
+        self.next.get(&(record.topic().to_string(), record.partition())).is_some_and(|next| record.offset() < *next)
+    }
+
+    /// The offset after the last record handled of `partition`, when the reader knows it.
+    pub fn next_of(&self, partition: &(String, i32)) -> Option<i64> {
+        self.next.get(partition).copied()
+    }
+
+    /// Where the reader stands in each partition it knows.
+    pub fn positions(&self) -> HashMap<(String, i32), i64> {
+        self.next.clone()
+    }
+
+    /// Whether the reader takes records ahead of their fetch at all (it knows where it stands
+    /// in some partition).
+    pub fn is_fed(&self) -> bool {
+        !self.next.is_empty()
     }
 
     /// Forgets a partition that was taken away or rebuilt: its next record comes by fetch.
     pub fn forget(&mut self, partition: &(String, i32)) {
         self.next.remove(partition);
+        self.ahead.remove(partition);
     }
 
     /// From this process's appends on `loopback`, the run that continues where this reader
     /// stands, starting with `first`: what is waiting and what comes within `linger` (up to
-    /// `max` records, partitions `accept`s only), as a fetch would batch them. The rest is
-    /// left to the fetch.
+    /// `max` records, partitions `accept`s only), as a fetch would batch them, with appends held
+    /// from earlier calls once the gap before them is closed. The rest is left to the fetch.
     pub async fn take_run(
-        &self,
+        &mut self,
         first: Arc<OwnedMessage>,
         loopback: &mut Loopback,
         max: usize,
@@ -149,9 +186,16 @@ impl Handled {
         while let Some(record) = candidate.take() {
             let partition = (record.topic().to_string(), record.partition());
             let next = expected.get(&partition).or_else(|| self.next.get(&partition)).copied();
-            if next == Some(record.offset()) && accept(record.partition()) {
-                expected.insert(partition, record.offset() + 1);
-                run.push(Arc::unwrap_or_clone(record));
+            if let Some(next) = next.filter(|next| record.offset() >= *next && accept(record.partition())) {
+                if record.offset() == next || self.held() < AHEAD_CAP {
+                    self.ahead.entry(partition.clone()).or_default().insert(record.offset(), record);
+                }
+                let mut at = next;
+                while let Some(held) = self.ahead.get_mut(&partition).and_then(|held| held.remove(&at)) {
+                    run.push(Arc::unwrap_or_clone(held));
+                    at += 1;
+                }
+                expected.insert(partition, at);
             }
             if run.len() < max {
                 candidate = match loopback.try_recv() {
@@ -161,6 +205,10 @@ impl Handled {
             }
         }
         run
+    }
+
+    fn held(&self) -> usize {
+        self.ahead.values().map(BTreeMap::len).sum()
     }
 }
 
@@ -218,7 +266,7 @@ mod tests {
     async fn a_partition_the_reader_does_not_accept_and_the_cap_leave_records_to_the_fetch() {
         let topic = "loopback.test.accept";
         let mut loopback = Loopback::subscribe([topic]);
-        let handled = Handled::starting_at([((topic.to_string(), 0), 10), ((topic.to_string(), 1), 10)].into());
+        let mut handled = Handled::starting_at([((topic.to_string(), 0), 10), ((topic.to_string(), 1), 10)].into());
         for offset in 10..14 {
             appended(record(topic, 0, offset));
             appended(record(topic, 1, offset));
@@ -226,6 +274,37 @@ mod tests {
         let first = loopback.recv().await;
         let run = handled.take_run(first, &mut loopback, 3, Duration::ZERO, |partition| partition == 0).await;
         assert_eq!(offsets(&run), [(0, 10), (0, 11), (0, 12)]);
+    }
+
+    #[tokio::test]
+    async fn an_append_acknowledged_before_the_one_ahead_of_it_waits_for_it() {
+        let topic = "loopback.test.order";
+        let mut loopback = Loopback::subscribe([topic]);
+        let mut handled = Handled::starting_at([((topic.to_string(), 0), 10)].into());
+        appended(record(topic, 0, 11));
+        let first = loopback.recv().await;
+        assert!(handled.take_run(first, &mut loopback, 10, Duration::ZERO, |_| true).await.is_empty(), "11 waits for 10");
+        appended(record(topic, 0, 10));
+        appended(record(topic, 0, 13));
+        let first = loopback.recv().await;
+        let run = handled.take_run(first, &mut loopback, 10, Duration::ZERO, |_| true).await;
+        assert_eq!(offsets(&run), [(0, 10), (0, 11)], "10 closes the gap; 13 waits for 12");
+        handled.handled(&run);
+        handled.handled(&[record(topic, 0, 12), record(topic, 0, 13)]);
+        appended(record(topic, 0, 14));
+        let first = loopback.recv().await;
+        let run = handled.take_run(first, &mut loopback, 10, Duration::ZERO, |_| true).await;
+        assert_eq!(offsets(&run), [(0, 14)], "the fetch brought 12 and 13: the held 13 is gone, not taken twice");
+        handled.handled(&run);
+
+        appended(record(topic, 0, 16));
+        let first = loopback.recv().await;
+        assert!(handled.take_run(first, &mut loopback, 10, Duration::ZERO, |_| true).await.is_empty(), "16 waits for 15");
+        handled.handled(&[record(topic, 0, 15)]);
+        appended(record(topic, 0, 17));
+        let first = loopback.recv().await;
+        let run = handled.take_run(first, &mut loopback, 10, Duration::ZERO, |_| true).await;
+        assert_eq!(offsets(&run), [(0, 16), (0, 17)], "the fetch closed the gap: the held 16 goes first");
     }
 
     #[test]

@@ -263,7 +263,7 @@ struct ShadowReader {
 
 impl ShadowReader {
     async fn start(projection: &Projection, brokers: &str) -> Result<Self, ReplayError> {
-        let consumer = Arc::new(assigned_consumer(brokers, &format!("replay.{}", projection.name), FETCH_WAIT)?);
+        let consumer = Arc::new(assigned_consumer(brokers, &format!("replay.{}", projection.name), FETCH_WAIT, 1)?);
         let mut assigned = HashMap::new();
         for topic in projection.topics() {
             for partition in 0..crate::engine::partition_count(&consumer, topic).await? {

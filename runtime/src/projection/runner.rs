@@ -164,7 +164,12 @@ impl ProjectionRunner {
     async fn run_generation(&self) -> Result<(), LoopError> {
         let name = self.projection.name;
         let generation = current_generation(&self.pool, name).await?;
-        let consumer = Arc::new(assigned_consumer(&self.brokers, &format!("projection.{name}"), self.projection.pace.fetch_wait())?);
+        let consumer = Arc::new(assigned_consumer(
+            &self.brokers,
+            &format!("projection.{name}"),
+            self.projection.pace.fetch_wait(),
+            self.projection.pace.fetch_min_bytes(),
+        )?);
         let checkpoints = load_checkpoints(&self.pool, name).await?;
         let mut assignment = TopicPartitionList::new();
         let mut seed = Seed::new();
@@ -211,7 +216,8 @@ impl ProjectionRunner {
         let mut parking = Parking::new(self.projection.pace, name).starting_at(starts);
         loop {
             let mut appended_here = None;
-            let mut batch = parking.next_batch_or(&consumer, MAX_BATCH, LINGER, async { appended_here = Some(loopback.recv().await) }).await?;
+            let mut batch =
+                parking.next_batch_or(&consumer, MAX_BATCH, LINGER, &handled, async { appended_here = Some(loopback.recv().await) }).await?;
             match appended_here {
                 Some(first) => {
                     batch = handled.take_run(first, &mut loopback, MAX_BATCH, LINGER, |_| true).await;
