@@ -204,7 +204,7 @@ impl Parking {
             let Some(next_probe) = self.parked.as_ref().map(|parked| parked.next_probe) else {
                 let quiet_until = self.last_record + self.pace.park_after();
                 // Copies keep a fed loop's fetch busy: quiet means no news, whatever comes.
-                if Instant::now() >= quiet_until {
+                if handled.is_fed() && Instant::now() >= quiet_until {
                     self.park(consumer, handled).await?;
                     continue;
                 }
@@ -383,12 +383,14 @@ fn caught_up_ends<C: ConsumerContext>(
             };
             Ok::<_, KafkaError>(committed_offset(committed, &partition.0, partition.1))
         })?;
-        // A fed loop may stand past the end its fetch last saw.
-        let position = handled.get(&partition).map_or(position, |next| position.max(*next));
-        if position < end {
-            return Ok(None);
-        }
-        ends.insert(partition, position);
+        // A fed loop may stand past the end its fetch last saw; any other loop is caught up
+        // only at that end.
+        let stands = match handled.get(&partition) {
+            Some(next) if position.max(*next) >= end => position.max(*next),
+            None if position == end => end,
+            _ => return Ok(None),
+        };
+        ends.insert(partition, stands);
     }
     Ok(Some((assignment, ends)))
 }
