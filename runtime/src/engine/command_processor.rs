@@ -137,7 +137,7 @@ impl<D: Decider> CommandProcessor<D> {
         loop {
             let mut appended_here = None;
             let mut fetched = parking
-                .next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, &handled, async {
+                .next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, async {
                     tokio::select! {
                         () = consumer.context().assignment_grew() => {}
                         record = loopback.recv() => appended_here = Some(record),

@@ -140,27 +140,6 @@ impl Handled {
         });
     }
 
-    /// Whether `record` was handled already (it came here ahead of its fetch).
-    pub fn has(&self, record: &OwnedMessage) -> bool {
-        self.next.get(&(record.topic().to_string(), record.partition())).is_some_and(|next| record.offset() < *next)
-    }
-
-    /// The offset after the last record handled of `partition`, when the reader knows it.
-    pub fn next_of(&self, partition: &(String, i32)) -> Option<i64> {
-        self.next.get(partition).copied()
-    }
-
-    /// Where the reader stands in each partition it knows.
-    pub fn positions(&self) -> HashMap<(String, i32), i64> {
-        self.next.clone()
-    }
-
-    /// Whether the reader takes records ahead of their fetch at all (it knows where it stands
-    /// in some partition).
-    pub fn is_fed(&self) -> bool {
-        !self.next.is_empty()
-    }
-
     /// Forgets a partition that was taken away or rebuilt: its next record comes by fetch.
     pub fn forget(&mut self, partition: &(String, i32)) {
         self.next.remove(partition);

@@ -216,8 +216,7 @@ impl ProjectionRunner {
         let mut parking = Parking::new(self.projection.pace, name).starting_at(starts);
         loop {
             let mut appended_here = None;
-            let mut batch =
-                parking.next_batch_or(&consumer, MAX_BATCH, LINGER, &handled, async { appended_here = Some(loopback.recv().await) }).await?;
+            let mut batch = parking.next_batch_or(&consumer, MAX_BATCH, LINGER, async { appended_here = Some(loopback.recv().await) }).await?;
             match appended_here {
                 Some(first) => {
                     batch = handled.take_run(first, &mut loopback, MAX_BATCH, LINGER, |_| true).await;
