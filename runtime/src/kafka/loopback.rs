@@ -166,14 +166,10 @@ impl Handled {
             let partition = (record.topic().to_string(), record.partition());
             let next = expected.get(&partition).or_else(|| self.next.get(&partition)).copied();
             if let Some(next) = next.filter(|next| record.offset() >= *next && accept(record.partition())) {
-                let mut at = next;
-                if record.offset() == next {
-                    run.push(Arc::unwrap_or_clone(record));
-                    at += 1;
-                } else if self.held() < AHEAD_CAP {
+                if record.offset() == next || self.held() < AHEAD_CAP {
                     self.ahead.entry(partition.clone()).or_default().insert(record.offset(), record);
                 }
-                // A gap closed here, or by the fetch since the last call, frees what was held.
+                let mut at = next;
                 while let Some(held) = self.ahead.get_mut(&partition).and_then(|held| held.remove(&at)) {
                     run.push(Arc::unwrap_or_clone(held));
                     at += 1;
