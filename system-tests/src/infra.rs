@@ -58,6 +58,25 @@ impl Broker {
         wait_for_tcp(&self.address(), Duration::from_secs(60));
     }
 
+    /// SIGSTOP: the broker keeps its connections open and answers nothing, like a host that
+    /// hangs; [`Broker::thaw`] lets it go on.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            }
+        }
+    }
+
     /// SIGKILL, like a crashed or unplugged broker.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,7 +1,7 @@
 //! `/ready` follows the broker: 503 naming the broker while it is down, 200 again once it is
 //! back, with no restart of the service; and it follows every supervised loop: 503 naming a
-//! command processor that cannot run. Each test uses a broker and registry of its own (the
-//! shared broker is never stopped).
+//! command processor that cannot run. A stop does not wait for a broker that hangs. Each test
+//! uses a broker and registry of its own (the shared broker is never stopped).
 use runtime::kafka::TopicSpec;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -85,4 +85,30 @@ async fn ready_is_503_naming_a_command_processor_that_cannot_run() {
     let counted: f64 = restarts.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or_default();
     assert!(counted >= 3.0, "{restarts}");
     assert_eq!(stack.get("order-svc", "/health").await.0, 200, "the process stays alive");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_ends_within_its_grace_while_the_broker_hangs() {
+    let dir = test_dir("stop-broker-hangs");
+    let broker = Broker::start(&dir.join("broker"));
+    let registry = Registry::start(&broker.address(), &dir);
+    let stack = Stack::start_on("stop-broker-hangs", &broker.address(), &registry.url, &["order-svc"], &[]);
+    ready_until(&stack, 200, Duration::from_secs(60)).await;
+
+    // Connections stay open and nothing answers: a consumer's close waits for its group
+    // coordinator until the session times out (10 s), and other waits have no end at all.
+    broker.freeze();
+    let stopping = Instant::now();
+    let stack = tokio::task::spawn_blocking(move || {
+        stack.stop("order-svc");
+        stack
+    })
+    .await
+    .expect("stop");
+    let took = stopping.elapsed();
+    broker.thaw();
+    assert!(took < Duration::from_secs(20), "order-svc took {took:?} to stop with the broker hanging");
+    let gave_up = stack.logged("order-svc", "Kafka clients still closing: exiting without waiting for them");
+    assert_eq!(gave_up.len(), 1, "the stop ended by its grace, not by the session timeout (took {took:?})");
+    drop(registry);
 }

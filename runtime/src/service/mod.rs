@@ -3,6 +3,7 @@
 //! which also rebuilds its state from the log).
 mod config;
 mod list;
+mod stop;
 
 pub use config::{ServiceConfig, UnknownService};
 pub use list::{ServiceEntry, service, services};
@@ -316,6 +317,7 @@ impl Service {
             .map_err(|source| ServiceError::Http { addr, source })?;
         tracing::info!("stopped");
         telemetry::shutdown();
+        stop::exit_unless_closed_within(stop::CLOSE_GRACE);
         Ok(())
     }
 }
