@@ -32,7 +32,7 @@ def records(paths):
                 correlation = headers.get("correlation_id") or fields.get("correlation_id") or fields.get("command_id")
                 if not correlation or not isinstance(record.get("timestamp"), int):
                     continue
-                kind = headers.get("event_type") or (value.get("type") if isinstance(value, dict) else None) or "?"
+                kind = headers.get("event_type") or fields.get("type") or "?"
                 yield correlation, record["timestamp"], f'{record.get("topic")} {kind}'
 
 

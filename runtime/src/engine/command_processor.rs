@@ -38,7 +38,7 @@ use super::{
         Basis, Causation, Classified, Command, Landed, Part, PartitionState, Position, Route, Unroutable, apply_logged, classify, continues_log,
         decide, refused_command_id, rejection_record, skip_logged, stamp,
     },
-    pause::wait_while_paused,
+    pause::wait_while_paused_fetching,
 };
 use crate::kafka::KafkaProducer;
 use crate::snapshot::{SnapshotStore, digest};
@@ -113,7 +113,8 @@ impl<D: Decider> CommandProcessor<D> {
         let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Saga).await?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
-        let _lag = LagReporter::spawn(LoopKind::Command, self.group_id.clone(), consumer.clone(), Default::default(), None);
+        let mut handled = Handled::default();
+        let _lag = LagReporter::spawn(LoopKind::Command, self.group_id.clone(), consumer.clone(), Default::default(), handled.stands(), None);
         let partitions = super::partition_count(&consumer, stream_commands).await?;
         let event_partitions = super::partition_count(&consumer, stream_events).await?;
         if partitions != event_partitions {
@@ -133,11 +134,10 @@ impl<D: Decider> CommandProcessor<D> {
         // Commands this process sends itself (its HTTP API, its policies, forwards) are handled
         // as soon as they are acknowledged, without waiting for their fetch.
         let mut loopback = Loopback::subscribe([stream_commands]);
-        let mut handled = Handled::default();
         loop {
             let mut appended_here = None;
             let mut fetched = parking
-                .next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, async {
+                .next_batch_or(&consumer, MAX_BATCH, BATCH_LINGER, &handled, async {
                     tokio::select! {
                         () = consumer.context().assignment_grew() => {}
                         record = loopback.recv() => appended_here = Some(record),
@@ -145,7 +145,7 @@ impl<D: Decider> CommandProcessor<D> {
                 })
                 .await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
-            wait_while_paused(LoopKind::Command).await;
+            wait_while_paused_fetching(LoopKind::Command, &mut parking, &consumer).await?;
             let started = Instant::now();
             for partition in consumer.context().take_changed() {
                 owned.remove(&partition.1);

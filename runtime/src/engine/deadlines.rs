@@ -17,7 +17,7 @@
 //! An aggregate that is [finished](Deadlines::finished) (past every wait for good) is kept as
 //! its id alone: the sagas that ended leave the loop's memory, and what still comes for them
 //! is not taken for a new aggregate's history.
-use super::{BATCH_LINGER, LoopError, MAX_BATCH, pause::wait_while_paused};
+use super::{BATCH_LINGER, LoopError, MAX_BATCH, pause::wait_while_paused_fetching};
 use crate::{
     decider::Decider,
     history::HistoryTip,
@@ -287,7 +287,7 @@ impl<T: Deadlines> DeadlineWatch<T> {
         let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Background).await?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
-        let _lag = LagReporter::spawn(LoopKind::Policy, self.group_id.clone(), consumer.clone(), Default::default(), None);
+        let _lag = LagReporter::spawn(LoopKind::Policy, self.group_id.clone(), consumer.clone(), Default::default(), Default::default(), None);
         let command_partitions = super::partition_count(&consumer, StreamOf::<T>::COMMANDS_TOPIC).await?;
         consumer.subscribe(&[events_topic])?;
         tracing::info!(topic = events_topic, group = %self.group_id, "deadlines started");
@@ -299,7 +299,7 @@ impl<T: Deadlines> DeadlineWatch<T> {
             self.follow_assignment(&consumer, &reader, &mut schedule, &mut owned).await?;
             let batch = next_events(&consumer, &mut parking, schedule.next_due()).await?;
             // A pause holds what arrives, and no deadline fires meanwhile.
-            wait_while_paused(LoopKind::Policy).await;
+            wait_while_paused_fetching(LoopKind::Policy, &mut parking, &consumer).await?;
             let started = Instant::now();
             // The batch's `recv`s may have served a rebalance.
             self.follow_assignment(&consumer, &reader, &mut schedule, &mut owned).await?;

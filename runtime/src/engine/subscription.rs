@@ -3,7 +3,7 @@
 //! acknowledgements, then commit the source offsets. Redelivered events are stopped by the
 //! version rule; what slips through (a crash before the commit) yields commands with the same
 //! derived ids, which the command processor ignores.
-use super::{BATCH_LINGER, LoopError, MAX_BATCH, accepted_history::AcceptedHistory, pause::wait_while_paused};
+use super::{BATCH_LINGER, LoopError, MAX_BATCH, accepted_history::AcceptedHistory, pause::wait_while_paused_fetching};
 use crate::snapshot::SnapshotStore;
 use crate::{
     history::HistoryGuard,
@@ -79,7 +79,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
         let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, self.pace).await?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
-        let _lag = LagReporter::spawn(LoopKind::Policy, self.group_id.clone(), consumer.clone(), Default::default(), None);
+        let _lag = LagReporter::spawn(LoopKind::Policy, self.group_id.clone(), consumer.clone(), Default::default(), Default::default(), None);
         let mut target_partitions: HashMap<&'static str, i32> = HashMap::new();
         consumer.subscribe(&[S::EVENTS_TOPIC])?;
         tracing::info!(topic = S::EVENTS_TOPIC, group = %self.group_id, "subscription started");
@@ -88,7 +88,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
         loop {
             let batch = parking.next_batch(&consumer, MAX_BATCH, BATCH_LINGER).await?;
             // A pause holds the batch that arrives: nothing received after the pause is handled.
-            wait_while_paused(LoopKind::Policy).await;
+            wait_while_paused_fetching(LoopKind::Policy, &mut parking, &consumer).await?;
             let started = Instant::now();
             for (_, partition) in consumer.context().take_changed() {
                 guards.remove(&partition);

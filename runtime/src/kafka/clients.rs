@@ -42,20 +42,21 @@ impl Pace {
         }
     }
 
-    /// How long a loop goes without a record before it stops fetching and probes the end
-    /// offsets instead (see [`super::parking`]): `KAFKA_PARK_AFTER_MS`, 1 s for either pace;
-    /// `0` never parks (every loop fetches all the time, as before parking existed).
-    /// The bytes a fetch waits for (up to [`Pace::fetch_wait`]) before the broker answers.
-    /// On the saga's path any record will do. What nothing waits on asks for fuller answers:
-    /// under load a consumer otherwise fetches again as soon as one record lands, and on Nisshi
-    /// every fetch costs storage lookups per partition besides the records' own reads.
+    /// `fetch.min.bytes`: the bytes a fetch waits for (up to [`Pace::fetch_wait`]) before the
+    /// broker answers. On the saga's path any record will do. What nothing waits on asks for
+    /// fuller answers (16 KiB, or `KAFKA_BACKGROUND_FETCH_MIN_BYTES`): under load a consumer
+    /// otherwise fetches again as soon as one record lands, and on Nisshi every fetch costs
+    /// storage lookups per partition besides the records' own reads.
     pub fn fetch_min_bytes(self) -> u32 {
         match self {
             Pace::Saga => 1,
-            Pace::Background => std::env::var(BACKGROUND_FETCH_MIN_BYTES_ENV).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(16_384).max(1),
+            Pace::Background => number_from_env(BACKGROUND_FETCH_MIN_BYTES_ENV, 16_384_u32).max(1),
         }
     }
 
+    /// How long a loop goes without a record before it stops fetching and probes the end
+    /// offsets instead (see [`super::parking`]): `KAFKA_PARK_AFTER_MS`, 1 s for either pace;
+    /// `0` never parks (every loop fetches all the time, as before parking existed).
     pub fn park_after(self) -> Duration {
         match millis_from_env(PARK_AFTER_ENV, 1_000) {
             Duration::ZERO => Duration::MAX / 4,
@@ -86,6 +87,7 @@ impl Pace {
 
 /// Turns parking off with `0` (see [`Pace::park_after`]).
 pub const PARK_AFTER_ENV: &str = "KAFKA_PARK_AFTER_MS";
+/// The bytes a background loop's fetch waits for (see [`Pace::fetch_min_bytes`]).
 pub const BACKGROUND_FETCH_MIN_BYTES_ENV: &str = "KAFKA_BACKGROUND_FETCH_MIN_BYTES";
 /// A parked saga loop's probe interval in milliseconds (see [`Pace::idle_probe`]).
 pub const IDLE_PROBE_ENV: &str = "KAFKA_IDLE_PROBE_MS";
@@ -95,7 +97,12 @@ pub const BACKGROUND_IDLE_PROBE_ENV: &str = "KAFKA_BACKGROUND_IDLE_PROBE_MS";
 pub const QUIET_PROBE_ENV: &str = "KAFKA_QUIET_PROBE_MS";
 
 fn millis_from_env(variable: &str, default_millis: u64) -> Duration {
-    Duration::from_millis(std::env::var(variable).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default_millis))
+    Duration::from_millis(number_from_env(variable, default_millis))
+}
+
+/// `variable` as a number, or `default` when it is unset or not one.
+fn number_from_env<T: std::str::FromStr>(variable: &str, default: T) -> T {
+    std::env::var(variable).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use rdkafka::{
 };
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, LazyLock, RwLock},
+    sync::{Arc, LazyLock, Mutex, RwLock},
     time::Duration,
 };
 use tokio::{sync::broadcast, time::Instant};
@@ -102,6 +102,8 @@ async fn next_of(receiver: &mut broadcast::Receiver<Arc<OwnedMessage>>) -> Arc<O
 #[derive(Default)]
 pub(crate) struct Handled {
     next: HashMap<(String, i32), i64>,
+    /// `next`, for the reader's lag reporter (see [`Stands`]).
+    shared: Stands,
     /// Appends that arrived ahead of one before them: several producers of this process write
     /// one partition (the HTTP API, the policies), and their acknowledgements need not come in
     /// offset order. Held until the gap closes; a gap another process's record fills closes
@@ -112,10 +114,15 @@ pub(crate) struct Handled {
 /// Appends held for a gap before them, at most (beyond, they are left to the fetch).
 const AHEAD_CAP: usize = 256;
 
+/// Where a reader stands, as its lag reporter reads it. librdkafka's position of a reader fed
+/// here says little: what the reader took from here moves it only once the fetch brings the
+/// copies, and a parked reader that seeks on resuming loses it (librdkafka resets it).
+pub(crate) type Stands = Arc<Mutex<HashMap<(String, i32), i64>>>;
+
 impl Handled {
     /// Starts from where an assigned reader begins each partition (its checkpoints).
     pub fn starting_at(next: HashMap<(String, i32), i64>) -> Handled {
-        Handled { next, ahead: HashMap::new() }
+        Handled { shared: Arc::new(Mutex::new(next.clone())), next, ahead: HashMap::new() }
     }
 
     /// Drops from a fetched batch the records handled already (they came here first).
@@ -128,9 +135,13 @@ impl Handled {
 
     /// Records `records` (in offset order per partition) as handled.
     pub fn handled<'r>(&mut self, records: impl IntoIterator<Item = &'r OwnedMessage>) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         for record in records {
-            self.next.insert((record.topic().to_string(), record.partition()), record.offset() + 1);
+            let partition = (record.topic().to_string(), record.partition());
+            shared.insert(partition.clone(), record.offset() + 1);
+            self.next.insert(partition, record.offset() + 1);
         }
+        drop(shared);
         let next = &self.next;
         self.ahead.retain(|partition, held| {
             if let Some(next) = next.get(partition) {
@@ -140,9 +151,36 @@ impl Handled {
         });
     }
 
+    /// Whether `record` was handled already (it came here ahead of its fetch).
+    pub fn has(&self, record: &OwnedMessage) -> bool {
+        self.next.get(&(record.topic().to_string(), record.partition())).is_some_and(|next| record.offset() < *next)
+    }
+
+    /// The offset after the last record handled of `partition`, when the reader knows it.
+    pub fn next_of(&self, partition: &(String, i32)) -> Option<i64> {
+        self.next.get(partition).copied()
+    }
+
+    /// Where the reader stands in each partition it knows.
+    pub fn positions(&self) -> HashMap<(String, i32), i64> {
+        self.next.clone()
+    }
+
+    /// Where the reader stands, kept up to date as it handles records.
+    pub fn stands(&self) -> Stands {
+        self.shared.clone()
+    }
+
+    /// Whether the reader takes records ahead of their fetch at all (it knows where it stands
+    /// in some partition).
+    pub fn is_fed(&self) -> bool {
+        !self.next.is_empty()
+    }
+
     /// Forgets a partition that was taken away or rebuilt: its next record comes by fetch.
     pub fn forget(&mut self, partition: &(String, i32)) {
         self.next.remove(partition);
+        self.shared.lock().unwrap_or_else(|p| p.into_inner()).remove(partition);
         self.ahead.remove(partition);
     }
 
@@ -166,10 +204,14 @@ impl Handled {
             let partition = (record.topic().to_string(), record.partition());
             let next = expected.get(&partition).or_else(|| self.next.get(&partition)).copied();
             if let Some(next) = next.filter(|next| record.offset() >= *next && accept(record.partition())) {
-                if record.offset() == next || self.held() < AHEAD_CAP {
+                let mut at = next;
+                if record.offset() == next {
+                    run.push(Arc::unwrap_or_clone(record));
+                    at += 1;
+                } else if self.held() < AHEAD_CAP {
                     self.ahead.entry(partition.clone()).or_default().insert(record.offset(), record);
                 }
-                let mut at = next;
+                // A gap closed here, or by the fetch since the last call, frees what was held.
                 while let Some(held) = self.ahead.get_mut(&partition).and_then(|held| held.remove(&at)) {
                     run.push(Arc::unwrap_or_clone(held));
                     at += 1;
@@ -291,5 +333,17 @@ mod tests {
         appended(record("loopback.test.nobody", 0, 0));
         let mut loopback = Loopback::subscribe(["loopback.test.nobody"]);
         assert!(loopback.try_recv().is_none(), "a reader sees only what was appended after it subscribed");
+    }
+
+    #[test]
+    fn the_lag_reporter_sees_where_the_reader_stands_as_it_handles_and_forgets() {
+        let topic = "loopback.test.stands";
+        let mut handled = Handled::starting_at([((topic.to_string(), 2), 9)].into());
+        let stands = handled.stands();
+        handled.handled(&[record(topic, 0, 4), record(topic, 0, 5), record(topic, 1, 2)]);
+        let now = || stands.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(now(), [((topic.to_string(), 0), 6), ((topic.to_string(), 1), 3), ((topic.to_string(), 2), 9)].into());
+        handled.forget(&(topic.to_string(), 1));
+        assert_eq!(now(), [((topic.to_string(), 0), 6), ((topic.to_string(), 2), 9)].into());
     }
 }

@@ -35,3 +35,4 @@ pub use consume::{DeliveryError, GroupConsumer, Outbox, Outgoing, RebalanceTrack
 pub use parking::{CONSUMER_PARKED, Parking, wake_parked_loops};
 
 pub(crate) use clients::{assigned_consumer, cached_watermarks, committed_offset, header, headers_without, loop_position};
+pub(crate) use loopback::Stands;

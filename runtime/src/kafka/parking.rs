@@ -31,7 +31,19 @@
 //! system is a command or a record, and the process that sees it first tells its other parked
 //! loops ([`wake_parked_loops`]): they probe at once and count as just parked, so the saga's
 //! steps inside one service pay nothing, and each service it crosses pays one slow probe, once.
-use super::clients::{cached_watermarks, committed_offset, loop_position};
+//!
+//! A loop that takes its own process's appends ahead of their fetch ([`Handled`], the command
+//! writers) parks under load too: what its fetch brings then is copies of records it has
+//! handled, which are no news. It stands where it has handled, and its probes compare the ends
+//! with that; a record of another process moves an end past it and resumes the fetch. One of
+//! its own records still on the way to it (acknowledged, not yet handed over) moves an end as
+//! well, so such a loop resumes only when a second probe finds it standing where it stood at
+//! the first: a record it cannot take in order (another process's) stops it from moving on.
+//! On resuming, it seeks to where it stands, so the fetch brings no copies.
+use super::{
+    clients::{cached_watermarks, committed_offset, loop_position},
+    loopback::Handled,
+};
 use crate::kafka::Pace;
 use rdkafka::{
     Offset, TopicPartitionList,
@@ -90,6 +102,8 @@ struct Parked {
     next_probe: Instant,
     /// Since when the loop has been parked, or was last woken: the probes slow down with it.
     since: Instant,
+    /// For a loop its process feeds: where it stood when a probe last found an end past it.
+    suspect: Option<Ends>,
 }
 
 /// How much of the time a loop has been parked it waits for its next probe.
@@ -101,10 +115,23 @@ impl Parked {
         (now.saturating_duration_since(self.since) / QUIET_BACKOFF_DIVISOR).clamp(pace.idle_probe(), pace.quiet_probe())
     }
 
-    /// Probe now, and count as just parked.
+    /// Probe now, and count as just parked. A suspicion keeps its second look, which must come
+    /// a probe interval after the first to prove the loop stuck.
     fn wake(&mut self, now: Instant) {
-        self.next_probe = now;
+        if self.suspect.is_none() {
+            self.next_probe = now;
+        }
         self.since = now;
+    }
+
+    /// A fed loop stands where it has handled: the records it took from its own process while
+    /// parked moved it on.
+    fn stand_where(&mut self, handled: &Handled) {
+        for (partition, end) in &mut self.ends {
+            if let Some(next) = handled.next_of(partition) {
+                *end = (*end).max(next);
+            }
+        }
     }
 }
 
@@ -139,39 +166,59 @@ impl Parking {
 
     /// [`Parking::next_batch`], or an empty batch as soon as `interrupt` completes while no
     /// record has come yet (a record already taken is always handed over in a batch).
-    pub async fn next_batch_or<C: ConsumerContext + 'static>(
+    ///
+    /// `handled` is where a loop its own process feeds stands ([`Handled`]; empty for the rest):
+    /// records it has handled already are copies, and no news.
+    pub(crate) async fn next_batch_or<C: ConsumerContext + 'static>(
         &mut self,
         consumer: &Arc<StreamConsumer<C>>,
         max: usize,
         linger: Duration,
+        handled: &Handled,
         interrupt: impl Future<Output = ()>,
     ) -> Result<Vec<OwnedMessage>, KafkaError> {
-        // `next_record` is cancellation-safe, so giving it up for `interrupt` loses no record.
+        // `next_fed` is cancellation-safe, so giving it up for `interrupt` loses no record.
         let first = tokio::select! {
-            first = self.next_record(consumer) => first?,
+            first = self.next_fed(consumer, handled) => first?,
             () = interrupt => return Ok(Vec::new()),
         };
         let batch = super::consume::batch_after(consumer, first, max, linger).await?;
-        self.last_record = Instant::now();
+        if batch.iter().any(|record| !handled.has(record)) {
+            self.last_record = Instant::now();
+        }
         Ok(batch)
     }
 
     /// The next record, parking and probing while none comes. Cancellation-safe: a wait cut
     /// short loses no record, and a parked loop stays parked until its next call.
     pub async fn next_record<C: ConsumerContext + 'static>(&mut self, consumer: &Arc<StreamConsumer<C>>) -> Result<OwnedMessage, KafkaError> {
+        self.next_fed(consumer, &Handled::default()).await
+    }
+
+    async fn next_fed<C: ConsumerContext + 'static>(
+        &mut self,
+        consumer: &Arc<StreamConsumer<C>>,
+        handled: &Handled,
+    ) -> Result<OwnedMessage, KafkaError> {
         loop {
             let Some(next_probe) = self.parked.as_ref().map(|parked| parked.next_probe) else {
-                match tokio::time::timeout_at(self.last_record + self.pace.park_after(), consumer.recv()).await {
-                    Ok(received) => return self.received(consumer, received.map(|m| m.detach())),
-                    Err(_) => self.park(consumer).await?,
+                let quiet_until = self.last_record + self.pace.park_after();
+                // Copies keep a fed loop's fetch busy: quiet means no news, whatever comes.
+                if handled.is_fed() && Instant::now() >= quiet_until {
+                    self.park(consumer, handled).await?;
+                    continue;
+                }
+                match tokio::time::timeout_at(quiet_until, consumer.recv()).await {
+                    Ok(received) => return self.received(consumer, handled, received.map(|m| m.detach())),
+                    Err(_) => self.park(consumer, handled).await?,
                 }
                 continue;
             };
             // Rebalances are served inside `recv`, so it keeps running while parked: a
             // partition assigned meanwhile is not paused and its records come in here.
             tokio::select! {
-                received = consumer.recv() => return self.received(consumer, received.map(|m| m.detach())),
-                () = tokio::time::sleep_until(next_probe) => self.probe(consumer).await?,
+                received = consumer.recv() => return self.received(consumer, handled, received.map(|m| m.detach())),
+                () = tokio::time::sleep_until(next_probe) => self.probe(consumer, handled).await?,
                 Ok(()) = self.woken.changed() => {
                     if let Some(parked) = &mut self.parked {
                         parked.wake(Instant::now());
@@ -184,9 +231,13 @@ impl Parking {
     fn received<C: ConsumerContext>(
         &mut self,
         consumer: &StreamConsumer<C>,
+        handled: &Handled,
         received: Result<OwnedMessage, KafkaError>,
     ) -> Result<OwnedMessage, KafkaError> {
         let message = received?;
+        if handled.has(&message) {
+            return Ok(message);
+        }
         if let Some(parked) = self.parked.take() {
             // The fetcher is awake (this record came from a partition it did not pause).
             consumer.resume(&with_assignment(consumer, parked.paused)?)?;
@@ -198,12 +249,24 @@ impl Parking {
         Ok(message)
     }
 
+    /// Fetches again if parked, until the loop next finds itself quiet. For a loop held by an
+    /// operator's pause: it neither probes nor takes records while held, so parked, its cached
+    /// watermarks would stand still and its lag never show.
+    pub fn unpark<C: ConsumerContext>(&mut self, consumer: &StreamConsumer<C>) -> Result<(), KafkaError> {
+        if let Some(parked) = self.parked.take() {
+            consumer.resume(&with_assignment(consumer, parked.paused)?)?;
+            self.parked_gauge.set(0.0);
+            self.last_record = Instant::now();
+        }
+        Ok(())
+    }
+
     /// Pauses every assigned partition if the loop is caught up (see the module's comment),
     /// remembering each one's end. Otherwise it keeps fetching for another quiet period.
-    async fn park<C: ConsumerContext + 'static>(&mut self, consumer: &Arc<StreamConsumer<C>>) -> Result<(), KafkaError> {
+    async fn park<C: ConsumerContext + 'static>(&mut self, consumer: &Arc<StreamConsumer<C>>, handled: &Handled) -> Result<(), KafkaError> {
         self.last_record = Instant::now();
-        let (client, starts) = (consumer.clone(), self.starts.clone());
-        let (assignment, ends) = match tokio::task::spawn_blocking(move || caught_up_ends(&client, &starts)).await {
+        let (client, starts, stands) = (consumer.clone(), self.starts.clone(), handled.positions());
+        let (assignment, ends) = match tokio::task::spawn_blocking(move || caught_up_ends(&client, &starts, &stands)).await {
             Ok(Ok(Some(caught_up))) => caught_up,
             Ok(Ok(None)) | Err(_) => return Ok(()),
             Ok(Err(error)) => {
@@ -217,7 +280,7 @@ impl Parking {
         // Wake-ups from before the loop parked are for a loop that was fetching anyway.
         self.woken.borrow_and_update();
         let now = Instant::now();
-        self.parked = Some(Parked { paused: assignment, ends, next_probe: now + self.pace.idle_probe(), since: now });
+        self.parked = Some(Parked { paused: assignment, ends, next_probe: now + self.pace.idle_probe(), since: now, suspect: None });
         Ok(())
     }
 
@@ -228,8 +291,15 @@ impl Parking {
     /// librdkafka notices a resumed partition only when its broker thread next wakes, which with
     /// nothing else to do is up to a second later: a second ListOffsets request right after the
     /// resume wakes it, so the fetch goes out at once.
-    async fn probe<C: ConsumerContext + 'static>(&mut self, consumer: &Arc<StreamConsumer<C>>) -> Result<(), KafkaError> {
-        let Some(parked) = &self.parked else { return Ok(()) };
+    async fn probe<C: ConsumerContext + 'static>(&mut self, consumer: &Arc<StreamConsumer<C>>, handled: &Handled) -> Result<(), KafkaError> {
+        let Some(parked) = &mut self.parked else { return Ok(()) };
+        let fed = handled.is_fed();
+        if fed {
+            parked.stand_where(handled);
+        }
+        // A loop its process feeds resumes only when it has not moved since a probe found an
+        // end past it; until then, a record on its way here may explain the end.
+        let may_resume = !fed || parked.suspect.as_ref() == Some(&parked.ends);
         let (client, ends, paused) = (consumer.clone(), parked.ends.clone(), parked.paused.clone());
         let probed = tokio::task::spawn_blocking(move || -> Result<Vec<Partition>, KafkaError> {
             let mut moved_now = match end_offsets(&client, &ends) {
@@ -249,14 +319,23 @@ impl Parking {
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .filter(|partition| !ends.contains_key(partition)),
             );
-            if !moved_now.is_empty() {
+            if !moved_now.is_empty() && may_resume {
                 client.resume(&with_assignment(&*client, paused)?)?;
+                if fed {
+                    seek_to(&client, &ends);
+                }
                 let _ = end_offsets(&client, &ends);
             }
             Ok(moved_now)
         })
         .await;
         match probed {
+            Ok(Ok(moved_now)) if !moved_now.is_empty() && !may_resume => {
+                if let Some(parked) = &mut self.parked {
+                    parked.suspect = Some(parked.ends.clone());
+                    parked.next_probe = Instant::now() + self.pace.idle_probe();
+                }
+            }
             Ok(Ok(moved_now)) if !moved_now.is_empty() => {
                 tracing::debug!(partitions = ?moved_now, "a parked partition moved: fetching resumed");
                 self.parked = None;
@@ -268,6 +347,7 @@ impl Parking {
             _ => {
                 if let Some(parked) = &mut self.parked {
                     let now = Instant::now();
+                    parked.suspect = None;
                     parked.next_probe = now + parked.probe_interval(self.pace, now);
                 }
             }
@@ -296,6 +376,7 @@ impl Drop for Parking {
 fn caught_up_ends<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     starts: &HashMap<Partition, i64>,
+    handled: &HashMap<Partition, i64>,
 ) -> Result<Option<(TopicPartitionList, Ends)>, KafkaError> {
     let assignment = consumer.assignment()?;
     if assignment.count() == 0 {
@@ -314,10 +395,14 @@ fn caught_up_ends<C: ConsumerContext>(
             };
             Ok::<_, KafkaError>(committed_offset(committed, &partition.0, partition.1))
         })?;
-        if position != end {
-            return Ok(None);
-        }
-        ends.insert(partition, end);
+        // A fed loop may stand past the end its fetch last saw; any other loop is caught up
+        // only at that end.
+        let stands = match handled.get(&partition) {
+            Some(next) if position.max(*next) >= end => position.max(*next),
+            None if position == end => end,
+            _ => return Ok(None),
+        };
+        ends.insert(partition, stands);
     }
     Ok(Some((assignment, ends)))
 }
@@ -331,6 +416,17 @@ fn with_assignment<C: ConsumerContext>(consumer: &StreamConsumer<C>, mut paused:
         }
     }
     Ok(paused)
+}
+
+/// Moves the fetch position of every partition to where the loop stands, so that a fed loop's
+/// resumed fetch does not bring again what it handled while parked. Best effort: a copy that
+/// still comes is passed over by offset.
+fn seek_to<C: ConsumerContext>(consumer: &StreamConsumer<C>, stands: &Ends) {
+    for ((topic, partition), next) in stands {
+        if let Err(error) = consumer.seek(topic, *partition, Offset::Offset(*next), PROBE_TIMEOUT) {
+            tracing::debug!(%error, topic, partition, "seek after parking failed; copies are passed over");
+        }
+    }
 }
 
 /// A ListOffsets "latest" for every partition at once: what a produce moved.
@@ -367,7 +463,7 @@ fn moved(parked_at: &Ends, now: impl Iterator<Item = (Partition, Option<i64>)>) 
 #[cfg(test)]
 mod tests {
     use super::{Parked, moved};
-    use crate::kafka::Pace;
+    use crate::kafka::{Pace, loopback::Handled};
     use rdkafka::TopicPartitionList;
     use std::{collections::HashMap, time::Duration};
     use tokio::time::Instant;
@@ -375,7 +471,7 @@ mod tests {
     #[test]
     fn a_parked_loop_probes_less_the_longer_it_is_quiet_and_a_wake_up_makes_it_quick_again() {
         let parked_at = Instant::now();
-        let mut parked = Parked { paused: TopicPartitionList::new(), ends: HashMap::new(), next_probe: parked_at, since: parked_at };
+        let mut parked = Parked { paused: TopicPartitionList::new(), ends: HashMap::new(), next_probe: parked_at, since: parked_at, suspect: None };
         let after = |secs: u64| parked_at + Duration::from_secs(secs);
         assert_eq!(parked.probe_interval(Pace::Saga, parked_at), Pace::Saga.idle_probe(), "quick while just parked");
         assert_eq!(parked.probe_interval(Pace::Saga, after(20)), Duration::from_secs(2), "a tenth of the time parked");
@@ -384,6 +480,27 @@ mod tests {
         parked.wake(after(3_600));
         assert_eq!(parked.next_probe, after(3_600), "a wake-up probes at once");
         assert_eq!(parked.probe_interval(Pace::Saga, after(3_600)), Pace::Saga.idle_probe(), "and quickly again");
+        parked.suspect = Some(HashMap::new());
+        parked.next_probe = after(3_601);
+        parked.wake(after(3_600));
+        assert_eq!(parked.next_probe, after(3_601), "a suspicion's second look is not moved forward");
+    }
+
+    #[test]
+    fn a_fed_parked_loop_stands_where_it_has_handled_and_never_goes_back() {
+        let partition = |topic: &str| (topic.to_string(), 0);
+        let now = Instant::now();
+        let ends: HashMap<(String, i32), i64> = [(partition("order.commands"), 10), (partition("stock.events"), 4)].into();
+        let mut parked = Parked { paused: TopicPartitionList::new(), ends, next_probe: now, since: now, suspect: None };
+        let handled = Handled::starting_at([(partition("order.commands"), 13), (partition("stock.events"), 2)].into());
+        parked.stand_where(&handled);
+        assert_eq!(parked.ends[&partition("order.commands")], 13, "its own appends taken while parked moved it on");
+        assert_eq!(parked.ends[&partition("stock.events")], 4, "an older position does not move it back");
+        assert!(handled.has(&record("order.commands", 12)) && !handled.has(&record("order.commands", 13)));
+    }
+
+    fn record(topic: &str, offset: i64) -> rdkafka::message::OwnedMessage {
+        rdkafka::message::OwnedMessage::new(None, None, topic.into(), rdkafka::Timestamp::NotAvailable, 0, offset, None)
     }
 
     #[test]

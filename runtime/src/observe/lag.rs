@@ -9,9 +9,11 @@
 //! loop (`kafka::parking`) sends no fetches, so its cached watermark stands still: a record that
 //! lands meanwhile shows as lag only once the loop's next probe (100 ms or 1 s) resumed it.
 //! Positions are local; the group's committed offsets (for partitions the loop has consumed
-//! nothing from) are asked once per assignment and then every `COMMITTED_MAX_AGE`.
+//! nothing from) are asked once per assignment and then every `COMMITTED_MAX_AGE`. A loop that
+//! takes its own process's appends ahead of their fetch (`kafka::loopback`) tells where it
+//! stands itself: librdkafka's position lags behind it, or is gone after a seek.
 use crate::{
-    kafka::{cached_watermarks, committed_offset, loop_position},
+    kafka::{Stands, cached_watermarks, committed_offset, loop_position},
     shared::{LoopKind, now_millis},
 };
 use metrics::gauge;
@@ -78,13 +80,14 @@ impl LagReporter {
         loop_name: String,
         consumer: Arc<StreamConsumer<C>>,
         seed: Seed,
+        stands: Stands,
         last_commit_ms: Option<Arc<AtomicI64>>,
     ) -> Self {
         let name = loop_name.clone();
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(LAG_INTERVAL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let measurer = Arc::new(Mutex::new(Measurer { seed, committed: None }));
+            let measurer = Arc::new(Mutex::new(Measurer { seed, stands, committed: None }));
             loop {
                 ticker.tick().await;
                 let (consumer, measurer) = (consumer.clone(), measurer.clone());
@@ -116,6 +119,8 @@ impl LagReporter {
 /// What a loop's lag task keeps between measurements.
 struct Measurer {
     seed: Seed,
+    /// Where the loop says it stands, ahead of librdkafka's position (empty unless it is fed).
+    stands: Stands,
     committed: Option<Committed>,
 }
 
@@ -159,10 +164,12 @@ impl Measurer {
                 Some(watermarks) => watermarks,
                 None => consumer.fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT)?,
             };
-            let Measurer { seed, committed } = self;
+            let Measurer { seed, stands, committed } = self;
             let position = loop_position(&positions, seed, (topic, *partition), low, || {
                 Ok::<_, KafkaError>(committed_offset(Committed::fresh(committed, consumer, &assigned)?, topic, *partition))
             })?;
+            let stands = stands.lock().unwrap_or_else(|p| p.into_inner()).get(&(topic.clone(), *partition)).copied();
+            let position = stands.map_or(position, |stands| stands.max(position));
             lags.insert((topic.clone(), *partition), (high - position).max(0));
         }
         Ok(lags)

@@ -8,7 +8,7 @@ use super::{
     store::Backend,
 };
 use crate::{
-    engine::{LoopError, pause::wait_while_paused},
+    engine::{LoopError, pause::wait_while_paused_fetching},
     history::HistoryTip,
     kafka::{
         self, CodecError, EventCodec, Pace, Parking, assigned_consumer,
@@ -210,13 +210,14 @@ impl ProjectionRunner {
             Pace::Saga => (Loopback::subscribe(self.projection.topics()), Handled::starting_at(seed.clone())),
             Pace::Background => (Loopback::subscribe([]), Handled::default()),
         };
-        let _lag = LagReporter::spawn(LoopKind::Projection, name.to_string(), consumer.clone(), seed, Some(last_commit_ms.clone()));
+        let _lag = LagReporter::spawn(LoopKind::Projection, name.to_string(), consumer.clone(), seed, handled.stands(), Some(last_commit_ms.clone()));
         tracing::info!(projection = name, generation, topics = ?self.projection.topics(), "projection started");
         let mut writer = BatchWriter::new(&self.projection, Target::live(&self.projection), false);
         let mut parking = Parking::new(self.projection.pace, name).starting_at(starts);
         loop {
             let mut appended_here = None;
-            let mut batch = parking.next_batch_or(&consumer, MAX_BATCH, LINGER, async { appended_here = Some(loopback.recv().await) }).await?;
+            let mut batch =
+                parking.next_batch_or(&consumer, MAX_BATCH, LINGER, &handled, async { appended_here = Some(loopback.recv().await) }).await?;
             match appended_here {
                 Some(first) => {
                     batch = handled.take_run(first, &mut loopback, MAX_BATCH, LINGER, |_| true).await;
@@ -228,7 +229,7 @@ impl ProjectionRunner {
                 continue;
             }
             // A pause holds the batch that arrives: nothing received after the pause is handled.
-            wait_while_paused(LoopKind::Projection).await;
+            wait_while_paused_fetching(LoopKind::Projection, &mut parking, &consumer).await?;
             let started = Instant::now();
             let mut tx = self.pool.begin().await?;
             if !still_generation(&mut tx, name, generation).await? {
