@@ -1,6 +1,6 @@
 //! A test's own broker and schema registry, for tests that must stop the broker (the shared
 //! one that `scripts/test.sh` provides belongs to every other test and is never touched).
-use crate::{free_port, spawn, target_dir};
+use crate::{free_port, signal_child, spawn, target_dir};
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -70,10 +70,7 @@ impl Broker {
 
     fn signal(&self, signal: libc::c_int) {
         if let Some(child) = &self.child {
-            // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, signal);
-            }
+            signal_child(child, signal);
         }
     }
 

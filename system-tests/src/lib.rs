@@ -59,6 +59,29 @@ pub mod infra;
 pub mod otlp;
 pub mod shop;
 
+/// Sends `signal` to a child process not reaped yet; false when it could not be sent.
+pub fn signal_child(child: &Child, signal: libc::c_int) -> bool {
+    // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) == 0 }
+}
+
+/// Graceful stop of a child: SIGTERM, then waits for it to exit (SIGKILL after 30 s, saying so).
+pub fn stop_child(child: &mut Child, name: &str) {
+    if let Ok(None) = child.try_wait() {
+        signal_child(child, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Ok(None) = child.try_wait() {
+            if Instant::now() > deadline {
+                eprintln!("{name} still running 30 s after SIGTERM: SIGKILL");
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = child.wait();
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
@@ -380,31 +403,14 @@ impl Stack {
     pub fn signal(&self, service: &str, signal: libc::c_int) -> bool {
         let process = self.process(service, 0);
         let children = self.children.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(child) = children.get(&process) else { return false };
-        // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
-        unsafe { libc::kill(child.id() as libc::pid_t, signal) == 0 }
+        children.get(&process).is_some_and(|child| signal_child(child, signal))
     }
 
     /// Graceful stop: SIGTERM, then waits for the process to exit (SIGKILL after 30 s).
     pub fn stop(&self, service: &str) {
         let process = self.process(service, 0);
         let Some(mut child) = self.children.lock().unwrap_or_else(|p| p.into_inner()).remove(&process) else { return };
-        if let Ok(None) = child.try_wait() {
-            // SAFETY: plain kill(2) on our own child's pid, which we have not reaped yet.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while let Ok(None) = child.try_wait() {
-                if Instant::now() > deadline {
-                    eprintln!("{service} still running 30 s after SIGTERM: SIGKILL");
-                    let _ = child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = child.wait();
+        stop_child(&mut child, service);
     }
 
     /// Points the stack at another broker and registry (e.g. a new, empty one): services started

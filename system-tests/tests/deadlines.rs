@@ -14,7 +14,7 @@ use std::{
     sync::OnceLock,
     time::{Duration, Instant},
 };
-use system_tests::{Record, Stack, commands::*, id_on_partition, one_at_a_time, unique};
+use system_tests::{Record, Stack, commands::*, id_on_partition, one_at_a_time, stop_child, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Long enough for a test to see the order waiting before its deadline, short enough to wait for.
@@ -338,19 +338,7 @@ impl SecondOrderSvc {
 
 impl Drop for SecondOrderSvc {
     fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child, not reaped yet.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Ok(None) = self.child.try_wait() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.wait();
+        stop_child(&mut self.child, "second order-svc");
     }
 }
 
