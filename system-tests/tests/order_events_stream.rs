@@ -182,7 +182,9 @@ async fn an_order_stream_follows_the_order_to_its_end_and_resumes_exactly_after_
         assert!(timeline.contains(id), "{id} streamed but not in the timeline {timeline:?}");
     }
     let ids: Vec<&str> = events.iter().filter(|e| e.event == "timeline").map(|e| e.id.as_deref().expect("a timeline event has an id")).collect();
-    assert!(sent.len() >= 10, "a whole saga's entries: {sent:?}");
+    // No count beyond the order's own six: other services' entries (stock, payment, shipment,
+    // notifications) come through their own projections and may land after DELIVERED has
+    // closed the stream; the resumes below then must deliver them.
 
     // Resumed from an entry in the middle, and from the last: the current view, then exactly
     // the timeline entries after that id (every one the timeline had before the resume and
