@@ -9,8 +9,9 @@
 #   scripts/bench-restart.sh                         1,000, 10,000 and 100,000 orders
 #   scripts/bench-restart.sh --orders 1000,10000     other sizes (cumulative, ascending)
 #   scripts/bench-restart.sh --restarts 5            restarts per size and setting (3)
+#   scripts/bench-restart.sh --snapshots on          only with snapshots on (off | on | both)
 #
-# Options: --orders LIST, --restarts N, --no-build.
+# Options: --orders LIST, --restarts N, --snapshots off|on|both, --no-build.
 # Env: PROFILE (release | debug, default release), BENCH_DIR (default run/bench-restart-<timestamp>).
 # Everything listens on 127.0.0.1 and stops by itself; writes <BENCH_DIR>/summary.json.
 set -euo pipefail
@@ -21,14 +22,14 @@ args=()
 BUILD=1
 while (($#)); do
   case "$1" in
-    --orders | --restarts)
+    --orders | --restarts | --snapshots)
       (($# >= 2)) || die "$1 needs a value"
       args+=("$1" "$2")
       shift 2
       ;;
     --no-build) BUILD=0 && shift ;;
     -h | --help)
-      sed -n '2,15p' "$0"
+      sed -n '2,16p' "$0"
       exit 0
       ;;
     *) die "unknown option $1 (see --help)" ;;

@@ -30,10 +30,32 @@ struct Args {
     /// Restarts per history size and setting; the table shows their median.
     #[arg(long, default_value_t = 3)]
     restarts: usize,
+    /// Which settings to restart with: snapshots `off` (the whole log is read), `on`, or `both`.
+    #[arg(long, value_enum, default_value_t = Snapshots::Both)]
+    snapshots: Snapshots,
     /// The run folder: broker storage, logs, summary.json (order-svc's own folder is made
     /// under `TEST_RUN_DIR`, which scripts/bench-restart.sh sets to the same).
     #[arg(long, env = "TEST_RUN_DIR")]
     dir: PathBuf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Snapshots {
+    Off,
+    On,
+    Both,
+}
+
+impl Snapshots {
+    /// The settings to restart with, as (name, `SNAPSHOT_EVERY_EVENTS` when not the default).
+    fn settings(self) -> Vec<(&'static str, Option<&'static str>)> {
+        let (off, on) = (("snapshots off", Some("0")), ("snapshots on", None));
+        match self {
+            Snapshots::Off => vec![off],
+            Snapshots::On => vec![on],
+            Snapshots::Both => vec![off, on],
+        }
+    }
 }
 
 const SERVICE: &str = "order-svc";
@@ -92,15 +114,19 @@ async fn main() -> ExitCode {
             wait_for_snapshot(&stack, next_offset).await;
         }
         wait_cancelled(&http, &base, &probe).await;
+        // Every loop at the end of the log, the saga metrics' too (`/ready` reports every
+        // consuming loop's lag): one killed while behind would start the measured restarts from
+        // a checkpoint older than any snapshot, and read the log from its start at the same time.
+        wait_caught_up(&http, &base).await;
         kill(&mut child);
         println!("[restart] caught up in {:.1} s", warm.elapsed().as_secs_f64());
-        for (setting, every) in [("snapshots off", Some("0")), ("snapshots on", None)] {
+        for (setting, every) in args.snapshots.settings() {
             let mut ready = Vec::new();
             let mut first = Vec::new();
             let (mut rss, mut rss_settled) = (Vec::new(), Vec::new());
             let (mut rehydrate, mut deadlines, mut settled) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..args.restarts {
-                let log_from = std::fs::metadata(stack.dir.join("logs").join("order-svc.log")).map_or(0, |m| m.len());
+                let log_from = log_len(&stack);
                 let restarted = Instant::now();
                 let mut child = start(&stack, &port_env, every);
                 wait_ready(&http, &base, restarted).await;
@@ -110,7 +136,7 @@ async fn main() -> ExitCode {
                 rss.push(resident_mib(child.id()));
                 // Every loop that folds order.events has rebuilt what it keeps: the deadlines
                 // are the last (nothing waits for them to answer a request).
-                let log = stack.dir.join("logs").join("order-svc.log");
+                let log = log_path(&stack);
                 assert!(
                     logged_by(&stack, log_from, "deadlines rebuilt from the log", restarted + STEP_TIMEOUT).await,
                     "the deadlines were not rebuilt in {STEP_TIMEOUT:?}; see {}",
@@ -241,7 +267,7 @@ fn chrono_millis() -> i64 {
 
 /// Starts order-svc on `port` (the stack's environment; `SNAPSHOT_EVERY_EVENTS` when given).
 fn start(stack: &Stack, port: &str, snapshot_every: Option<&str>) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(stack.dir.join("logs").join("order-svc.log")).expect("log file");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path(stack)).expect("log file");
     let mut command = stack.service_command(SERVICE);
     // A static member, as scripts/up.sh starts it: the restarted process gets its partitions
     // back at once instead of after the session timeout of the one killed.
@@ -320,7 +346,7 @@ async fn wait_cancelled(http: &reqwest::Client, base: &str, order_id: &str) {
 /// Waits until order-svc's log says it wrote a snapshot covering the whole history (`covers`).
 async fn wait_for_snapshot(stack: &Stack, history_end: i64) {
     let started = Instant::now();
-    let log = stack.dir.join("logs").join("order-svc.log");
+    let log = log_path(stack);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let covered = text
@@ -340,9 +366,35 @@ async fn wait_for_snapshot(stack: &Stack, history_end: i64) {
     }
 }
 
+/// Until `/ready` gives every loop a lag of 0, three times in a row.
+async fn wait_caught_up(http: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    let mut in_a_row = 0;
+    while in_a_row < 3 {
+        let lags: Option<Value> = match http.get(format!("{base}/ready")).send().await {
+            Ok(response) => response.json::<Value>().await.ok().map(|ready| ready["lag"].clone()),
+            Err(_) => None,
+        };
+        let caught_up = lags.as_ref().and_then(Value::as_object).is_some_and(|lags| lags.values().all(|lag| lag.as_i64() == Some(0)));
+        in_a_row = if caught_up { in_a_row + 1 } else { 0 };
+        assert!(started.elapsed() < STEP_TIMEOUT, "order-svc's loops did not catch up in {STEP_TIMEOUT:?}: {lags:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// order-svc's log file, which every start of it appends to.
+fn log_path(stack: &Stack) -> PathBuf {
+    stack.dir.join("logs").join("order-svc.log")
+}
+
+/// How long order-svc's log is now: where the lines of what comes next begin.
+fn log_len(stack: &Stack) -> u64 {
+    std::fs::metadata(log_path(stack)).map_or(0, |m| m.len())
+}
+
 /// order-svc's JSON log lines written after byte `from`.
 fn log_since(stack: &Stack, from: u64) -> Vec<Value> {
-    let text = std::fs::read(stack.dir.join("logs").join("order-svc.log")).unwrap_or_default();
+    let text = std::fs::read(log_path(stack)).unwrap_or_default();
     let tail = text.get(from as usize..).unwrap_or_default();
     String::from_utf8_lossy(tail).lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
 }
