@@ -47,6 +47,22 @@ impl LoopKind {
     }
 }
 
+/// A number from the environment variable `variable`, or `default` when it is not set. A value
+/// that is set but is not a number is reported (once per read) and the default is used, so a
+/// typo in a setting shows in the log instead of passing silently.
+pub fn number_from_env<T: std::str::FromStr + std::fmt::Display + Copy>(variable: &str, default: T) -> T {
+    match std::env::var(variable) {
+        Err(_) => default,
+        Ok(value) => match value.trim().parse() {
+            Ok(number) => number,
+            Err(_) => {
+                tracing::warn!(variable, value, %default, "setting is not a number; the default is used");
+                default
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -284,7 +284,7 @@ fn env_vars_read_under(dir: &Path, skip: &[&str]) -> BTreeMap<String, PathBuf> {
 }
 
 fn env_var_names(source: &str) -> BTreeSet<String> {
-    const MARKERS: [&str; 4] = ["var(\"", "var_os(\"", "env = \"", "_ENV: &str = \""];
+    const MARKERS: [&str; 5] = ["var(\"", "var_os(\"", "env = \"", "_ENV: &str = \"", "number_from_env(\""];
     let mut names = BTreeSet::new();
     for marker in MARKERS {
         for (at, _) in source.match_indices(marker) {
@@ -319,8 +319,9 @@ fn the_source_scan_finds_what_up_sh_gives_the_services() {
     for name in UP_SH_AND_CONFIG.iter().chain(READ_BY_LIBRARIES) {
         assert!(vars.contains_key(*name), "the runtime no longer reads {name}, or the scan misses it (found {:?})", vars.keys());
     }
-    let sample = r#"const X_ENV: &str = "SOME_SETTING"; std::env::var("OTHER_ONE"); var("lower"); env!("CARGO_PKG_NAME")"#;
-    assert_eq!(env_var_names(sample), BTreeSet::from(["OTHER_ONE".to_string(), "SOME_SETTING".to_string()]));
+    let sample =
+        r#"const X_ENV: &str = "SOME_SETTING"; std::env::var("OTHER_ONE"); var("lower"); env!("CARGO_PKG_NAME"); number_from_env("A_NUMBER", 1)"#;
+    assert_eq!(env_var_names(sample), BTreeSet::from(["A_NUMBER".to_string(), "OTHER_ONE".to_string(), "SOME_SETTING".to_string()]));
 }
 
 #[test]

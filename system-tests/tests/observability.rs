@@ -217,6 +217,8 @@ async fn metrics_show_the_pipeline_and_lag_rises_while_paused_and_drains_after()
                 && !samples(text, "orderflow_projection_checkpoint_age_seconds").is_empty()
                 && total(text, "orderflow_http_requests_total", "status=\"200\"") > 0.0
                 && total(text, "orderflow_http_request_duration_seconds_count", "") > 0.0
+                && total(text, "orderflow_writer_aggregates", "where=\"memory\"") > 0.0
+                && samples(text, "orderflow_writer_aggregates").iter().any(|(labels, _)| labels.contains("where=\"disk\""))
         })
         .await;
     }

@@ -8,11 +8,12 @@
 //! record carries its place in its decision ([`Part`], header `decision_part`), so a decision
 //! cut short by a crash (the first of two events persisted, not the second) is known on
 //! rehydration; its redelivered command completes it with the events that are missing.
+use super::aggregate_store::{AggregateStore, StoreError};
 use crate::{
     decider::Decider,
     history::HistoryTip,
     shared::command_id_for_record,
-    snapshot::{Contents, Covers, Entry, bodies},
+    snapshot::{Contents, Covers, Cutter},
 };
 use contracts::{CommandEnvelope, CommandTarget, EventEnvelope, EventMetadata, Stream};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -78,7 +79,7 @@ pub(crate) struct PartialDecision<D: Decider> {
 /// What the writer of one partition knows, rebuilt on every assignment from the partition's
 /// newest snapshot (when it matches the log) and the log after it.
 pub(crate) struct PartitionState<D: Decider> {
-    pub aggregates: HashMap<String, Aggregate<D::State>>,
+    pub aggregates: AggregateStore<D::State>,
     /// Commands whose decision is complete in the log: accepted (all their events) or refused.
     pub handled_commands: HandledCommands,
     /// Decisions cut short, by aggregate: their commands are not handled yet.
@@ -101,7 +102,7 @@ pub(crate) struct PartitionState<D: Decider> {
 impl<D: Decider> PartitionState<D> {
     pub fn empty() -> Self {
         PartitionState {
-            aggregates: HashMap::new(),
+            aggregates: AggregateStore::default(),
             handled_commands: HandledCommands::default(),
             partial: HashMap::new(),
             last_command_offset: -1,
@@ -113,8 +114,14 @@ impl<D: Decider> PartitionState<D> {
         }
     }
 
-    pub fn aggregate_mut(&mut self, aggregate_id: &str) -> &mut Aggregate<D::State> {
-        self.aggregates.entry(aggregate_id.to_string()).or_default()
+    /// An empty state that keeps at most `warm` aggregates in memory.
+    #[cfg(test)]
+    pub fn empty_keeping_warm(warm: usize) -> Self {
+        PartitionState { aggregates: AggregateStore::with_capacity(warm), ..PartitionState::empty() }
+    }
+
+    pub fn aggregate_mut(&mut self, aggregate_id: &str) -> Result<&mut Aggregate<D::State>, StoreError> {
+        self.aggregates.get_or_default(aggregate_id)
     }
 
     /// A refusal of `command_id` (decided now, or read back from `<stream>.rejections`): the
@@ -136,17 +143,15 @@ impl<D: Decider> PartitionState<D> {
         self.aggregates_in_snapshot = self.aggregates.len() as u64;
     }
 
-    /// The bodies of a snapshot of this state (see [`crate::snapshot::bodies`]); aggregates
-    /// that never had an event are left out.
-    pub fn snapshot_bodies(&self) -> Result<Vec<String>, serde_json::Error> {
-        let entries = self.aggregates.iter().filter(|(_, aggregate)| aggregate.tip.version > 0).map(|(id, aggregate)| Entry {
-            id: id.clone(),
-            version: aggregate.tip.version,
-            event_id: aggregate.tip.event_id.clone(),
-            first_offset: aggregate.first_offset,
-            state: &aggregate.state,
-        });
-        bodies(entries, self.handled_commands.iter())
+    /// The bodies of a snapshot of this state (see [`Cutter`]); aggregates that never had an
+    /// event are left out.
+    pub fn snapshot_bodies(&self) -> Result<Vec<String>, StoreError> {
+        let mut cutter = Cutter::default();
+        self.aggregates.cut_into(&mut cutter)?;
+        for command_id in self.handled_commands.iter() {
+            cutter.handled(command_id)?;
+        }
+        Ok(cutter.finish())
     }
 
     /// Where the logs stand, for a snapshot of this state.
@@ -160,12 +165,9 @@ impl<D: Decider> PartitionState<D> {
     }
 
     /// The state a snapshot holds, to go on from with the log after `covers`.
-    pub fn from_snapshot(covers: &Covers, contents: Contents<D::State>) -> Self {
+    pub fn from_snapshot(covers: &Covers, contents: Contents<D::State>) -> Result<Self, StoreError> {
         let mut state = PartitionState::empty();
-        for entry in contents.aggregates {
-            let tip = HistoryTip { version: entry.version, event_id: entry.event_id };
-            state.aggregates.insert(entry.id, Aggregate { state: entry.state, tip, first_offset: entry.first_offset });
-        }
+        state.aggregates.restore(contents.aggregates)?;
         for command_id in contents.handled {
             state.handled_commands.insert(command_id);
         }
@@ -174,7 +176,7 @@ impl<D: Decider> PartitionState<D> {
         state.last_event_digest = covers.digest.clone();
         state.rejections_end = covers.rejections_offset;
         state.snapshot_taken();
-        state
+        Ok(state)
     }
 }
 
@@ -192,7 +194,7 @@ pub(crate) struct HandledCommands {
 
 impl Default for HandledCommands {
     fn default() -> Self {
-        let capacity = std::env::var("COMMAND_IDS_REMEMBERED").ok().and_then(|value| value.trim().parse().ok()).unwrap_or(100_000);
+        let capacity = crate::shared::number_from_env("COMMAND_IDS_REMEMBERED", 100_000);
         HandledCommands::with_capacity(capacity)
     }
 }
@@ -226,10 +228,14 @@ impl HandledCommands {
 /// Applies one logged event to a partition's state if it passes the version rule (what
 /// rehydration does for every record); says whether it did. `part` is the event's place in its
 /// decision (`None` for events written before decisions were numbered: complete by themselves).
-pub(crate) fn apply_logged<D: Decider>(state: &mut PartitionState<D>, event: &EventEnvelope<Event<D>>, part: Option<Part>) -> bool {
+pub(crate) fn apply_logged<D: Decider>(
+    state: &mut PartitionState<D>,
+    event: &EventEnvelope<Event<D>>,
+    part: Option<Part>,
+) -> Result<bool, StoreError> {
     let metadata = event.metadata();
-    if !state.aggregate_mut(&event.aggregate_id).tip.accepts(&metadata) {
-        return false;
+    if !state.aggregate_mut(&event.aggregate_id)?.tip.accepts(&metadata) {
+        return Ok(false);
     }
     let open = match state.partial.remove(&event.aggregate_id) {
         Some(open) if open.command_id == event.command_id => Some(open),
@@ -241,7 +247,7 @@ pub(crate) fn apply_logged<D: Decider>(state: &mut PartitionState<D>, event: &Ev
         }
         None => None,
     };
-    let aggregate = state.aggregates.entry(event.aggregate_id.clone()).or_default();
+    let aggregate = state.aggregates.get_or_default(&event.aggregate_id)?;
     match part {
         Some(part) if !part.is_last() => {
             let mut open = open.unwrap_or_else(|| PartialDecision {
@@ -260,7 +266,7 @@ pub(crate) fn apply_logged<D: Decider>(state: &mut PartitionState<D>, event: &Ev
     aggregate.tip.advance(&metadata);
     aggregate.state = D::evolve(std::mem::take(&mut aggregate.state), &event.payload);
     state.last_command_offset = state.last_command_offset.max(event.command_offset);
-    true
+    Ok(true)
 }
 
 /// Gives a logged event this writer cannot decode its place in its aggregate's history (what
@@ -268,10 +274,10 @@ pub(crate) fn apply_logged<D: Decider>(state: &mut PartitionState<D>, event: &Ev
 /// append extends the log instead of forking it, and the events after it apply. Its effect on
 /// the state is unknown and left out; the record is on the event log's dead-letter topic for
 /// an operator. Says whether it passed the version rule.
-pub(crate) fn skip_logged<D: Decider>(state: &mut PartitionState<D>, metadata: &EventMetadata) -> bool {
-    let aggregate = state.aggregate_mut(&metadata.aggregate_id);
+pub(crate) fn skip_logged<D: Decider>(state: &mut PartitionState<D>, metadata: &EventMetadata) -> Result<bool, StoreError> {
+    let aggregate = state.aggregate_mut(&metadata.aggregate_id)?;
     if !aggregate.tip.accepts(metadata) {
-        return false;
+        return Ok(false);
     }
     aggregate.tip.advance(metadata);
     // A decision cut short cannot be completed across an event whose payload is unknown.
@@ -280,7 +286,7 @@ pub(crate) fn skip_logged<D: Decider>(state: &mut PartitionState<D>, metadata: &
     }
     state.handled_commands.insert(metadata.command_id.clone());
     state.last_command_offset = state.last_command_offset.max(metadata.command_offset);
-    true
+    Ok(true)
 }
 
 /// The id of the command a record of `<stream>.rejections` refused (see [`rejection_record`]).
@@ -392,7 +398,7 @@ pub(crate) fn decide<D: Decider>(
     aggregate_id: &str,
     command_id: &str,
     command: &Command<D>,
-) -> Result<Decision<Event<D>>, crate::decider::Rejection> {
+) -> Result<Decision<Event<D>>, Undecided> {
     let mut basis = Basis::Current;
     if let Some(partial) = state.partial.remove(aggregate_id) {
         if partial.command_id == command_id {
@@ -415,8 +421,19 @@ pub(crate) fn decide<D: Decider>(
             state.handled_commands.insert(partial.command_id);
         }
     }
-    let events = decider.decide(&state.aggregate_mut(aggregate_id).state, command)?;
+    let events = decider.decide(&state.aggregate_mut(aggregate_id)?.state, command)?;
     Ok(Decision { of: events.len() as u32, events, first: 1, basis })
+}
+
+/// Why [`decide`] appended nothing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Undecided {
+    #[error(transparent)]
+    Rejected(#[from] crate::decider::Rejection),
+    /// The aggregate's state could not be read (its writer's disk failed): nothing is decided,
+    /// and the writer starts over from the log.
+    #[error(transparent)]
+    Unreadable(#[from] StoreError),
 }
 
 /// Why the events of one decision exist: the command and the trace they continue.
@@ -613,8 +630,8 @@ mod tests {
         let mut writer = Aggregate::<u32>::default();
         let restocked = StockEvent::StockRestocked { quantity: 1 };
         let events = stamp::<Counter>(&mut writer, "sku-1", vec![restocked], &causation, || "e1".into());
-        assert!(apply_logged::<Counter>(&mut state, &events[0], Some(Part { index: 1, of: 1 })));
-        assert!(!apply_logged::<Counter>(&mut state, &events[0], Some(Part { index: 1, of: 1 })), "a redelivered event");
+        assert!(apply_logged::<Counter>(&mut state, &events[0], Some(Part { index: 1, of: 1 })).expect("store"));
+        assert!(!apply_logged::<Counter>(&mut state, &events[0], Some(Part { index: 1, of: 1 })).expect("store"), "a redelivered event");
         assert!(state.handled_commands.contains("c"));
         assert_eq!(state.last_command_offset, 3);
         assert_eq!(state.aggregates["sku-1"].state, 1);
@@ -671,7 +688,8 @@ mod tests {
             Causation { command_id: command_id.into(), correlation_id: "r".into(), causation_id: "s".into(), command_offset: 7, occurred_at: 0 };
         let mut ids = (1..).map(|n| format!("{command_id}-e{n}"));
         let parts: Vec<Part> = (0..decision.events.len()).map(|i| decision.part(i)).collect();
-        let events = stamp::<Reserver>(writer.aggregate_mut("sku-1"), "sku-1", decision.events, &causation, || ids.next().unwrap_or_default());
+        let events =
+            stamp::<Reserver>(writer.aggregate_mut("sku-1").expect("store"), "sku-1", decision.events, &causation, || ids.next().unwrap_or_default());
         events.into_iter().zip(parts).collect()
     }
 
@@ -693,9 +711,9 @@ mod tests {
         let events = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
         assert_eq!(events.iter().map(|(_, part)| part.to_string()).collect::<Vec<_>>(), ["1/2", "2/2"]);
         let mut state = PartitionState::<Reserver>::empty();
-        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, Some(events[0].1)));
+        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, Some(events[0].1)).expect("store"));
         assert!(!state.handled_commands.contains("c-1"), "half a decision does not handle its command");
-        assert!(apply_logged::<Reserver>(&mut state, &events[1].0, Some(events[1].1)));
+        assert!(apply_logged::<Reserver>(&mut state, &events[1].0, Some(events[1].1)).expect("store"));
         assert!(state.handled_commands.contains("c-1"));
         assert!(state.partial.is_empty());
     }
@@ -704,7 +722,7 @@ mod tests {
     fn events_written_before_decisions_were_numbered_count_as_complete() {
         let events = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
         let mut state = PartitionState::<Reserver>::empty();
-        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, None));
+        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, None).expect("store"));
         assert!(state.handled_commands.contains("c-1"));
         assert!(state.partial.is_empty());
     }
@@ -714,7 +732,7 @@ mod tests {
         let events = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
         // The crash: only the first of the two events reached the log.
         let mut state = PartitionState::<Reserver>::empty();
-        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, Some(events[0].1)));
+        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, Some(events[0].1)).expect("store"));
         let partition = owner_of("sku-1");
         let redelivered = classify::<Stock>(at(partition, 7), &reservation_command("o-1", 2, "c-1"), 6, &state.handled_commands).expect("a command");
         assert_eq!(redelivered.route, Route::Decide, "not a duplicate: its decision is incomplete");
@@ -728,14 +746,15 @@ mod tests {
         );
         let causation =
             Causation { command_id: "c-1".into(), correlation_id: "r".into(), causation_id: "s".into(), command_offset: 7, occurred_at: 1 };
-        let completion = stamp::<Reserver>(state.aggregate_mut("sku-1"), "sku-1", decision.events, &causation, || "c-1-e2-again".into());
+        let completion =
+            stamp::<Reserver>(state.aggregate_mut("sku-1").expect("store"), "sku-1", decision.events, &causation, || "c-1-e2-again".into());
         assert_eq!((completion[0].version, completion[0].previous_event_id.as_deref()), (2, Some("c-1-e1")), "continues the persisted part");
         assert_eq!(state.aggregates["sku-1"].state, Ledger { reserved: ["o-1".to_string()].into(), closed: 1 });
 
         // The next writer finds the decision complete.
         let mut next = PartitionState::<Reserver>::empty();
-        assert!(apply_logged::<Reserver>(&mut next, &events[0].0, Some(events[0].1)));
-        assert!(apply_logged::<Reserver>(&mut next, &completion[0], Some(Part { index: 2, of: 2 })));
+        assert!(apply_logged::<Reserver>(&mut next, &events[0].0, Some(events[0].1)).expect("store"));
+        assert!(apply_logged::<Reserver>(&mut next, &completion[0], Some(Part { index: 2, of: 2 })).expect("store"));
         assert!(next.handled_commands.contains("c-1") && next.partial.is_empty());
         assert_eq!(next.aggregates["sku-1"].state, state.aggregates["sku-1"].state);
     }
@@ -744,7 +763,7 @@ mod tests {
     fn a_decision_cut_short_that_comes_out_differently_is_decided_anew_on_the_current_state() {
         let events = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
         let mut state = PartitionState::<Reserver>::empty();
-        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, Some(events[0].1)));
+        assert!(apply_logged::<Reserver>(&mut state, &events[0].0, Some(events[0].1)).expect("store"));
         // The same command id, another command (e.g. a client reusing an id).
         let decision = decide(&Reserver, &mut state, "sku-1", "c-1", &reserve("o-2", 5)).expect("accepted");
         assert_eq!(decision.basis, Basis::Redecided { persisted: 1 });
@@ -757,12 +776,12 @@ mod tests {
     fn another_commands_event_on_top_of_a_decision_cut_short_leaves_it_as_it_is() {
         let first = decided_on_fresh_aggregate(&reserve("o-1", 2), "c-1");
         let mut state = PartitionState::<Reserver>::empty();
-        assert!(apply_logged::<Reserver>(&mut state, &first[0].0, Some(first[0].1)));
+        assert!(apply_logged::<Reserver>(&mut state, &first[0].0, Some(first[0].1)).expect("store"));
         let causation =
             Causation { command_id: "c-2".into(), correlation_id: "r".into(), causation_id: "s".into(), command_offset: 8, occurred_at: 0 };
         let mut writer = Aggregate { state: state.aggregates["sku-1"].state.clone(), tip: state.aggregates["sku-1"].tip.clone(), first_offset: None };
         let on_top = stamp::<Reserver>(&mut writer, "sku-1", vec![StockEvent::StockRestocked { quantity: 4 }], &causation, || "c-2-e1".into());
-        assert!(apply_logged::<Reserver>(&mut state, &on_top[0], Some(Part { index: 1, of: 1 })));
+        assert!(apply_logged::<Reserver>(&mut state, &on_top[0], Some(Part { index: 1, of: 1 })).expect("store"));
         assert!(state.handled_commands.contains("c-1") && state.handled_commands.contains("c-2"));
         assert!(state.partial.is_empty());
     }
@@ -832,16 +851,16 @@ mod tests {
                 command_offset: version,
                 payload: StockEvent::StockRestocked { quantity: 1 },
             };
-            assert!(apply_logged::<Counter>(&mut state, &event, None));
+            assert!(apply_logged::<Counter>(&mut state, &event, None).expect("store"));
         }
-        state.aggregate_mut("looked-at-only");
+        state.aggregate_mut("looked-at-only").expect("store");
         state.log_end = 2;
         state.last_event_digest = "d".into();
         state.rejections_end = 1;
         state.remember_refusal("refused-1");
         let bodies = state.snapshot_bodies().expect("serialisable");
         let contents = crate::snapshot::read_bodies::<u32>(bodies.iter().map(String::as_str)).expect("readable");
-        let read = PartitionState::<Counter>::from_snapshot(&state.covers(), contents);
+        let read = PartitionState::<Counter>::from_snapshot(&state.covers(), contents).expect("store");
         assert_eq!(read.aggregates.len(), 1, "aggregates without events are not written");
         let aggregate = &read.aggregates["sku-1"];
         assert_eq!((aggregate.state, aggregate.tip.version, aggregate.tip.event_id.as_deref()), (2, 2, Some("e2")));
@@ -853,20 +872,48 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_decides_on_an_aggregate_kept_on_disk_as_on_one_kept_in_memory() {
+        let mut writer = PartitionState::<Reserver>::empty_keeping_warm(2);
+        let causation =
+            |id: &str| Causation { command_id: id.into(), correlation_id: "r".into(), causation_id: "s".into(), command_offset: 1, occurred_at: 0 };
+        let mut last_event_of_sku_0 = None;
+        for i in 0..20 {
+            let (sku, command_id) = (format!("sku-{i}"), format!("c-{i}"));
+            let decision = decide(&Reserver, &mut writer, &sku, &command_id, &reserve("o-1", 1)).expect("accepted");
+            let mut ids = (1..).map(|n| format!("{command_id}-e{n}"));
+            let events = stamp::<Reserver>(writer.aggregate_mut(&sku).expect("store"), &sku, decision.events, &causation(&command_id), || {
+                ids.next().unwrap_or_default()
+            });
+            if i == 0 {
+                last_event_of_sku_0 = events.last().map(|event| event.event_id.clone());
+            }
+        }
+        assert_eq!(writer.aggregates.len(), 20);
+        let again = decide(&Reserver, &mut writer, "sku-0", "c-0-again", &reserve("o-1", 1)).expect("decided");
+        assert!(again.events.is_empty(), "sku-0's state came back from disk: o-1 is reserved already");
+        let next = decide(&Reserver, &mut writer, "sku-0", "c-next", &reserve("o-2", 1)).expect("accepted");
+        let mut ids = (1..).map(|n| format!("c-next-e{n}"));
+        let events = stamp::<Reserver>(writer.aggregate_mut("sku-0").expect("store"), "sku-0", next.events, &causation("c-next"), || {
+            ids.next().unwrap_or_default()
+        });
+        assert_eq!((events[0].version, &events[0].previous_event_id), (3, &last_event_of_sku_0), "its history goes on from the tip kept on disk");
+    }
+
+    #[test]
     fn a_snapshot_is_due_after_enough_events_and_never_inside_a_decision() {
         let mut state = PartitionState::<Counter>::empty();
         state.events_since_snapshot = 10;
         assert!(state.snapshot_due(10));
         assert!(!state.snapshot_due(0), "0 turns snapshots off");
         for i in 0..20 {
-            state.aggregate_mut(&format!("a-{i}"));
+            state.aggregate_mut(&format!("a-{i}")).expect("store");
         }
         state.snapshot_taken();
         state.events_since_snapshot = 15;
         assert!(!state.snapshot_due(10), "fewer events than the last snapshot held aggregates");
         // A stream of one event per aggregate still gets snapshots.
         for i in 20..40 {
-            state.aggregate_mut(&format!("a-{i}"));
+            state.aggregate_mut(&format!("a-{i}")).expect("store");
         }
         state.events_since_snapshot = 20;
         assert!(state.snapshot_due(10));

@@ -35,8 +35,8 @@
 use super::{
     BATCH_LINGER, LoopError, MAX_BATCH,
     command_core::{
-        Basis, Causation, Classified, Command, Landed, Part, PartitionState, Position, Route, Unroutable, apply_logged, classify, continues_log,
-        decide, refused_command_id, rejection_record, skip_logged, stamp,
+        Basis, Causation, Classified, Command, Landed, Part, PartitionState, Position, Route, Undecided, Unroutable, apply_logged, classify,
+        continues_log, decide, refused_command_id, rejection_record, skip_logged, stamp,
     },
     pause::wait_while_paused_fetching,
 };
@@ -217,13 +217,16 @@ impl<D: Decider> CommandProcessor<D> {
                         state.log_end = end;
                         state.events_since_snapshot += landed.len() as u64;
                         for (event, at) in events.iter().zip(&landed) {
-                            if let Some(aggregate) = event.first_of.as_ref().and_then(|id| state.aggregates.get_mut(id)) {
+                            if let Some(id) = &event.first_of
+                                && let Some(aggregate) = state.aggregates.get_mut(id)?
+                            {
                                 aggregate.first_offset = Some(at.offset);
                             }
                         }
                         if let Some(last) = events.last() {
                             state.last_event_digest = last.digest.clone();
                         }
+                        m::writer_aggregates(<D::Stream as Stream>::NAME, partition, state.aggregates.warm_len(), state.aggregates.cold_len());
                         if state.snapshot_due(snapshot_every)
                             && let Some(slot) = snapshots.get(&partition)
                         {
@@ -311,6 +314,7 @@ impl<D: Decider> CommandProcessor<D> {
     ) -> Result<(PartitionState<D>, Arc<Mutex<Snapshots>>), LoopError> {
         let (mut state, snapshot) = self.rehydrate(reader, partition).await?;
         let slot = Arc::new(Mutex::new(Snapshots { newest: snapshot, ..Default::default() }));
+        m::writer_aggregates(<D::Stream as Stream>::NAME, partition, state.aggregates.warm_len(), state.aggregates.cold_len());
         if state.snapshot_due(snapshot_every) {
             self.snapshot(producer, partition, &mut state, slot.clone());
         }
@@ -329,7 +333,7 @@ impl<D: Decider> CommandProcessor<D> {
         let topic = <D::Stream as Stream>::EVENTS_TOPIC;
         let started = std::time::Instant::now();
         let (mut state, snapshot) = match self.snapshots.usable::<D::State>(reader.clone(), topic, partition, None).await {
-            Some((covers, contents, snapshot)) => (PartitionState::from_snapshot(&covers, contents), Some(snapshot)),
+            Some((covers, contents, snapshot)) => (PartitionState::from_snapshot(&covers, contents)?, Some(snapshot)),
             None => (PartitionState::empty(), None),
         };
         let from_snapshot = state.aggregates.len();
@@ -352,10 +356,10 @@ impl<D: Decider> CommandProcessor<D> {
                     if record.decision_part.is_some() && part.is_none() {
                         tracing::warn!(topic, partition, offset = record.offset, header = ?record.decision_part, "event with an unreadable decision part; taken as complete");
                     }
-                    if !apply_logged::<D>(&mut state, &event, part) {
+                    if !apply_logged::<D>(&mut state, &event, part)? {
                         skipped += 1;
                     } else if event.version == 1 {
-                        state.aggregate_mut(&event.aggregate_id).first_offset = Some(record.offset);
+                        state.aggregate_mut(&event.aggregate_id)?.first_offset = Some(record.offset);
                     }
                 }
                 Read::Undecodable { error, envelope } => {
@@ -366,8 +370,8 @@ impl<D: Decider> CommandProcessor<D> {
                                 topic, partition, offset = record.offset, %error, aggregate_id = %metadata.aggregate_id, version = metadata.version,
                                 "undecodable event in the log; its aggregate goes on from the version after it, without its effect"
                             );
-                            if skip_logged::<D>(&mut state, &metadata) && metadata.version == 1 {
-                                state.aggregate_mut(&metadata.aggregate_id).first_offset = Some(record.offset);
+                            if skip_logged::<D>(&mut state, &metadata)? && metadata.version == 1 {
+                                state.aggregate_mut(&metadata.aggregate_id)?.first_offset = Some(record.offset);
                             }
                         }
                         None => {
@@ -409,6 +413,7 @@ impl<D: Decider> CommandProcessor<D> {
             refusals = refusals.len(),
             partial_decisions = state.partial.len(),
             aggregates = state.aggregates.len(),
+            warm = state.aggregates.warm_len(),
             last_command_offset = state.last_command_offset,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "rehydrated partition"
@@ -533,7 +538,7 @@ impl<D: Decider> CommandProcessor<D> {
                     occurred_at: now_millis(),
                 };
                 let parts: Vec<Option<String>> = (0..decision.events.len()).map(|i| decision.part(i).header()).collect();
-                let events = stamp::<D>(state.aggregate_mut(aggregate_id), aggregate_id, decision.events, &causation, || Uuid::new_v4().to_string());
+                let events = stamp::<D>(state.aggregate_mut(aggregate_id)?, aggregate_id, decision.events, &causation, || Uuid::new_v4().to_string());
                 let mut appended = Vec::with_capacity(events.len());
                 for (event, part) in events.iter().zip(&parts) {
                     let bytes = self.codec.encode(event).await?;
@@ -562,14 +567,15 @@ impl<D: Decider> CommandProcessor<D> {
                 tracing::debug!(events = appended.len(), "command accepted");
                 Ok(Appended { events: appended, refusal: None })
             }
-            Err(Rejection::Invalid(reason)) => {
+            Err(Undecided::Unreadable(error)) => Err(error.into()),
+            Err(Undecided::Rejected(Rejection::Invalid(reason))) => {
                 dead_letter(outbox, message, "invalid", &reason, &[])?;
                 tracing::warn!(source = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "command dead-lettered");
                 span.record("outcome", "dead_lettered");
                 m::command_handled(stream, command_type, Outcome::DeadLettered);
                 Ok(Appended::default())
             }
-            Err(Rejection::Refused(reason)) => {
+            Err(Undecided::Rejected(Rejection::Refused(reason))) => {
                 let bytes = message.payload().unwrap_or_default();
                 let record = rejection_record(command_id, command_type, aggregate_id, &reason, bytes, now_millis());
                 let place = outbox.send(Outgoing {

@@ -14,9 +14,11 @@
 //!   that began the wait, so firing it again (after a restart, or by the former owner during a
 //!   rebalance) is a duplicate the command processor ignores.
 //!
-//! An aggregate that is [finished](Deadlines::finished) (past every wait for good) is kept as
-//! its id alone: the sagas that ended leave the loop's memory, and what still comes for them
-//! is not taken for a new aggregate's history.
+//! An aggregate that is [finished](Deadlines::finished) (past every wait for good) is not kept
+//! at all: the sagas that ended leave the loop's memory. What still comes for one is not taken
+//! for a new aggregate's history, since only a first event (version 1) starts a history here:
+//! after a rebuild every aggregate that is not finished is known (restored from the snapshot
+//! or folded from its first event), so an unknown aggregate's later event is a finished one's.
 use super::{BATCH_LINGER, LoopError, MAX_BATCH, pause::wait_while_paused_fetching};
 use crate::{
     decider::Decider,
@@ -101,15 +103,6 @@ struct Wait<Step> {
     due_ms: i64,
 }
 
-/// One aggregate as the deadlines see it.
-enum Tracked<T: Deadlines> {
-    /// Boxed, so that the many finished aggregates cost little more than their key.
-    Live(Box<Live<T>>),
-    /// [Finished](Deadlines::finished): whatever comes, it waits for nothing again, so neither
-    /// its state nor its history is kept.
-    Finished,
-}
-
 /// An aggregate that may wait: its accepted history, its state, its wait.
 struct Live<T: Deadlines> {
     tip: HistoryTip,
@@ -117,9 +110,9 @@ struct Live<T: Deadlines> {
     wait: Option<Wait<T::Step>>,
 }
 
-impl<T: Deadlines> Default for Tracked<T> {
+impl<T: Deadlines> Default for Live<T> {
     fn default() -> Self {
-        Tracked::Live(Box::new(Live { tip: HistoryTip::default(), state: Default::default(), wait: None }))
+        Live { tip: HistoryTip::default(), state: Default::default(), wait: None }
     }
 }
 
@@ -139,7 +132,8 @@ pub(crate) struct Expired<C> {
 /// The waits of the partitions a member owns, derived from their events alone.
 pub(crate) struct Schedule<T: Deadlines> {
     deadlines: Arc<T>,
-    aggregates: HashMap<(i32, String), Tracked<T>>,
+    /// The aggregates that are not finished.
+    aggregates: HashMap<(i32, String), Live<T>>,
     /// The waits that have not run out yet, soonest first: (due, partition, aggregate).
     pending: BTreeSet<(i64, i32, String)>,
 }
@@ -155,8 +149,8 @@ impl<T: Deadlines> Schedule<T> {
     /// it counted.
     pub fn apply(&mut self, partition: i32, offset: i64, event: &EventEnvelope<EventOf<T>>) -> bool {
         let metadata = event.metadata();
-        let tracked = self.aggregates.entry((partition, event.aggregate_id.clone())).or_default();
-        let Tracked::Live(live) = tracked else { return false };
+        let key = (partition, event.aggregate_id.clone());
+        let Some(live) = Self::tracked(&mut self.aggregates, &key, &metadata) else { return false };
         if !live.tip.accepts(&metadata) {
             return false;
         }
@@ -182,16 +176,23 @@ impl<T: Deadlines> Schedule<T> {
             }
         }
         if waiting.is_none() && self.deadlines.finished(&live.state) {
-            *tracked = Tracked::Finished;
+            self.aggregates.remove(&key);
         }
         true
+    }
+
+    /// The aggregate an event is for, if it is tracked or the event begins its history.
+    fn tracked<'a>(aggregates: &'a mut HashMap<(i32, String), Live<T>>, key: &(i32, String), event: &EventMetadata) -> Option<&'a mut Live<T>> {
+        if event.version == 1 && !aggregates.contains_key(key) {
+            aggregates.insert(key.clone(), Live::default());
+        }
+        aggregates.get_mut(key)
     }
 
     /// Counts an event that does not decode (its envelope read alone) in its aggregate's
     /// history, without changing its state or its wait, so the aggregate's later events apply.
     pub fn skip(&mut self, partition: i32, metadata: &EventMetadata) {
-        let tracked = self.aggregates.entry((partition, metadata.aggregate_id.clone())).or_default();
-        if let Tracked::Live(live) = tracked
+        if let Some(live) = Self::tracked(&mut self.aggregates, &(partition, metadata.aggregate_id.clone()), metadata)
             && live.tip.accepts(metadata)
         {
             live.tip.advance(metadata);
@@ -206,7 +207,7 @@ impl<T: Deadlines> Schedule<T> {
             && *due_ms <= now_ms
         {
             let Some((due_ms, partition, aggregate_id)) = self.pending.pop_first() else { break };
-            let Some(Tracked::Live(live)) = self.aggregates.get(&(partition, aggregate_id.clone())) else { continue };
+            let Some(live) = self.aggregates.get(&(partition, aggregate_id.clone())) else { continue };
             let Some(wait) = live.wait.as_ref() else { continue };
             expired.push(Expired {
                 partition,
@@ -242,13 +243,10 @@ impl<T: Deadlines> Schedule<T> {
                 waiting.insert(entry.id);
                 continue;
             }
-            let tracked = if self.deadlines.finished(&entry.state) {
-                Tracked::Finished
-            } else {
+            if !self.deadlines.finished(&entry.state) {
                 let tip = HistoryTip { version: entry.version, event_id: entry.event_id };
-                Tracked::Live(Box::new(Live { tip, state: entry.state, wait: None }))
-            };
-            self.aggregates.insert((partition, entry.id), tracked);
+                self.aggregates.insert((partition, entry.id), Live { tip, state: entry.state, wait: None });
+            }
         }
         (waiting, from)
     }
@@ -574,7 +572,7 @@ mod tests {
     }
 
     fn holds_state(schedule: &Schedule<ReleaseDeadline>, sku: &str) -> bool {
-        matches!(schedule.aggregates.get(&(0, sku.to_string())), Some(Tracked::Live(_)))
+        schedule.aggregates.contains_key(&(0, sku.to_string()))
     }
 
     #[test]
@@ -588,6 +586,8 @@ mod tests {
         assert!(!watched.apply(0, 2, &event("sku-1", 3, 2 * SECOND, reserved())), "nothing counts for it any more");
         assert_eq!(watched.next_due(), None, "it never waits again");
         assert!(!holds_state(&watched, "sku-1"));
+        assert!(!watched.apply(0, 3, &event("sku-7", 4, 2 * SECOND, reserved())), "an unknown aggregate's later event is a finished one's");
+        assert!(watched.aggregates.is_empty(), "nothing is kept for a finished aggregate");
         let entry = |id: &str, state: Held| Entry { id: id.into(), version: 2, event_id: Some(format!("{id}-e2")), first_offset: Some(0), state };
         let mut restored = schedule();
         restored.restore(0, vec![entry("sku-1", Held::Gone), entry("sku-2", Held::Free)]);

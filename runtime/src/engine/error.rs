@@ -19,6 +19,8 @@ pub enum LoopError {
     NotCoPartitioned { commands: String, commands_partitions: i32, events: String, events_partitions: i32 },
     #[error("partition {partition} of {topic} holds records this writer did not append: another writer owns it now")]
     LostOwnership { topic: String, partition: i32 },
+    #[error(transparent)]
+    AggregateStore(#[from] super::aggregate_store::StoreError),
     #[error("blocking task: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error("rebuilding read model {projection} from a replaced log: {error}")]

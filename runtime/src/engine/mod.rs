@@ -3,6 +3,7 @@
 //! reactors), deadlines (an aggregate's waits that ran out), the operator pause, the
 //! supervisor that restarts a failed loop, and the heap trim after rebuilds.
 mod accepted_history;
+mod aggregate_store;
 pub(crate) mod command_core;
 pub(crate) mod command_processor;
 pub(crate) mod deadlines;

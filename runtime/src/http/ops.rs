@@ -43,7 +43,7 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn new(service: &'static str, registry_url: &str, projections: Vec<&'static str>, loops: Loops) -> Self {
-        let max_lag = std::env::var("READY_MAX_LAG").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+        let max_lag = crate::shared::number_from_env("READY_MAX_LAG", 1000);
         let http = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().unwrap_or_default();
         Readiness { service, registry_url: registry_url.trim_end_matches('/').to_string(), projections, max_lag, loops, http }
     }

@@ -1,6 +1,7 @@
 //! rdkafka clients configured the one way this system needs them, and small helpers for
 //! metadata, watermarks, bounded reads and headers.
 use super::producer::KafkaProducer;
+use crate::shared::number_from_env;
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     admin::AdminClient,
@@ -98,11 +99,6 @@ pub const QUIET_PROBE_ENV: &str = "KAFKA_QUIET_PROBE_MS";
 
 fn millis_from_env(variable: &str, default_millis: u64) -> Duration {
     Duration::from_millis(number_from_env(variable, default_millis))
-}
-
-/// `variable` as a number, or `default` when it is unset or not one.
-fn number_from_env<T: std::str::FromStr>(variable: &str, default: T) -> T {
-    std::env::var(variable).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
 
 #[derive(Debug, thiserror::Error)]

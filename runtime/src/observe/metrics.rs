@@ -1,7 +1,7 @@
 //! Prometheus metrics through the `metrics` facade, rendered on `GET /metrics` (no listener of
 //! the exporter's own). Every name starts with `orderflow_`; the README lists them.
 use crate::shared::LoopKind;
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::{sync::OnceLock, time::Duration};
 
@@ -15,6 +15,7 @@ pub const EVENTS_UNDECODABLE_TOTAL: &str = "orderflow_events_undecodable_total";
 pub const RECORDS_NOT_OWNED_TOTAL: &str = "orderflow_records_not_owned_total";
 pub const RECORDS_AHEAD_OF_FETCH_TOTAL: &str = "orderflow_records_ahead_of_fetch_total";
 pub const DEADLINES_FIRED_TOTAL: &str = "orderflow_deadlines_fired_total";
+pub const WRITER_AGGREGATES: &str = "orderflow_writer_aggregates";
 pub const HTTP_REQUESTS_TOTAL: &str = "orderflow_http_requests_total";
 pub const HTTP_SECONDS: &str = "orderflow_http_request_duration_seconds";
 
@@ -118,6 +119,12 @@ pub fn records_not_owned(kind: LoopKind, loop_name: &str, records: usize) {
 /// their fetch (see `kafka::loopback`).
 pub fn records_ahead_of_fetch(kind: LoopKind, loop_name: &str, records: usize) {
     counter!(RECORDS_AHEAD_OF_FETCH_TOTAL, "kind" => kind.as_str(), "loop" => loop_name.to_string()).increment(records as u64);
+}
+
+/// How many aggregates the writer of `stream`'s `partition` holds in memory and on disk only.
+pub fn writer_aggregates(stream: &'static str, partition: i32, in_memory: usize, on_disk: usize) {
+    gauge!(WRITER_AGGREGATES, "stream" => stream, "partition" => partition.to_string(), "where" => "memory").set(in_memory as f64);
+    gauge!(WRITER_AGGREGATES, "stream" => stream, "partition" => partition.to_string(), "where" => "disk").set(on_disk as f64);
 }
 
 /// A deadline loop put a timeout command on its stream (a refire after a restart counts again;

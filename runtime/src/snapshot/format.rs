@@ -81,30 +81,54 @@ pub fn digest(bytes: &[u8]) -> String {
 /// Cuts aggregates and handled command ids into part bodies of at most about
 /// [`PART_BYTES`] each (one entry bigger than that gets a part of its own). Always at least one
 /// part, so an empty partition has a snapshot too.
+#[cfg(test)]
 pub fn bodies<'a, St: Serialize + 'a>(
     aggregates: impl IntoIterator<Item = Entry<&'a St>>,
     handled: impl IntoIterator<Item = &'a str>,
 ) -> Result<Vec<String>, serde_json::Error> {
-    let mut bodies = Vec::new();
-    let mut current = PartWriter::default();
+    let mut cutter = Cutter::default();
     for entry in aggregates {
-        let json = serde_json::to_string(&entry)?;
-        if current.len() + json.len() > PART_BYTES && !current.is_empty() {
-            bodies.push(std::mem::take(&mut current).finish());
-        }
-        current.bytes += json.len() + 1;
-        current.aggregates.push(json);
+        cutter.aggregate(serde_json::to_string(&entry)?);
     }
     for id in handled {
-        let json = serde_json::to_string(id)?;
-        if current.len() + json.len() > PART_BYTES && !current.is_empty() {
-            bodies.push(std::mem::take(&mut current).finish());
-        }
-        current.bytes += json.len() + 1;
-        current.handled.push(json);
+        cutter.handled(id)?;
     }
-    bodies.push(current.finish());
-    Ok(bodies)
+    Ok(cutter.finish())
+}
+
+/// Cuts a snapshot into part bodies as `bodies` does, one entry at a time, for entries that
+/// are JSON already (an [`Entry`] serialised): all aggregates first, then the handled command ids.
+#[derive(Default)]
+pub struct Cutter {
+    bodies: Vec<String>,
+    current: PartWriter,
+}
+
+impl Cutter {
+    pub fn aggregate(&mut self, entry_json: String) {
+        self.make_room(entry_json.len());
+        self.current.bytes += entry_json.len() + 1;
+        self.current.aggregates.push(entry_json);
+    }
+
+    pub fn handled(&mut self, command_id: &str) -> Result<(), serde_json::Error> {
+        let json = serde_json::to_string(command_id)?;
+        self.make_room(json.len());
+        self.current.bytes += json.len() + 1;
+        self.current.handled.push(json);
+        Ok(())
+    }
+
+    fn make_room(&mut self, bytes: usize) {
+        if self.current.len() + bytes > PART_BYTES && !self.current.is_empty() {
+            self.bodies.push(std::mem::take(&mut self.current).finish());
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<String> {
+        self.bodies.push(self.current.finish());
+        self.bodies
+    }
 }
 
 #[derive(Default)]

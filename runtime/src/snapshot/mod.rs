@@ -8,7 +8,9 @@ mod store;
 
 #[cfg(test)]
 pub(crate) use format::read_bodies;
-pub(crate) use format::{Contents, Covers, Entry, bodies, digest};
+pub(crate) use format::{Contents, Covers, Cutter, Entry};
+// Public for the test kit's re-export (`runtime::testing::digest`).
+pub use format::digest;
 pub(crate) use store::SnapshotStore;
 
 /// Events a writer appends to a partition between two snapshots of it, at least
@@ -16,5 +18,5 @@ pub(crate) use store::SnapshotStore;
 /// last snapshot held aggregates, so that writing snapshots costs at most about one state per
 /// event.
 pub(crate) fn every_events() -> u64 {
-    std::env::var("SNAPSHOT_EVERY_EVENTS").ok().and_then(|value| value.trim().parse().ok()).unwrap_or(10_000)
+    crate::shared::number_from_env("SNAPSHOT_EVERY_EVENTS", 10_000)
 }

@@ -6,6 +6,10 @@ pub mod openapi;
 /// Table checksums as `replay --verify` computes them, for tests that compare whole tables.
 pub use crate::projection::replay::{Shape, TableDigest, shape};
 
+/// The digest a snapshot names of the record just before the offset it covers, for tests
+/// that forge snapshots which must match the log.
+pub use crate::snapshot::digest;
+
 use crate::{
     decider::{Decider, Rejection, fold},
     projector::SqlWrite,
