@@ -183,10 +183,7 @@ impl<T: Deadlines> Schedule<T> {
 
     /// The aggregate an event is for, if it is tracked or the event begins its history.
     fn tracked<'a>(aggregates: &'a mut HashMap<(i32, String), Live<T>>, key: &(i32, String), event: &EventMetadata) -> Option<&'a mut Live<T>> {
-        if event.version == 1 && !aggregates.contains_key(key) {
-            aggregates.insert(key.clone(), Live::default());
-        }
-        aggregates.get_mut(key)
+        if event.version == 1 { Some(aggregates.entry(key.clone()).or_default()) } else { aggregates.get_mut(key) }
     }
 
     /// Counts an event that does not decode (its envelope read alone) in its aggregate's
