@@ -16,7 +16,7 @@ pub use checksum::{Shape, shape};
 use super::{
     renames::TableRenames,
     runner::{BatchWriter, Projection, StopOffsets, Target, load_checkpoints},
-    store::Backend,
+    store::{Backend, begin_writing},
 };
 use crate::{
     engine::LoopError,
@@ -195,7 +195,7 @@ impl Shadow {
 pub async fn rebuild(projection: &Projection, pool: &AnyPool, backend: Backend, brokers: &str) -> Result<RebuildReport, ReplayError> {
     let shadow = Shadow::create(projection, "rebuild", pool, backend).await?;
     let started = Instant::now();
-    let mut reader = ShadowReader::start(projection, brokers).await?;
+    let mut reader = ShadowReader::start(projection, backend, brokers).await?;
     let mut writer = BatchWriter::new(projection, shadow.target(), true);
     // Twice to the end of the log: the second pass takes what the live service appended
     // during the first, so the swap moves the read model back by as little as possible.
@@ -227,7 +227,7 @@ pub async fn verify(projection: &Projection, pool: &AnyPool, backend: Backend, b
 
     let shadow = Shadow::create(projection, "verify", pool, backend).await?;
     let started = Instant::now();
-    let mut reader = ShadowReader::start(projection, brokers).await?;
+    let mut reader = ShadowReader::start(projection, backend, brokers).await?;
     let mut writer = BatchWriter::new(projection, shadow.target(), true);
     let stop: StopOffsets = reader.assigned.keys().map(|p| (p.clone(), live_checkpoints.get(p).copied().unwrap_or(0))).collect();
     let events = reader.apply_until(&mut writer, pool, &stop, &stop).await?;
@@ -257,12 +257,13 @@ pub async fn verify(projection: &Projection, pool: &AnyPool, backend: Backend, b
 struct ShadowReader {
     projection: &'static str,
     consumer: Arc<rdkafka::consumer::StreamConsumer>,
+    backend: Backend,
     /// Next offset to read per partition.
     assigned: HashMap<(String, i32), i64>,
 }
 
 impl ShadowReader {
-    async fn start(projection: &Projection, brokers: &str) -> Result<Self, ReplayError> {
+    async fn start(projection: &Projection, backend: Backend, brokers: &str) -> Result<Self, ReplayError> {
         let consumer = Arc::new(assigned_consumer(brokers, &format!("replay.{}", projection.name), FETCH_WAIT, 1)?);
         let mut assigned = HashMap::new();
         for topic in projection.topics() {
@@ -270,7 +271,7 @@ impl ShadowReader {
                 assigned.insert((topic.to_string(), partition), 0);
             }
         }
-        Ok(ShadowReader { projection: projection.name, consumer, assigned })
+        Ok(ShadowReader { projection: projection.name, consumer, backend, assigned })
     }
 
     fn partitions(&self) -> usize {
@@ -325,7 +326,7 @@ impl ShadowReader {
                 Ok(batch) => batch?,
                 Err(_) => return Err(ReplayError::Stalled { projection: self.projection, behind }),
             };
-            let mut tx = pool.begin().await?;
+            let mut tx = begin_writing(pool, self.backend).await?;
             let pending = writer.write(&mut tx, &batch, stop).await?;
             tx.commit().await?;
             writer.committed(pending);

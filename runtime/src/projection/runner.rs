@@ -5,7 +5,7 @@
 use super::{
     progress::{Committed, Progress},
     renames::TableRenames,
-    store::Backend,
+    store::{Backend, begin_writing},
 };
 use crate::{
     engine::{LoopError, pause::wait_while_paused_fetching},
@@ -231,7 +231,7 @@ impl ProjectionRunner {
             // A pause holds the batch that arrives: nothing received after the pause is handled.
             wait_while_paused_fetching(LoopKind::Projection, &mut parking, &consumer).await?;
             let started = Instant::now();
-            let mut tx = self.pool.begin().await?;
+            let mut tx = begin_writing(&self.pool, self.backend).await?;
             if !still_generation(&mut tx, name, generation).await? {
                 tx.rollback().await?;
                 return Ok(());

@@ -1,5 +1,5 @@
 //! The read-model database: SQLite file by default, PostgreSQL when DATABASE_URL says so.
-use sqlx::{AnyPool, any::AnyPoolOptions, migrate::Migrator};
+use sqlx::{Any, AnyPool, Transaction, any::AnyPoolOptions, migrate::Migrator};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -46,6 +46,17 @@ impl Backend {
     }
 }
 
+/// Begins a transaction that writes. On SQLite it takes the write lock at once, waiting for
+/// another writer as `busy_timeout` allows: a deferred transaction that reads first and writes
+/// later fails at once with `SQLITE_BUSY_SNAPSHOT` (517) when another connection committed in
+/// between (a replay beside the live service), and no timeout helps it.
+pub async fn begin_writing(pool: &AnyPool, backend: Backend) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+}
+
 pub async fn connect(url: &str, migrator: Option<&Migrator>) -> Result<AnyPool, DbError> {
     sqlx::any::install_default_drivers();
     if let Some(path) = sqlite_file(url)
@@ -89,4 +100,37 @@ fn sqlite_file(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replay's transaction reads (the catalog, tips) before it writes while the live service
+    /// commits on another connection: begun for writing, it is never refused for that.
+    #[tokio::test]
+    async fn a_transaction_begun_for_writing_reads_then_writes_beside_another_writer() {
+        let path = std::env::temp_dir().join(format!("begin-writing-{}.db", uuid::Uuid::new_v4()));
+        let pool = connect(&format!("sqlite://{}?mode=rwc", path.display()), None).await.expect("database");
+        sqlx::query("CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)").execute(&pool).await.expect("table");
+
+        let mut replay = begin_writing(&pool, Backend::Sqlite).await.expect("begin");
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM counters").fetch_one(&mut *replay).await.expect("read");
+        // The live service writes meanwhile; begun deferred, the replay's transaction would let
+        // it commit here and then be refused its own write (SQLITE_BUSY_SNAPSHOT).
+        let mut live = tokio::spawn({
+            let pool = pool.clone();
+            async move { sqlx::query("INSERT INTO counters VALUES ('live', 1)").execute(&pool).await.map(|done| done.rows_affected()) }
+        });
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), &mut live).await;
+        assert!(waiting.is_err(), "the live writer waits for the replay's transaction: {waiting:?}");
+        sqlx::query("INSERT INTO counters VALUES ('replay', $1)").bind(seen).execute(&mut *replay).await.expect("write after read");
+        replay.commit().await.expect("commit");
+        assert_eq!(live.await.expect("live writer").expect("live write waited, then committed"), 1);
+
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM counters ORDER BY name").fetch_all(&pool).await.expect("rows");
+        assert_eq!(names, ["live", "replay"]);
+        pool.close().await;
+        let _ = std::fs::remove_file(path);
+    }
 }

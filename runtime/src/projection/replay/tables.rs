@@ -1,6 +1,9 @@
 //! Shadow tables: empty copies of a projection's tables in the same database, written under
 //! other names, and swapped in for the live ones in one transaction.
-use crate::projection::{renames::TableRenames, store::Backend};
+use crate::projection::{
+    renames::TableRenames,
+    store::{Backend, begin_writing},
+};
 // Statements built here only ever name tables and columns declared in the code (or read back
 // from the database's own catalog), never anything from outside.
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
@@ -13,7 +16,7 @@ pub fn shadow_name(table: &str, suffix: &str) -> String {
 /// Creates `shadow` as an empty table shaped like `table` (columns, keys, indexes), dropping a
 /// leftover of an interrupted replay first.
 pub async fn create_empty_like(pool: &AnyPool, backend: Backend, table: &str, shadow: &str) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_writing(pool, backend).await?;
     sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {shadow}"))).execute(&mut *tx).await?;
     match backend {
         Backend::Postgres => {
@@ -65,7 +68,7 @@ where
 /// live table's place, drops the old tables, and makes the shadow's checkpoints and tips the
 /// projection's own. Readers see either the old tables or the new ones, never a mix.
 pub async fn swap_in(pool: &AnyPool, backend: Backend, projection: &str, shadow_key: &str, tables: &[(&str, String)]) -> Result<(), sqlx::Error> {
-    let mut tx: Transaction<'_, Any> = pool.begin().await?;
+    let mut tx: Transaction<'_, Any> = begin_writing(pool, backend).await?;
     // First, so a live batch in flight finishes before the swap (PostgreSQL row lock; SQLite
     // has one writer anyway).
     sqlx::query(
