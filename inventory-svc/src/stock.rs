@@ -2,7 +2,8 @@
 //! per order, which is then released or shipped. Release and ship come from two consumers
 //! (cancelled orders, dispatched shipments) and may arrive in either order: whichever comes
 //! first consumes the reservation and the other changes nothing, so one reservation is never
-//! both returned to stock and taken out of it.
+//! both returned to stock and taken out of it. A SKU's state holds the reservations still
+//! holding stock and only the last orders whose reservation ended, not every order it had.
 //!
 //! Low-stock alerts: a reservation (or shipment) that leaves available stock below the SKU's
 //! threshold raises `StockLow` once, and so does setting a threshold above what is available;
@@ -11,7 +12,7 @@
 use contracts::CommandTarget;
 use contracts::stock::{Stock, StockCommand, StockEvent};
 use contracts::validate::{InvalidField, Validate};
-use runtime::{Decider, Rejection};
+use runtime::{Decider, RecentIds, Rejection};
 use std::collections::BTreeMap;
 
 /// The stateless rules are the contract's (`StockCommand::validate`), shared with the HTTP
@@ -38,25 +39,25 @@ impl ReservationStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Reservation {
-    /// The reserved quantity, or the requested one for a rejection.
-    pub quantity: i32,
-    pub status: ReservationStatus,
-}
+/// How many orders whose reservation of a SKU ended its state remembers (a repeated
+/// `ReserveStock` for one of them changes nothing); older ones are forgotten, so a SKU's state
+/// does not grow with every order it ever had.
+pub const CLOSED_RESERVATIONS_REMEMBERED: usize = 1_000;
 
 /// Quantities are i64 because repeated restocks may add up past i32.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "StoredStockState")]
 pub struct StockState {
     pub on_hand: i64,
     pub reserved: i64,
-    pub reservations: BTreeMap<String, Reservation>,
-    /// Set by `SetLowStockThreshold`; `None`: the decider's default applies. Defaults keep
-    /// snapshots taken before alerts existed readable.
-    #[serde(default)]
+    /// The reservations still holding stock (neither shipped nor released): order → quantity.
+    pub held: BTreeMap<String, i32>,
+    /// The last [`CLOSED_RESERVATIONS_REMEMBERED`] orders whose reservation ended: rejected,
+    /// released or shipped.
+    pub closed: RecentIds,
+    /// Set by `SetLowStockThreshold`; `None`: the decider's default applies.
     pub low_stock_threshold: Option<i64>,
     /// A `StockLow` was raised and no `StockReplenished` followed.
-    #[serde(default)]
     pub low: bool,
 }
 
@@ -69,8 +70,60 @@ impl StockState {
         self.low_stock_threshold.unwrap_or(default)
     }
 
-    fn reservation_with_status(&self, order_id: &str, status: ReservationStatus) -> Option<&Reservation> {
-        self.reservations.get(order_id).filter(|reservation| reservation.status == status)
+    /// The order's reservation of this SKU, whatever became of it, is known.
+    fn has_reservation(&self, order_id: &str) -> bool {
+        self.held.contains_key(order_id) || self.closed.contains(order_id)
+    }
+
+    fn close(&mut self, order_id: &str) {
+        self.held.remove(order_id);
+        self.closed.remember(order_id, CLOSED_RESERVATIONS_REMEMBERED);
+    }
+}
+
+/// A state as snapshots hold it, older ones included: those kept every reservation, open or
+/// ended, in `reservations` (and had no alerts).
+#[derive(serde::Deserialize)]
+struct StoredStockState {
+    on_hand: i64,
+    reserved: i64,
+    #[serde(default)]
+    held: BTreeMap<String, i32>,
+    #[serde(default)]
+    closed: RecentIds,
+    #[serde(default)]
+    reservations: BTreeMap<String, StoredReservation>,
+    #[serde(default)]
+    low_stock_threshold: Option<i64>,
+    #[serde(default)]
+    low: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredReservation {
+    quantity: i32,
+    status: ReservationStatus,
+}
+
+impl From<StoredStockState> for StockState {
+    fn from(stored: StoredStockState) -> Self {
+        let mut state = StockState {
+            on_hand: stored.on_hand,
+            reserved: stored.reserved,
+            held: stored.held,
+            closed: stored.closed,
+            low_stock_threshold: stored.low_stock_threshold,
+            low: stored.low,
+        };
+        for (order_id, reservation) in stored.reservations {
+            match reservation.status {
+                ReservationStatus::Reserved => {
+                    state.held.insert(order_id, reservation.quantity);
+                }
+                _ => state.closed.remember(&order_id, CLOSED_RESERVATIONS_REMEMBERED),
+            }
+        }
+        state
     }
 }
 
@@ -110,7 +163,8 @@ impl StockDecider {
         let counters = StockState {
             on_hand: state.on_hand,
             reserved: state.reserved,
-            reservations: BTreeMap::new(),
+            held: BTreeMap::new(),
+            closed: RecentIds::default(),
             low_stock_threshold: state.low_stock_threshold,
             low: state.low,
         };
@@ -142,24 +196,19 @@ impl Decider for StockDecider {
     }
 
     fn evolve(mut state: StockState, event: &StockEvent) -> StockState {
-        let mut record = |order_id: &String, quantity: i32, status: ReservationStatus| {
-            state.reservations.insert(order_id.clone(), Reservation { quantity, status });
-        };
         match event {
             StockEvent::StockRestocked { quantity } => state.on_hand += i64::from(*quantity),
             StockEvent::StockReserved { order_id, quantity } => {
-                record(order_id, *quantity, ReservationStatus::Reserved);
+                state.held.insert(order_id.clone(), *quantity);
                 state.reserved += i64::from(*quantity);
             }
-            StockEvent::StockReservationRejected { order_id, requested, .. } => {
-                record(order_id, *requested, ReservationStatus::Rejected);
-            }
+            StockEvent::StockReservationRejected { order_id, .. } => state.close(order_id),
             StockEvent::StockReleased { order_id, quantity } => {
-                record(order_id, *quantity, ReservationStatus::Released);
+                state.close(order_id);
                 state.reserved -= i64::from(*quantity);
             }
             StockEvent::StockShipped { order_id, quantity } => {
-                record(order_id, *quantity, ReservationStatus::Shipped);
+                state.close(order_id);
                 state.reserved -= i64::from(*quantity);
                 state.on_hand -= i64::from(*quantity);
             }
@@ -177,7 +226,7 @@ fn decide_stock(state: &StockState, command: &StockCommand) -> Vec<StockEvent> {
         StockCommand::RestockItem { quantity, .. } => vec![StockEvent::StockRestocked { quantity: *quantity }],
         StockCommand::ReserveStock { order_id, quantity, .. } => {
             // At most one reservation per order and sku, whatever became of it.
-            if state.reservations.contains_key(order_id) {
+            if state.has_reservation(order_id) {
                 return vec![];
             }
             let available = state.available();
@@ -192,12 +241,12 @@ fn decide_stock(state: &StockState, command: &StockCommand) -> Vec<StockEvent> {
                 }]
             }
         }
-        StockCommand::ReleaseStock { order_id, .. } => match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-            Some(reservation) => vec![StockEvent::StockReleased { order_id: order_id.clone(), quantity: reservation.quantity }],
+        StockCommand::ReleaseStock { order_id, .. } => match state.held.get(order_id) {
+            Some(quantity) => vec![StockEvent::StockReleased { order_id: order_id.clone(), quantity: *quantity }],
             None => vec![],
         },
-        StockCommand::ShipStock { order_id, .. } => match state.reservation_with_status(order_id, ReservationStatus::Reserved) {
-            Some(reservation) => vec![StockEvent::StockShipped { order_id: order_id.clone(), quantity: reservation.quantity }],
+        StockCommand::ShipStock { order_id, .. } => match state.held.get(order_id) {
+            Some(quantity) => vec![StockEvent::StockShipped { order_id: order_id.clone(), quantity: *quantity }],
             None => vec![],
         },
         StockCommand::SetLowStockThreshold { threshold, .. } => {
@@ -525,7 +574,7 @@ mod tests {
     fn evolve_starts_empty() {
         let state = state_after(&[]);
         assert_eq!((state.on_hand, state.reserved, state.available()), (0, 0, 0));
-        assert!(state.reservations.is_empty());
+        assert!(state.held.is_empty() && state.closed.is_empty());
     }
 
     #[test]
@@ -541,17 +590,38 @@ mod tests {
             shipped("o1", 3),
         ]);
         assert_eq!((state.on_hand, state.reserved, state.available()), (12, 2, 10));
-        let statuses: Vec<_> =
-            state.reservations.iter().map(|(order_id, reservation)| (order_id.as_str(), reservation.quantity, reservation.status)).collect();
-        assert_eq!(
-            statuses,
-            [
-                ("o1", 3, ReservationStatus::Shipped),
-                ("o2", 4, ReservationStatus::Released),
-                ("o3", 50, ReservationStatus::Rejected),
-                ("o4", 2, ReservationStatus::Reserved),
-            ]
-        );
+        assert_eq!(state.held.into_iter().collect::<Vec<_>>(), [("o4".to_string(), 2)]);
+        assert_eq!(state.closed.iter().collect::<Vec<_>>(), ["o3", "o2", "o1"]);
+    }
+
+    #[test]
+    fn a_sku_remembers_only_the_last_ended_reservations_and_every_held_one() {
+        let orders = CLOSED_RESERVATIONS_REMEMBERED + 500;
+        let mut history = vec![restocked(MAX_RESTOCK_QUANTITY), reserved("held", 1)];
+        for n in 0..orders {
+            history.extend([reserved(&format!("o{n}"), 1), shipped(&format!("o{n}"), 1)]);
+        }
+        let state = state_after(&history);
+        assert_eq!(state.held.len(), 1);
+        assert_eq!(state.closed.len(), CLOSED_RESERVATIONS_REMEMBERED);
+        assert_eq!(state.on_hand, i64::from(MAX_RESTOCK_QUANTITY) - orders as i64);
+        // The last one ended is still known; the first, long forgotten, would be new again.
+        let last = format!("o{}", orders - 1);
+        given(&StockDecider::default(), history.clone()).when(reserve(&last, 1)).then_nothing();
+        given(&StockDecider::default(), history.clone()).when(reserve("o0", 1)).then(vec![reserved("o0", 1)]);
+        given(&StockDecider::default(), history).when(ship("held")).then(vec![shipped("held", 1)]);
+    }
+
+    #[test]
+    fn a_snapshot_that_kept_every_reservation_still_reads() {
+        let old = r#"{"on_hand":10,"reserved":3,"reservations":{
+            "o1":{"quantity":3,"status":"Reserved"},"o2":{"quantity":4,"status":"Released"},
+            "o3":{"quantity":50,"status":"Rejected"},"o4":{"quantity":1,"status":"Shipped"}}}"#;
+        let state: StockState = serde_json::from_str(old).expect("an old snapshot's state reads");
+        assert_eq!(state.held.iter().map(|(order, quantity)| (order.as_str(), *quantity)).collect::<Vec<_>>(), [("o1", 3)]);
+        assert_eq!(state.closed.iter().collect::<Vec<_>>(), ["o2", "o3", "o4"]);
+        let again: StockState = serde_json::to_string(&state).and_then(|json| serde_json::from_str(&json)).expect("round trip");
+        assert_eq!(again, state);
     }
 
     #[test]

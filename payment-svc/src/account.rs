@@ -1,8 +1,9 @@
 //! The Account aggregate (key `customer_id`) as a pure decider: deposits, payment captures
-//! for orders, and refunds of captured payments.
+//! for orders, and refunds of captured payments. An account keeps every captured payment (a
+//! refund may still come) and only the last declined or refunded orders.
 use contracts::account::{Account, AccountCommand, AccountEvent, DeclineReason};
 use contracts::validate::{InvalidField, Validate};
-use runtime::{Decider, Rejection};
+use runtime::{Decider, RecentIds, Rejection};
 use std::collections::BTreeMap;
 
 /// Largest single deposit (the contract's bound on every amount); bounds the balance far
@@ -12,34 +13,87 @@ pub use contracts::validate::MAX_AMOUNT_CENTS as MAX_DEPOSIT_CENTS;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccountDecider;
 
+/// How many orders whose payment was declined or refunded an account remembers (a repeated
+/// capture for one of them changes nothing); older ones are forgotten, so an account's state
+/// does not grow with every declined or refunded order.
+pub const CLOSED_PAYMENTS_REMEMBERED: usize = 1_000;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "StoredAccountState")]
 pub struct AccountState {
     /// Set by the first `FundsDeposited`; an account exists exactly when this is `Some`.
     pub currency: Option<String>,
     pub balance_cents: i64,
-    pub payments: BTreeMap<String, Payment>,
+    /// Captured payments, which a refund may still return: order → payment.
+    pub captured: BTreeMap<String, CapturedPayment>,
+    /// The last [`CLOSED_PAYMENTS_REMEMBERED`] orders whose payment was declined or refunded.
+    pub closed: RecentIds,
 }
 
 impl AccountState {
     pub fn exists(&self) -> bool {
         self.currency.is_some()
     }
+
+    /// The order has had its one payment on this account, whatever became of it.
+    fn has_payment(&self, order_id: &str) -> bool {
+        self.captured.contains_key(order_id) || self.closed.contains(order_id)
+    }
+
+    fn close(&mut self, order_id: &str) {
+        self.captured.remove(order_id);
+        self.closed.remember(order_id, CLOSED_PAYMENTS_REMEMBERED);
+    }
 }
 
-/// The one payment an order can have on this account.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Payment {
+pub struct CapturedPayment {
     pub amount_cents: i64,
-    /// `None` for declined payments: the decline event carries no currency.
-    pub currency: Option<String>,
-    pub status: PaymentStatus,
+    pub currency: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum PaymentStatus {
+/// A state as snapshots hold it, older ones included: those kept every order's payment,
+/// captured, declined or refunded, in `payments`.
+#[derive(serde::Deserialize)]
+struct StoredAccountState {
+    currency: Option<String>,
+    balance_cents: i64,
+    #[serde(default)]
+    captured: BTreeMap<String, CapturedPayment>,
+    #[serde(default)]
+    closed: RecentIds,
+    #[serde(default)]
+    payments: BTreeMap<String, StoredPayment>,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredPayment {
+    amount_cents: i64,
+    currency: Option<String>,
+    status: StoredPaymentStatus,
+}
+
+#[derive(serde::Deserialize)]
+enum StoredPaymentStatus {
     Captured,
     Declined,
     Refunded,
+}
+
+impl From<StoredAccountState> for AccountState {
+    fn from(stored: StoredAccountState) -> Self {
+        let mut state =
+            AccountState { currency: stored.currency, balance_cents: stored.balance_cents, captured: stored.captured, closed: stored.closed };
+        for (order_id, payment) in stored.payments {
+            match (payment.status, payment.currency) {
+                (StoredPaymentStatus::Captured, Some(currency)) => {
+                    state.captured.insert(order_id, CapturedPayment { amount_cents: payment.amount_cents, currency });
+                }
+                _ => state.closed.remember(&order_id, CLOSED_PAYMENTS_REMEMBERED),
+            }
+        }
+        state
+    }
 }
 
 impl Decider for AccountDecider {
@@ -65,22 +119,12 @@ impl Decider for AccountDecider {
             }
             AccountEvent::PaymentCaptured { order_id, amount_cents, currency } => {
                 state.balance_cents = state.balance_cents.saturating_sub(*amount_cents);
-                state.payments.insert(
-                    order_id.clone(),
-                    Payment { amount_cents: *amount_cents, currency: Some(currency.clone()), status: PaymentStatus::Captured },
-                );
+                state.captured.insert(order_id.clone(), CapturedPayment { amount_cents: *amount_cents, currency: currency.clone() });
             }
-            AccountEvent::PaymentDeclined { order_id, amount_cents, .. } => {
-                state.payments.insert(order_id.clone(), Payment { amount_cents: *amount_cents, currency: None, status: PaymentStatus::Declined });
-            }
-            AccountEvent::PaymentRefunded { order_id, amount_cents, currency } => {
+            AccountEvent::PaymentDeclined { order_id, .. } => state.close(order_id),
+            AccountEvent::PaymentRefunded { order_id, amount_cents, .. } => {
                 state.balance_cents = state.balance_cents.saturating_add(*amount_cents);
-                let payment = state.payments.entry(order_id.clone()).or_insert_with(|| Payment {
-                    amount_cents: *amount_cents,
-                    currency: Some(currency.clone()),
-                    status: PaymentStatus::Refunded,
-                });
-                payment.status = PaymentStatus::Refunded;
+                state.close(order_id);
             }
         }
         state
@@ -101,7 +145,7 @@ fn deposit(state: &AccountState, amount_cents: i64, currency: &str) -> Result<Ve
 
 fn capture(state: &AccountState, order_id: &str, amount_cents: i64, currency: &str) -> Result<Vec<AccountEvent>, Rejection> {
     // At most one payment per order: a redelivered or repeated capture changes nothing.
-    if state.payments.contains_key(order_id) {
+    if state.has_payment(order_id) {
         return Ok(vec![]);
     }
     let decline = |reason| Ok(vec![AccountEvent::PaymentDeclined { order_id: order_id.to_string(), amount_cents, reason }]);
@@ -114,12 +158,12 @@ fn capture(state: &AccountState, order_id: &str, amount_cents: i64, currency: &s
 }
 
 fn refund(state: &AccountState, order_id: &str) -> Result<Vec<AccountEvent>, Rejection> {
-    match state.payments.get(order_id) {
-        Some(Payment { amount_cents, currency: Some(currency), status: PaymentStatus::Captured }) => {
+    match state.captured.get(order_id) {
+        Some(CapturedPayment { amount_cents, currency }) => {
             Ok(vec![AccountEvent::PaymentRefunded { order_id: order_id.to_string(), amount_cents: *amount_cents, currency: currency.clone() }])
         }
         // Nothing captured (never paid, declined) or already refunded: nothing to give back.
-        _ => Ok(vec![]),
+        None => Ok(vec![]),
     }
 }
 
@@ -308,9 +352,37 @@ mod tests {
         assert!(state.exists());
         assert_eq!(state.currency.as_deref(), Some("EUR"));
         assert_eq!(state.balance_cents, 1_000 + 500 - 300 - 200 + 300);
-        assert_eq!(state.payments.get("o-1"), Some(&Payment { amount_cents: 300, currency: Some("EUR".into()), status: PaymentStatus::Refunded }));
-        assert_eq!(state.payments.get("o-2"), Some(&Payment { amount_cents: 9_999, currency: None, status: PaymentStatus::Declined }));
-        assert_eq!(state.payments.get("o-3").map(|p| p.status), Some(PaymentStatus::Captured));
+        assert_eq!(state.captured.into_iter().collect::<Vec<_>>(), [("o-3".into(), CapturedPayment { amount_cents: 200, currency: "EUR".into() })]);
+        assert_eq!(state.closed.iter().collect::<Vec<_>>(), ["o-2", "o-1"]);
+    }
+
+    #[test]
+    fn an_account_remembers_only_the_last_closed_payments_and_every_captured_one() {
+        let orders = CLOSED_PAYMENTS_REMEMBERED + 500;
+        let mut history = vec![deposited(1_000_000, "EUR"), captured("kept", 1)];
+        for n in 0..orders {
+            history.extend([captured(&format!("o-{n}"), 1), refunded(&format!("o-{n}"), 1)]);
+        }
+        let state = fold::<AccountDecider>(&history);
+        assert_eq!((state.captured.len(), state.closed.len(), state.balance_cents), (1, CLOSED_PAYMENTS_REMEMBERED, 999_999));
+        // The last one refunded is still known; the first, long forgotten, would be new again.
+        let last = format!("o-{}", orders - 1);
+        given(&AccountDecider, history.clone()).when(capture(&last, 1, "EUR")).then_nothing();
+        given(&AccountDecider, history.clone()).when(capture("o-0", 1, "EUR")).then(vec![captured("o-0", 1)]);
+        given(&AccountDecider, history).when(refund("kept")).then(vec![refunded("kept", 1)]);
+    }
+
+    #[test]
+    fn a_snapshot_that_kept_every_payment_still_reads() {
+        let old = r#"{"currency":"EUR","balance_cents":700,"payments":{
+            "o-1":{"amount_cents":300,"currency":"EUR","status":"Captured"},
+            "o-2":{"amount_cents":9999,"currency":null,"status":"Declined"},
+            "o-3":{"amount_cents":200,"currency":"EUR","status":"Refunded"}}}"#;
+        let state: AccountState = serde_json::from_str(old).expect("an old snapshot's state reads");
+        assert_eq!(state.captured.keys().collect::<Vec<_>>(), ["o-1"]);
+        assert_eq!(state.closed.iter().collect::<Vec<_>>(), ["o-2", "o-3"]);
+        let again: AccountState = serde_json::to_string(&state).and_then(|json| serde_json::from_str(&json)).expect("round trip");
+        assert_eq!(again, state);
     }
 
     #[test]
@@ -330,6 +402,6 @@ mod tests {
     fn evolve_records_a_refund_even_without_the_capture_in_view() {
         let state = fold::<AccountDecider>(&[refunded("o-1", 300)]);
         assert_eq!(state.balance_cents, 300);
-        assert_eq!(state.payments.get("o-1").map(|p| p.status), Some(PaymentStatus::Refunded));
+        assert!(state.captured.is_empty() && state.closed.contains("o-1"));
     }
 }

@@ -33,7 +33,7 @@ mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use decider::{Decider, Rejection, fold, map_as_pairs};
+pub use decider::{Decider, RecentIds, Rejection, fold, map_as_pairs};
 pub use engine::{AcceptedHistory, CommandOut, Deadlines, EventHandler, HandlerError, LoopError, command_id_for_deadline};
 pub use history::HistoryGuard;
 pub use kafka::{CodecError, Pace};
