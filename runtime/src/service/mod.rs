@@ -164,7 +164,7 @@ impl Service {
         if let Some(store) = stores.get(stream) {
             return Ok(store.clone());
         }
-        let store = Arc::new(SnapshotStore::new(stream, &self.config.schema_registry_url).map_err(CodecError::from)?);
+        let store = Arc::new(SnapshotStore::new(stream, &self.config.kafka_brokers, &self.config.schema_registry_url).map_err(CodecError::from)?);
         stores.insert(stream, store.clone());
         Ok(store)
     }

@@ -6,7 +6,7 @@
 //! compact, and Apache Kafka compacts only now and then. Superseded snapshots get tombstones
 //! (one per part key), so compaction can drop them.
 use super::format::{Contents, Covers, FORMAT, SnapshotPart, complete_snapshots, contents, digest};
-use crate::kafka::{KafkaProducer, codec::registry_settings, event_log::read_records};
+use crate::kafka::{KafkaProducer, close_in_background, codec::registry_settings, event_log::read_records, large_record_reader};
 use apache_avro::from_value;
 use contracts::snapshots_topic;
 use rdkafka::{consumer::BaseConsumer, error::KafkaError, producer::FutureRecord};
@@ -54,6 +54,7 @@ impl From<apache_avro::Error> for SnapshotError {
 pub struct SnapshotStore {
     stream: &'static str,
     topic: String,
+    brokers: String,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
     strategy: SubjectNameStrategy,
@@ -94,13 +95,14 @@ impl Found {
 }
 
 impl SnapshotStore {
-    pub fn new(stream: &'static str, registry_url: &str) -> Result<Self, SRCError> {
+    pub fn new(stream: &'static str, brokers: &str, registry_url: &str) -> Result<Self, SRCError> {
         let topic = snapshots_topic(stream);
         let supplied = SuppliedSchema::new(None, SchemaType::Avro, SNAPSHOT_SCHEMA.to_string());
         Ok(SnapshotStore {
             stream,
             strategy: SubjectNameStrategy::TopicNameStrategyWithSchema(topic.clone(), false, supplied),
             topic,
+            brokers: brokers.to_string(),
             encoder: AvroEncoder::new(registry_settings(registry_url)?),
             decoder: AvroDecoder::new(registry_settings(registry_url)?),
             recent: Mutex::default(),
@@ -172,6 +174,31 @@ impl SnapshotStore {
         {
             return Ok(Some(found));
         }
+        if high <= low {
+            return Ok(None);
+        }
+        // The parts come through a client of their own, tuned for large records, which lives
+        // as long as this search.
+        let parts_reader = Arc::new(large_record_reader(&self.brokers)?);
+        let found = self.search(&parts_reader, partition, at_most, (low, high)).await;
+        close_in_background(parts_reader);
+        let found = found?;
+        if let Some((found, true)) = &found {
+            // Only the partition's newest snapshot is worth sharing: most readers want it.
+            *recent = Recent { high, found: Arc::downgrade(found) };
+        }
+        Ok(found.map(|(found, _)| found))
+    }
+
+    /// Reads the snapshot topic backwards from `high` for the newest complete snapshot that
+    /// covers at most `at_most` events; `true` with it when it is the newest of all.
+    async fn search(
+        &self,
+        parts_reader: &Arc<BaseConsumer>,
+        partition: i32,
+        at_most: Option<i64>,
+        (low, high): (i64, i64),
+    ) -> Result<Option<(Arc<Found>, bool)>, SnapshotError> {
         // Newest first as read; `window` holds the decoded parts in offset order.
         let mut window: Vec<SnapshotPart> = Vec::new();
         let mut until = high;
@@ -182,7 +209,7 @@ impl SnapshotStore {
         let floor = low.max(high - SCAN_LIMIT);
         while until > floor && looked_at < SNAPSHOTS_LOOKED_AT {
             let from = (until - SCAN_WINDOW).min(reach).max(floor);
-            let (records, _) = read_records(reader.clone(), self.topic.clone(), partition, from, Some(until)).await?;
+            let (records, _) = read_records(parts_reader.clone(), self.topic.clone(), partition, from, Some(until)).await?;
             let mut older = Vec::with_capacity(records.len());
             for record in records {
                 let Some(bytes) = record.value else { continue };
@@ -207,12 +234,7 @@ impl SnapshotStore {
             if let Some((k, range)) =
                 complete.into_iter().enumerate().find(|(_, range)| at_most.is_none_or(|bound| window[range.start].covers_offset <= bound))
             {
-                let found = Arc::new(Found { parts: window.drain(range).collect() });
-                // Only the partition's newest snapshot is worth sharing: most readers want it.
-                if k == 0 {
-                    *recent = Recent { high, found: Arc::downgrade(&found) };
-                }
-                return Ok(Some(found));
+                return Ok(Some((Arc::new(Found { parts: window.drain(range).collect() }), k == 0)));
             }
         }
         Ok(None)
