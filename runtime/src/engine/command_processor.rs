@@ -114,7 +114,8 @@ impl<D: Decider> CommandProcessor<D> {
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
         let mut handled = Handled::default();
-        let _lag = LagReporter::spawn(LoopKind::Command, self.group_id.clone(), consumer.clone(), Default::default(), handled.stands(), None);
+        let _lag =
+            LagReporter::spawn(LoopKind::Command, self.group_id.clone(), &self.brokers, consumer.clone(), Default::default(), handled.stands(), None);
         let partitions = super::partition_count(&consumer, stream_commands).await?;
         let event_partitions = super::partition_count(&consumer, stream_events).await?;
         if partitions != event_partitions {

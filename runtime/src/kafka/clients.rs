@@ -10,7 +10,11 @@ use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Headers, OwnedHeaders},
 };
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+    time::Duration,
+};
 
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -326,6 +330,22 @@ pub fn reader(brokers: &str) -> Result<BaseConsumer, KafkaError> {
 /// Kafka answers a fetch with data at once, whatever the wait.
 pub fn large_record_reader(brokers: &str) -> Result<BaseConsumer, KafkaError> {
     reader_waiting(brokers, 5)
+}
+
+/// The process's client for end offsets (ListOffsets) of `brokers`, shared, created on first
+/// use: it never fetches. A loop's own consumer has a fetch in flight most of the time, and
+/// Nisshi 0.8.1 serves one connection's requests one at a time, so an end-offset request sent
+/// there waited behind the fetch, up to its wait (1 s for loops at the background pace): a
+/// restarted service's read models showed no lag, and `/ready` stayed 503, for 1-2.5 s.
+pub fn offsets_probe(brokers: &str) -> Result<Arc<BaseConsumer>, KafkaError> {
+    static PROBES: OnceLock<Mutex<HashMap<String, Arc<BaseConsumer>>>> = OnceLock::new();
+    let mut probes = PROBES.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(probe) = probes.get(brokers) {
+        return Ok(probe.clone());
+    }
+    let probe = Arc::new(reader(brokers)?);
+    probes.insert(brokers.to_string(), probe.clone());
+    Ok(probe)
 }
 
 fn reader_waiting(brokers: &str, fetch_wait_ms: u32) -> Result<BaseConsumer, KafkaError> {

@@ -17,7 +17,7 @@ mod topology;
 
 pub use clients::{
     KafkaSetupError, METADATA_TIMEOUT, PARK_AFTER_ENV, Pace, admin, close_in_background, group_consumer, group_lag, headers, large_record_reader,
-    offsets_keeper, partition_count, partitions_of, producer, read_range, reader, watermarks,
+    offsets_keeper, offsets_probe, partition_count, partitions_of, producer, read_range, reader, watermarks,
 };
 pub use codec::{
     CodecError, EventCodec, MAX_AVRO_ALLOCATION_BYTES, Read, limit_avro_allocation, payload_branches, read_with_writer_schema, registry_settings,

@@ -5,7 +5,8 @@
 //! asked for: two ListOffsets per partition, loop and second kept a broker busy while the
 //! system was idle (and timed out under load). librdkafka's fetcher keeps fetching into its
 //! local queue while the loop is paused, so the cached watermark still moves then and the lag
-//! still grows. Only a partition with no fetch response yet is asked of the broker. A parked
+//! still grows. Only a partition with no fetch response yet is asked of the broker, through
+//! the process's offsets probe (`kafka::offsets_probe`), not behind the loop's fetch. A parked
 //! loop (`kafka::parking`) sends no fetches, so its cached watermark stands still: a record that
 //! lands meanwhile shows as lag only once the loop's next probe (100 ms or 1 s) resumed it.
 //! Positions are local; the group's committed offsets (for partitions the loop has consumed
@@ -13,13 +14,13 @@
 //! takes its own process's appends ahead of their fetch (`kafka::loopback`) tells where it
 //! stands itself: librdkafka's position lags behind it, or is gone after a seek.
 use crate::{
-    kafka::{Stands, cached_watermarks, committed_offset, loop_position},
+    kafka::{Stands, cached_watermarks, committed_offset, loop_position, offsets_probe},
     shared::{LoopKind, now_millis},
 };
 use metrics::gauge;
 use rdkafka::{
     TopicPartitionList,
-    consumer::{Consumer, ConsumerContext, StreamConsumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
 };
 use std::{
@@ -78,16 +79,20 @@ impl LagReporter {
     pub fn spawn<C: ConsumerContext + 'static>(
         kind: LoopKind,
         loop_name: String,
+        brokers: &str,
         consumer: Arc<StreamConsumer<C>>,
         seed: Seed,
         stands: Stands,
         last_commit_ms: Option<Arc<AtomicI64>>,
     ) -> Self {
         let name = loop_name.clone();
+        let probe = offsets_probe(brokers)
+            .inspect_err(|error| tracing::warn!(loop_name = %name, %error, "no offsets probe; the loop's own consumer asks for end offsets"))
+            .ok();
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(LAG_INTERVAL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let measurer = Arc::new(Mutex::new(Measurer { seed, stands, committed: None }));
+            let measurer = Arc::new(Mutex::new(Measurer { seed, stands, committed: None, probe }));
             loop {
                 ticker.tick().await;
                 let (consumer, measurer) = (consumer.clone(), measurer.clone());
@@ -122,6 +127,8 @@ struct Measurer {
     /// Where the loop says it stands, ahead of librdkafka's position (empty unless it is fed).
     stands: Stands,
     committed: Option<Committed>,
+    /// Asks for the end offsets of partitions the loop has no fetch response for yet.
+    probe: Option<Arc<BaseConsumer>>,
 }
 
 /// The group's committed offsets, for the assignment they were asked for, and when.
@@ -160,11 +167,12 @@ impl Measurer {
         let assigned: Vec<(String, i32)> = assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
         let mut lags = HashMap::new();
         for (topic, partition) in &assigned {
-            let (low, high) = match cached_watermarks(consumer.client(), topic, *partition) {
-                Some(watermarks) => watermarks,
-                None => consumer.fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT)?,
+            let (low, high) = match (cached_watermarks(consumer.client(), topic, *partition), &self.probe) {
+                (Some(watermarks), _) => watermarks,
+                (None, Some(probe)) => probe.fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT)?,
+                (None, None) => consumer.fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT)?,
             };
-            let Measurer { seed, stands, committed } = self;
+            let Measurer { seed, stands, committed, .. } = self;
             let position = loop_position(&positions, seed, (topic, *partition), low, || {
                 Ok::<_, KafkaError>(committed_offset(Committed::fresh(committed, consumer, &assigned)?, topic, *partition))
             })?;

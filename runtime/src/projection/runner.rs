@@ -210,7 +210,15 @@ impl ProjectionRunner {
             Pace::Saga => (Loopback::subscribe(self.projection.topics()), Handled::starting_at(seed.clone())),
             Pace::Background => (Loopback::subscribe([]), Handled::default()),
         };
-        let _lag = LagReporter::spawn(LoopKind::Projection, name.to_string(), consumer.clone(), seed, handled.stands(), Some(last_commit_ms.clone()));
+        let _lag = LagReporter::spawn(
+            LoopKind::Projection,
+            name.to_string(),
+            &self.brokers,
+            consumer.clone(),
+            seed,
+            handled.stands(),
+            Some(last_commit_ms.clone()),
+        );
         tracing::info!(projection = name, generation, topics = ?self.projection.topics(), "projection started");
         let mut writer = BatchWriter::new(&self.projection, Target::live(&self.projection), false);
         let mut parking = Parking::new(self.projection.pace, name).starting_at(starts);
