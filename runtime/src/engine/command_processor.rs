@@ -313,6 +313,7 @@ impl<D: Decider> CommandProcessor<D> {
         partition: i32,
         snapshot_every: u64,
     ) -> Result<(PartitionState<D>, Arc<Mutex<Snapshots>>), LoopError> {
+        let _rebuilding = crate::observe::rebuilds::rebuilding(&self.group_id, <D::Stream as Stream>::EVENTS_TOPIC, partition);
         let (mut state, snapshot) = self.rehydrate(reader, partition).await?;
         let slot = Arc::new(Mutex::new(Snapshots { newest: snapshot, ..Default::default() }));
         m::writer_aggregates(<D::Stream as Stream>::NAME, partition, state.aggregates.warm_len(), state.aggregates.cold_len());

@@ -123,7 +123,8 @@ async fn ready(State(state): State<AppState>, readiness: Arc<Readiness>) -> impl
     let (broker, registry) = tokio::join!(state.commands.broker_problem(PROBE_TIMEOUT), readiness.registry_problem());
     let projections = readiness.projection_problems();
     let loops = loop_problems(&readiness.loops.snapshot());
-    let ready = broker.is_none() && registry.is_none() && projections.is_empty() && loops.is_empty();
+    let rebuilding = crate::observe::rebuilds::in_progress();
+    let ready = broker.is_none() && registry.is_none() && projections.is_empty() && loops.is_empty() && rebuilding.is_empty();
     let mut not_ready = serde_json::Map::new();
     if let Some(problem) = broker {
         not_ready.insert("broker".into(), json!(problem));
@@ -136,6 +137,10 @@ async fn ready(State(state): State<AppState>, readiness: Arc<Readiness>) -> impl
     }
     if !loops.is_empty() {
         not_ready.insert("loops".into(), json!(loops));
+    }
+    if !rebuilding.is_empty() {
+        // Partition → milliseconds so far: their commands wait until the writer has rebuilt it.
+        not_ready.insert("rebuilding".into(), json!(rebuilding));
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
