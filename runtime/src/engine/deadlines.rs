@@ -282,15 +282,7 @@ impl<T: Deadlines> DeadlineWatch<T> {
         let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, Pace::Background).await?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
-        let _lag = LagReporter::spawn(
-            LoopKind::Policy,
-            self.group_id.clone(),
-            &self.brokers,
-            consumer.clone(),
-            Default::default(),
-            Default::default(),
-            None,
-        );
+        let _lag = LagReporter::for_policy(self.group_id.clone(), &self.brokers, consumer.clone());
         let command_partitions = super::partition_count(&consumer, StreamOf::<T>::COMMANDS_TOPIC).await?;
         consumer.subscribe(&[events_topic])?;
         tracing::info!(topic = events_topic, group = %self.group_id, "deadlines started");

@@ -79,15 +79,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
         let consumer = Arc::new(kafka::group_consumer(&self.brokers, &self.group_id, self.pace).await?);
         let producer = kafka::producer(&self.brokers)?;
         let reader = Arc::new(kafka::reader(&self.brokers)?);
-        let _lag = LagReporter::spawn(
-            LoopKind::Policy,
-            self.group_id.clone(),
-            &self.brokers,
-            consumer.clone(),
-            Default::default(),
-            Default::default(),
-            None,
-        );
+        let _lag = LagReporter::for_policy(self.group_id.clone(), &self.brokers, consumer.clone());
         let mut target_partitions: HashMap<&'static str, i32> = HashMap::new();
         consumer.subscribe(&[S::EVENTS_TOPIC])?;
         tracing::info!(topic = S::EVENTS_TOPIC, group = %self.group_id, "subscription started");

@@ -121,6 +121,14 @@ impl LagReporter {
     }
 }
 
+impl LagReporter {
+    /// For a policy's (or the deadlines') group consumer: positions from the group's committed
+    /// offsets, no loop feeding it, no checkpoint.
+    pub fn for_policy<C: ConsumerContext + 'static>(loop_name: String, brokers: &str, consumer: Arc<StreamConsumer<C>>) -> Self {
+        Self::spawn(LoopKind::Policy, loop_name, brokers, consumer, Seed::default(), Stands::default(), None)
+    }
+}
+
 /// What a loop's lag task keeps between measurements.
 struct Measurer {
     seed: Seed,
