@@ -2,19 +2,34 @@
 # Free ports, TCP/HTTP probes and waits, background processes and their pid files.
 # Part of scripts/lib.sh (source that, not this). Uses common.sh.
 
-# A free TCP port on 127.0.0.1 (the kernel picks it; tiny race until it is bound again).
+# A free TCP port on 127.0.0.1, below the kernel's ephemeral range: a port the kernel hands out
+# for :0 is free then, but any outgoing connection may take it as its local port before the
+# process meant for it binds it.
 free_port() {
   python3 - <<'EOF' 2>/dev/null && return 0
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
+import random, socket
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral = int(f.read().split()[0])
+except (OSError, ValueError, IndexError):
+    ephemeral = 32768
+ports = list(range(10000, ephemeral)) if ephemeral > 11000 else []
+random.shuffle(ports)
+for port in ports + [0]:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        print(s.getsockname()[1])
+        break
+    except OSError:
+        pass
+    finally:
+        s.close()
 EOF
-  # Fallback without python: probe random high ports.
+  # Fallback without python: probe random ports below the usual ephemeral range.
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0

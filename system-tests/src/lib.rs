@@ -83,7 +83,33 @@ pub fn stop_child(child: &mut Child, name: &str) {
 }
 
 pub fn free_port() -> u16 {
+    // Below the kernel's ephemeral range: a port the kernel hands out for `:0` is free then,
+    // but until the process meant for it binds it, any outgoing connection may take it as its
+    // local port (a chaos run's broker once found its port taken that way). Ports this process
+    // gave out already are skipped, so two callers never get the same one.
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral = ephemeral_ports_start().unwrap_or(32768);
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if ephemeral > LOWEST_PORT + 1000 {
+        let span = u32::from(ephemeral - LOWEST_PORT);
+        let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u32;
+        for step in 0..span {
+            let port = LOWEST_PORT + ((start + step) % span) as u16;
+            if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.push(port);
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Where `free_port` starts looking.
+const LOWEST_PORT: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`).
+fn ephemeral_ports_start() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// `target/<profile>`, where the workspace's binaries (services, `orderctl`) are.
