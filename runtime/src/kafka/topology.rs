@@ -242,12 +242,7 @@ fn creation_configs<'a>(spec: &'a TopicSpec, min_insync_replicas: &'a str) -> Ve
 pub async fn ensure_topics(brokers: &str, topics: &[TopicSpec]) -> Result<(), KafkaSetupError> {
     let admin = Arc::new(admin(brokers)?);
     let metadata_client = Arc::clone(&admin);
-    let (broker_count, existing) = tokio::task::spawn_blocking(move || {
-        let view = cluster_view(&metadata_client);
-        close_in_background(metadata_client);
-        view
-    })
-    .await??;
+    let (broker_count, existing) = tokio::task::spawn_blocking(move || cluster_view(&metadata_client)).await??;
     let missing: Vec<&TopicSpec> = topics.iter().filter(|spec| !existing.contains(&spec.name)).collect();
     if missing.is_empty() {
         close_in_background(admin);

@@ -119,9 +119,7 @@ impl LagReporter {
         });
         LagReporter { task, loop_name }
     }
-}
 
-impl LagReporter {
     /// For a policy's (or the deadlines') group consumer: positions from the group's committed
     /// offsets, no loop feeding it, no checkpoint.
     pub fn for_policy<C: ConsumerContext + 'static>(loop_name: String, brokers: &str, consumer: Arc<StreamConsumer<C>>) -> Self {
