@@ -47,7 +47,7 @@ use crate::{
     kafka::{
         self, EventCodec, Pace, Parking,
         codec::Read,
-        consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter},
+        consume::{Outbox, Outgoing, by_partition, dead_letter, store_batch_offsets},
         event_log::{DECISION_PART_HEADER, read_to_end},
         header, headers, headers_without,
         loopback::{Handled, Loopback},
@@ -247,7 +247,7 @@ impl<D: Decider> CommandProcessor<D> {
                     }
                 }
             }
-            commit_batch(&consumer, &groups)?;
+            store_batch_offsets(&consumer, &groups)?;
             handled.handled(groups.values().flatten());
             m::batch_took(LoopKind::Command, &self.group_id, started.elapsed());
         }

@@ -25,7 +25,7 @@ use crate::{
     history::HistoryTip,
     kafka::{
         self, EventCodec, Pace, Parking, Read,
-        consume::{GroupConsumer, Outbox, Outgoing, batch_after, by_partition, commit_batch, dead_letter},
+        consume::{GroupConsumer, Outbox, Outgoing, batch_after, by_partition, dead_letter, store_batch_offsets},
         event_log::{RawRecord, read_records, read_to_end},
         headers, partition_for,
     },
@@ -311,7 +311,7 @@ impl<T: Deadlines> DeadlineWatch<T> {
             self.fire(&mut outbox, &expired, command_partitions)?;
             outbox.flush().await?;
             if !groups.is_empty() {
-                commit_batch(&consumer, &groups)?;
+                store_batch_offsets(&consumer, &groups)?;
             }
             if !groups.is_empty() || !expired.is_empty() {
                 m::batch_took(LoopKind::Policy, &self.group_id, started.elapsed());

@@ -10,7 +10,7 @@ use crate::{
     kafka::{
         self, EventCodec, Pace, Parking,
         codec::Read,
-        consume::{Outbox, Outgoing, by_partition, commit_batch, dead_letter},
+        consume::{Outbox, Outgoing, by_partition, dead_letter, store_batch_offsets},
         headers, partition_for,
     },
     observe::{lag::LagReporter, metrics as m, telemetry},
@@ -170,7 +170,7 @@ impl<S: Stream, H: EventHandler<S>> Subscription<S, H> {
                 }
             }
             outbox.flush().await?;
-            commit_batch(&consumer, &groups)?;
+            store_batch_offsets(&consumer, &groups)?;
             m::batch_took(LoopKind::Policy, &self.group_id, started.elapsed());
         }
     }

@@ -4,8 +4,8 @@ use super::producer::{Acknowledgement, KafkaProducer};
 use futures::future::join_all;
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer},
-    error::KafkaError,
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer},
+    error::{KafkaError, RDKafkaErrorCode},
     message::{OwnedHeaders, OwnedMessage},
     producer::FutureRecord,
 };
@@ -269,7 +269,7 @@ impl<'p> Outbox<'p> {
                     self.pending.push(delivery);
                     return Ok(self.pending.len() - 1);
                 }
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), returned)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     // Back-pressure: let librdkafka drain its queue, then retry the same record.
                     future_record = returned;
                     self.producer.wait_for_room();
@@ -293,8 +293,10 @@ impl<'p> Outbox<'p> {
     }
 }
 
-/// Commits `next offset` per partition for everything handled in a batch.
-pub fn commit_batch(consumer: &GroupConsumer, groups: &BTreeMap<(String, i32), Vec<OwnedMessage>>) -> Result<(), KafkaError> {
+/// Marks everything handled in a batch as done: stores `next offset` per partition, which the
+/// consumer commits on its timer, on revocation and on close (see
+/// [`crate::kafka::group_consumer`]). Call it only once the batch's work is durable.
+pub fn store_batch_offsets(consumer: &GroupConsumer, groups: &BTreeMap<(String, i32), Vec<OwnedMessage>>) -> Result<(), KafkaError> {
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), messages) in groups {
         if let Some(last) = messages.last() {
@@ -302,10 +304,14 @@ pub fn commit_batch(consumer: &GroupConsumer, groups: &BTreeMap<(String, i32), V
         }
     }
     if offsets.count() == 0 {
-        // Every record of the batch belonged to partitions revoked meanwhile.
         return Ok(());
     }
-    consumer.commit(&offsets, CommitMode::Async)
+    match consumer.store_offsets(&offsets) {
+        // Every partition of the batch was revoked meanwhile: its new owner handles the
+        // records again, as after a commit that came too late.
+        Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => Ok(()),
+        result => result,
+    }
 }
 
 /// Queues the original record, untouched, for the dead-letter topic of its topic, with the

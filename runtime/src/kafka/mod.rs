@@ -34,5 +34,5 @@ pub use topology::{
 pub use consume::{DeliveryError, GroupConsumer, Outbox, Outgoing, RebalanceTracker, dead_letter};
 pub use parking::{CONSUMER_PARKED, Parking, wake_parked_loops};
 
-pub(crate) use clients::{assigned_consumer, cached_watermarks, committed_offset, header, headers_without, loop_position};
+pub(crate) use clients::{assigned_consumer, backlog_consumer, cached_watermarks, committed_offset, header, headers_without, loop_position};
 pub(crate) use loopback::Stands;

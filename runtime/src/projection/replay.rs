@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     engine::LoopError,
-    kafka::{self, assigned_consumer},
+    kafka::{self, backlog_consumer},
 };
 use rdkafka::{Message, Offset, TopicPartitionList, consumer::Consumer, error::KafkaError};
 use sqlx::AnyPool;
@@ -264,7 +264,7 @@ struct ShadowReader {
 
 impl ShadowReader {
     async fn start(projection: &Projection, backend: Backend, brokers: &str) -> Result<Self, ReplayError> {
-        let consumer = Arc::new(assigned_consumer(brokers, &format!("replay.{}", projection.name), FETCH_WAIT, 1)?);
+        let consumer = Arc::new(backlog_consumer(brokers, &format!("replay.{}", projection.name), FETCH_WAIT)?);
         let mut assigned = HashMap::new();
         for topic in projection.topics() {
             for partition in 0..crate::engine::partition_count(&consumer, topic).await? {

@@ -164,12 +164,7 @@ impl ProjectionRunner {
     async fn run_generation(&self) -> Result<(), LoopError> {
         let name = self.projection.name;
         let generation = current_generation(&self.pool, name).await?;
-        let consumer = Arc::new(assigned_consumer(
-            &self.brokers,
-            &format!("projection.{name}"),
-            self.projection.pace.fetch_wait(),
-            self.projection.pace.fetch_min_bytes(),
-        )?);
+        let consumer = Arc::new(assigned_consumer(&self.brokers, &format!("projection.{name}"), self.projection.pace)?);
         let checkpoints = load_checkpoints(&self.pool, name).await?;
         let mut assignment = TopicPartitionList::new();
         let mut seed = Seed::new();
