@@ -25,9 +25,10 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// produce: a fetch's wait is the latency it adds to a caught-up loop, its polls are broker
 /// work, whether or not records come. Measured on the sqlite engine at 600 orders/min, when
 /// every loop fetched all the time: 10 ms settled 104 orders/min, 100 ms 481, 250 ms all 600.
-/// Since quiet loops park and a service's own records skip the fetch, the saga's 100 ms costs
-/// little: at 1,000 orders/min p99 fell from 0.7–0.95 s (250 ms) to 0.38 s for ~10 % more
-/// broker CPU, and saturation did not move (README, "Throughput").
+/// Since quiet loops park and a service's own records skip the fetch, only the policies that
+/// follow other services fetch all the time, and the saga's 100 ms pays: at 1,000 orders/min
+/// p99 0.38–0.57 s (median of three runs 0.47 s) against 0.69–0.95 s at 250 ms, for 30–40 %
+/// more broker CPU at that rate; saturation and idle did not move (README, "Throughput").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
     /// A step of the order saga (command processors, policies, the order view that
@@ -169,11 +170,12 @@ pub(crate) fn record_producer(brokers: &str) -> Result<KafkaProducer, KafkaError
 }
 
 /// A consumer-group member whose offsets are committed only after the work they cover is
-/// durable: a loop stores a batch's offsets once its work is done ([`crate::kafka::consume::store_batch_offsets`]),
-/// and librdkafka commits what was stored every [`commit_interval`], when partitions are
-/// revoked and when the consumer closes. Nothing is stored on its own. A static member (see [`SERVICE_INSTANCE_ENV`]) is created only
-/// once the previous consumer of this process with the same id has closed. Partitions are
-/// spread by the assignor [`ASSIGNMENT_STRATEGY_ENV`] names (cooperative-sticky by default).
+/// durable: a loop stores a batch's offsets once its work is done
+/// ([`crate::kafka::consume::store_batch_offsets`]), and librdkafka commits what was stored
+/// every [`commit_interval`], when partitions are revoked and when the consumer closes; nothing
+/// is stored on its own. A static member (see [`SERVICE_INSTANCE_ENV`]) is created only once
+/// the previous consumer of this process with the same id has closed. Partitions are spread by
+/// the assignor [`ASSIGNMENT_STRATEGY_ENV`] names (cooperative-sticky by default).
 pub async fn group_consumer(brokers: &str, group_id: &str, pace: Pace) -> Result<crate::kafka::GroupConsumer, KafkaError> {
     let strategy = assignment_strategy(std::env::var(ASSIGNMENT_STRATEGY_ENV).ok().as_deref())?;
     let mut config = base(brokers);
